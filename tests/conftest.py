@@ -1,0 +1,84 @@
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def run_cli(*args, cwd=ROOT, timeout=600, env=None):
+    """Run `python *args` as a real subprocess; returns CompletedProcess with text output."""
+    e = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def make_tin_tree(root: Path, n_classes=3, per_class=10, n_val=6, seed=0) -> Path:
+    """A tiny Tiny-ImageNet tree with real JPEGs in RGB, L and CMYK modes."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    wnids = [f"n{1000 + k:08d}" for k in range(n_classes)]
+    (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
+    (root / "words.txt").write_text("".join(f"{w}\tthing {k}, other\n" for k, w in enumerate(wnids)))
+    modes = ["RGB", "L", "CMYK"]
+    for k, w in enumerate(wnids):
+        d = root / "train" / w / "images"
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+            im = Image.fromarray(arr, "RGB")
+            mode = modes[i % 3]
+            im = im.convert(mode)
+            im.save(d / f"{w}_{i}.JPEG", "JPEG", quality=95)
+    (root / "val" / "images").mkdir(parents=True)
+    lines = []
+    for i in range(n_val):
+        arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(arr).convert(modes[i % 3]).save(root / "val" / "images" / f"val_{i}.JPEG", "JPEG")
+        lines.append(f"val_{i}.JPEG\t{wnids[i % n_classes]}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_pickle_sessions(folder: Path, seed=0, three_d=True) -> Path:
+    """Two sessions in the authors' layout: one 3-D (neurons, bins, trials), one 2-D (trials, neurons)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir()
+    for i in range(1, 31):
+        np.save(folder / "images" / f"{i}.npy", rng.integers(0, 256, (80, 80), dtype=np.uint8))
+    # session 1: 5 neurons, train ids 1..20, test ids 21..24 x 3 repeats
+    te1 = np.repeat(np.arange(21, 25), 3)
+    s1 = {
+        "subject_id": 7, "session_id": 101,
+        "training_image_ids": np.arange(1, 21), "testing_image_ids": te1,
+        "training_responses": rng.poisson(2, (5, 4, 20)).astype(float) if three_d else rng.poisson(2, (20, 5)).astype(float),
+        "testing_responses": rng.poisson(2, (5, 4, len(te1))).astype(float) if three_d else rng.poisson(2, (len(te1), 5)).astype(float),
+    }
+    # session 2: 3 neurons, shares test images 21..22 with session 1 (4 repeats), own test 25..26 (2 repeats)
+    te2 = np.concatenate([np.repeat([21, 22], 4), np.repeat([25, 26], 2)])
+    s2 = {
+        "subject_id": 7, "session_id": 102,
+        "training_image_ids": np.arange(5, 15).reshape(-1, 1), "testing_image_ids": te2,
+        "training_responses": rng.poisson(3, (10, 3)).astype(float),
+        "testing_responses": rng.poisson(3, (len(te2), 3)).astype(float),
+    }
+    for s in (s1, s2):
+        with open(folder / f"session_{s['session_id']}.pkl", "wb") as f:
+            pickle.dump(s, f)
+    return folder
+
+
+@pytest.fixture
+def tin_tree(tmp_path):
+    return make_tin_tree(tmp_path / "tiny-imagenet-200")
+
+
+@pytest.fixture
+def pickle_sessions(tmp_path):
+    return make_pickle_sessions(tmp_path / "sessions")
