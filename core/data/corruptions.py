@@ -1,0 +1,209 @@
+"""TIN-TC: 14 ImageNet-C corruptions x 5 severities, applied the authors' way, seeded, built once.
+
+Order of operations (as in the authors' pipeline): the grayscale uint8 image is stacked to RGB,
+corrupted by the `imagecorruptions` package (HxWx3 uint8 in and out), then converted back to
+grayscale with PIL's "L". Every (image, corruption, severity) gets its own seed: NumPy's global
+generator is seeded before each call, and impulse noise (which draws from its own skimage
+generator) receives the seed explicitly, so a rebuild is byte-identical.
+
+The cache is a directory with one ``(N, H, W)`` uint8 file per condition and a manifest (package
+version, seeds, source content hash, a sha256 per file); it is written under a temporary name and
+renamed, and a cache whose manifest or files do not match is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.errors import DataError
+from core.io import atomic_dir, sha256_file, stable_hash
+
+# name -> category, in the paper's order (glass blur dropped: too slow)
+CORRUPTIONS: dict[str, str] = {
+    "gaussian_noise": "noise", "shot_noise": "noise", "impulse_noise": "noise",
+    "defocus_blur": "blur", "motion_blur": "blur", "zoom_blur": "blur",
+    "snow": "weather", "frost": "weather", "fog": "weather", "brightness": "weather",
+    "contrast": "digital", "elastic_transform": "digital", "pixelate": "digital", "jpeg_compression": "digital",
+}
+CATEGORIES = ("noise", "blur", "weather", "digital")
+SEVERITIES = (1, 2, 3, 4, 5)
+CONDITIONS = [(c, s) for c in CORRUPTIONS for s in SEVERITIES]
+MANIFEST_VERSION = 1
+
+
+def condition_seed(base_seed: int, image_index: int, corruption: str, severity: int) -> int:
+    """A 32-bit seed unique to (base seed, image, corruption, severity)."""
+    h = hashlib.blake2b(f"{base_seed}/{image_index}/{corruption}/{severity}".encode(), digest_size=4)
+    return int.from_bytes(h.digest(), "little")
+
+
+def corrupt_gray(image: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
+    """One grayscale uint8 (H, W) image -> corrupted grayscale uint8 (H, W)."""
+    from imagecorruptions import corrupt
+
+    if corruption not in CORRUPTIONS:
+        raise DataError(f"corruption {corruption!r}; expected one of {', '.join(CORRUPTIONS)}")
+    rgb = np.stack([image] * 3, axis=-1)
+    np.random.seed(seed)
+    kwargs = {"seed": seed} if corruption == "impulse_noise" else {}
+    out = corrupt(rgb, severity=severity, corruption_name=corruption, **kwargs)
+    return np.asarray(Image.fromarray(out).convert("L"))
+
+
+def _corrupt_chunk(args) -> tuple[int, np.ndarray]:
+    """Worker: all 70 conditions for images[start:start+n]; returns (start, (70, n, H, W))."""
+    start, images, base_seed = args
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core; no nested threading
+    out = np.empty((len(CONDITIONS), *images.shape), dtype=np.uint8)
+    for j, (c, s) in enumerate(CONDITIONS):
+        for i, img in enumerate(images):
+            out[j, i] = corrupt_gray(img, c, s, condition_seed(base_seed, start + i, c, s))
+    return start, out
+
+
+def _file(c: str, s: int) -> str:
+    return f"{c}_s{s}.npy"
+
+
+def expected_manifest(images: np.ndarray, seed: int) -> dict:
+    return {
+        "kind": "tintc", "manifest_version": MANIFEST_VERSION,
+        "package": "imagecorruptions-imaug", "package_version": version("imagecorruptions-imaug"),
+        "seed": seed, "n_images": int(len(images)), "image_shape": list(images.shape[1:]),
+        "source_hash": stable_hash(hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest(), 32),
+        "conditions": [[c, s, CORRUPTIONS[c]] for c, s in CONDITIONS],
+    }
+
+
+def check_cache(path: str | os.PathLike, images: np.ndarray, seed: int, verify_hashes: bool = True) -> str | None:
+    """None if the cache at `path` is complete and matches; otherwise why not."""
+    import json
+
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        return "no manifest"
+    try:
+        m = json.loads(mf.read_text())
+    except json.JSONDecodeError:
+        return "manifest is not valid JSON"
+    want = expected_manifest(images, seed)
+    for k, v in want.items():
+        if m.get(k) != v:
+            return f"manifest field {k!r} differs"
+    files = m.get("files", {})
+    for c, s in CONDITIONS:
+        f = path / _file(c, s)
+        if not f.is_file():
+            return f"missing {f.name}"
+        if f.stat().st_size != files.get(f.name, {}).get("size"):
+            return f"{f.name} has the wrong size"
+        if verify_hashes and sha256_file(f) != files[f.name]["sha256"]:
+            return f"{f.name} content does not match its hash"
+    return None
+
+
+def build_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, workers: int | None = None,
+                chunk: int = 32, map_fn=None, progress: bool = True) -> Path:
+    """Build the 70-condition cache for `images` (N, H, W) uint8 into `out` (atomically).
+
+    `map_fn(fn, iterable)` runs the chunk worker (unordered results are fine); default: a process
+    pool with `workers` processes (all cores). The sweeps pass a Ray-task map instead.
+    """
+    out = Path(out)
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    manifest = expected_manifest(images, seed)
+    jobs = [(a, images[a:a + chunk], seed) for a in range(0, len(images), chunk)]
+    t0 = time.perf_counter()
+    with atomic_dir(out, overwrite=True) as tmp:
+        arrays = {cs: np.lib.format.open_memmap(tmp / _file(*cs), mode="w+", dtype=np.uint8, shape=images.shape)
+                  for cs in CONDITIONS}
+        pool = None
+        if map_fn is None:
+            workers = workers or os.cpu_count() or 1
+            if workers == 1:
+                map_fn = map
+            else:
+                pool = ProcessPoolExecutor(workers)
+                map_fn = pool.map
+        try:
+            done = 0
+            for start, block in map_fn(_corrupt_chunk, jobs):
+                for j, cs in enumerate(CONDITIONS):
+                    arrays[cs][start:start + block.shape[1]] = block[j]
+                done += block.shape[1]
+                if progress:
+                    rate = done / (time.perf_counter() - t0)
+                    print(f"\rTIN-TC: {done}/{len(images)} images x 70 conditions ({rate:.1f} images/s)",
+                          end="", file=sys.stderr, flush=True)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        if progress:
+            print(file=sys.stderr)
+        files = {}
+        for cs, arr in arrays.items():
+            arr.flush()
+            del arr
+            f = tmp / _file(*cs)
+            files[f.name] = {"size": f.stat().st_size, "sha256": sha256_file(f)}
+        arrays.clear()
+        import json
+
+        (tmp / "manifest.json").write_text(json.dumps({**manifest, "files": files,
+                                                       "build_seconds": time.perf_counter() - t0}, indent=1) + "\n")
+    return out
+
+
+def load_tintc(path: str | os.PathLike) -> dict[tuple[str, int], np.ndarray]:
+    """Memory-mapped (N, H, W) arrays per (corruption, severity)."""
+    path = Path(path)
+    return {cs: np.load(path / _file(*cs), mmap_mode="r", allow_pickle=False) for cs in CONDITIONS}
+
+
+def ensure_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, verify_hashes: bool = True,
+                 log=print, **build_kwargs) -> dict[tuple[str, int], np.ndarray]:
+    """Use the cache at `out` if it is complete and matches `images` and `seed`; else (re)build it."""
+    why = check_cache(out, images, seed, verify_hashes)
+    if why is not None:
+        if log and Path(out).exists():
+            log(f"TIN-TC cache at {out} is unusable ({why}); rebuilding")
+        build_tintc(images, out, seed, **build_kwargs)
+    return load_tintc(out)
+
+
+def corrupted_copies(images: np.ndarray, seed: int, n_copies: int = 2, workers: int | None = None) -> np.ndarray:
+    """Oracle training pool: `n_copies` corrupted versions of every image, each with a different
+    randomly drawn corruption and a random severity; (n_copies, N, H, W) uint8."""
+    rng = np.random.default_rng(seed)
+    names = list(CORRUPTIONS)
+    picks = np.stack([rng.permutation(len(names))[:n_copies] for _ in range(len(images))])  # (N, n_copies)
+    sev = rng.integers(1, 6, (len(images), n_copies))
+    jobs = [(i, images[i], names[picks[i, k]], int(sev[i, k]), k, seed) for i in range(len(images)) for k in range(n_copies)]
+    out = np.empty((n_copies, *images.shape), dtype=np.uint8)
+    workers = workers or os.cpu_count() or 1
+    if workers == 1 or len(jobs) < 64:
+        results = map(_copy_job, jobs)
+        for i, k, img in results:
+            out[k, i] = img
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for i, k, img in pool.map(_copy_job, jobs, chunksize=64):
+                out[k, i] = img
+    return out
+
+
+def _copy_job(args):
+    i, img, name, sev, k, seed = args
+    return i, k, corrupt_gray(img, name, sev, condition_seed(seed, i * 16 + k, name, sev))

@@ -1,0 +1,92 @@
+"""Neural prediction measures on repeated test trials (numpy), per neuron.
+
+`responses` are (M images, R repeats, K neurons) with an optional boolean `mask` of the same
+shape (sessions record different neurons; images have different numbers of repeats). With a
+full mask these equal neuralpredictors' `explainable_var`/`fev` (checked in the tests):
+
+    TotalVar = var of all test trials (ddof 1)
+    NoiseVar = mean over images of the variance across repeats (ddof 1)
+    FEV      = (TotalVar - NoiseVar) / TotalVar
+    FEVe     = 1 - (mean (r - r_hat)^2 - NoiseVar) / (TotalVar - NoiseVar)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _mask(responses, mask):
+    r = np.asarray(responses, dtype=np.float64)
+    m = np.ones(r.shape, bool) if mask is None else np.asarray(mask, bool)
+    return r, m
+
+
+def variance_components(responses, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """(TotalVar, NoiseVar) per neuron."""
+    r, m = _mask(responses, mask)
+    n = m.sum(axis=(0, 1))
+    mean = (r * m).sum(axis=(0, 1)) / np.maximum(n, 1)
+    total = (((r - mean) ** 2) * m).sum(axis=(0, 1)) / np.maximum(n - 1, 1)
+    n_img = m.sum(axis=1)  # (M, K)
+    img_mean = (r * m).sum(axis=1) / np.maximum(n_img, 1)
+    img_var = (((r - img_mean[:, None]) ** 2) * m).sum(axis=1) / np.maximum(n_img - 1, 1)
+    has = n_img >= 2
+    noise = (img_var * has).sum(axis=0) / np.maximum(has.sum(axis=0), 1)
+    return total, noise
+
+
+def fev(responses, mask=None) -> np.ndarray:
+    """Fraction of explainable variance per neuron (explainable / total)."""
+    total, noise = variance_components(responses, mask)
+    return (total - noise) / total
+
+
+def feve(responses, predictions, mask=None) -> np.ndarray:
+    """Fraction of explainable variance explained per neuron; `predictions` are (M, K)."""
+    r, m = _mask(responses, mask)
+    total, noise = variance_components(r, m)
+    err = (((r - np.asarray(predictions, np.float64)[:, None]) ** 2) * m).sum(axis=(0, 1)) / np.maximum(m.sum(axis=(0, 1)), 1)
+    return 1 - (err - noise) / (total - noise)
+
+
+def _corr(a, b, w):
+    n = w.sum(0)
+    ma, mb = (a * w).sum(0) / n, (b * w).sum(0) / n
+    da, db = (a - ma) * w, (b - mb) * w
+    return (da * db).sum(0) / np.sqrt((da**2).sum(0) * (db**2).sum(0) + 1e-12)
+
+
+def correlation_per_trial(responses, predictions, mask=None) -> np.ndarray:
+    """Pearson correlation per neuron between every single trial and the prediction for its image."""
+    r, m = _mask(responses, mask)
+    p = np.broadcast_to(np.asarray(predictions, np.float64)[:, None], r.shape)
+    M, R, K = r.shape
+    return _corr(r.reshape(M * R, K), p.reshape(M * R, K), m.reshape(M * R, K).astype(float))
+
+
+def correlation_to_average(responses, predictions, mask=None) -> np.ndarray:
+    """Pearson correlation per neuron between the repeat-averaged response and the prediction."""
+    r, m = _mask(responses, mask)
+    n = m.sum(axis=1)
+    avg = (r * m).sum(axis=1) / np.maximum(n, 1)
+    return _corr(avg, np.asarray(predictions, np.float64), (n > 0).astype(float))
+
+
+def correlation(a, b, mask=None) -> np.ndarray:
+    """Pearson correlation per column of two (N, K) arrays (masked entries ignored)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    w = np.ones(a.shape) if mask is None else np.asarray(mask, float)
+    return _corr(a, b, w)
+
+
+def neural_metrics(responses, predictions, mask=None, true_rates=None) -> dict[str, float]:
+    """Population summaries (means over neurons) of FEV, FEVe and the correlations."""
+    out = {
+        "fev": float(np.mean(fev(responses, mask))),
+        "feve": float(np.mean(feve(responses, predictions, mask))),
+        "corr_trial": float(np.mean(correlation_per_trial(responses, predictions, mask))),
+        "corr_avg": float(np.mean(correlation_to_average(responses, predictions, mask))),
+    }
+    if true_rates is not None:  # synthetic world: against the noise-free rates
+        out["corr_true"] = float(np.mean(correlation(true_rates, predictions)))
+    return out

@@ -1,0 +1,99 @@
+"""python -m core.training: train and evaluate one model without Ray.
+
+Writes into --out: the model (`model.pt`), its checkpoints (`checkpoint/`), `run.json`, and its
+records as a results lake (`runs/`, `epochs/`, `corruption_accuracy/`, `predictions/`, Parquet,
+hive-partitioned by sweep and stage). A kind that needs an upstream model (mtl_monkey,
+mtl_shuffled: monkey_predictor; oracle_readout: oracle; mtl_oracle: oracle_readout) reads it from
+--upstream, or trains it first under OUT/upstream/<kind> when --upstream is omitted.
+Re-running with the same --out resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from core.errors import ConfigError, cli_main
+
+
+def parser() -> argparse.ArgumentParser:
+    from core.presets import PRESETS
+    from core.training.kinds import KINDS
+
+    p = argparse.ArgumentParser(prog="python -m core.training", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kind", required=True, choices=KINDS, help="model kind (the paper's Table 1)")
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
+    p.add_argument("--ratio", default="1:1", help="neural:classification batches for mtl_* kinds (default 1:1)")
+    p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--upstream", type=Path, help="folder of the upstream model (default: train it first)")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where data sets and caches live (default ./data)")
+    p.add_argument("--tin-root", type=Path, help="Tiny ImageNet folder (preset paper)")
+    p.add_argument("--neural-data", type=Path, help="neural data set in the project's format (preset paper)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap")
+    p.add_argument("--no-corruptions", action="store_true", help="skip the TIN-TC evaluation")
+    p.add_argument("--sweep", default="single", help="sweep name for the lake partition (default single)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    return p
+
+
+def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, tintc_cache) -> Path:
+    from core.results import write_table
+    from core.training.kinds import CLASSIFIERS, UPSTREAM, run_kind
+
+    if kind in UPSTREAM and upstream is None:
+        up_kind = UPSTREAM[kind]
+        up_out = out / "upstream" / up_kind
+        if log:
+            log(f"== training upstream {up_kind} into {up_out}")
+        upstream = train(up_kind, preset, ratio, seed, up_out, None, sources, args, log, tintc_cache)
+    overrides = {"device": args.device}
+    if args.max_epochs:
+        overrides["max_epochs"] = args.max_epochs
+    tintc = tintc_cache() if (kind in CLASSIFIERS and not args.no_corruptions) else None
+    t = time.perf_counter()
+    if log:
+        log(f"== training {kind} (preset {preset.name}, ratio {ratio if kind.startswith('mtl_') else '-'}, seed {seed})")
+    res = run_kind(kind, preset, ratio, seed, out, sources, upstream, args.data_root, tintc=tintc,
+                   log=log, overrides=overrides)
+    for table, rows in (("runs", [res.run]), ("epochs", res.epochs),
+                        ("corruption_accuracy", res.corruption_accuracy), ("predictions", res.predictions)):
+        write_table(out, table, rows, args.sweep, kind, res.run["run_id"])
+    r = res.run
+    print(f"{kind}: status {r['status']}, clean accuracy {r['clean_accuracy']:.4f}, FEVe {r['feve']:.4f}, "
+          f"{r['epochs']} epochs in {time.perf_counter() - t:.1f}s -> {out}")
+    return out
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from core.presets import get_preset
+    from core.training.cycler import parse_ratio
+    from core.training.kinds import load_sources
+
+    parse_ratio(args.ratio)
+    if args.seed < 0:
+        raise ConfigError(f"--seed {args.seed}: expected a non-negative integer")
+    preset = get_preset(args.preset)
+    log = None if args.quiet else print
+    sources = load_sources(preset, args.data_root, args.tin_root, args.neural_data, log=log)
+    cache = {}
+
+    def tintc_cache():
+        if "t" not in cache:
+            from core.data.corruptions import ensure_tintc
+
+            cls = sources.cls
+            path = args.data_root / f"tintc-{sources.info['classification'][:16]}"
+            cache["t"] = ensure_tintc(cls.images["test"], path, seed=0, log=log)
+        return cache["t"]
+
+    train(args.kind, preset, args.ratio, args.seed, args.out, args.upstream, sources, args, log, tintc_cache)
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,59 @@
+"""The training configuration of one model (frozen; unknown keys raise)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+from core.training.cycler import parse_ratio
+
+# How a model is trained. The paper's six model kinds (Table 1) are built from these in
+# core.training.kinds: baseline=classification, monkey_predictor=neural, oracle=oracle_pretrain then
+# classification on a frozen core, oracle readout=neural on a frozen core, mtl_*=mtl.
+MODES = ("classification", "neural", "oracle_pretrain", "mtl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "classification"
+    model: str = "vgg19_bn_fc"
+    width: float = 1.0                  # channel multiplier (1.0 = the paper's VGG-19)
+    dropout: float = 0.5
+    readout_layer: str = "conv3_1"
+    ratio: str = "1:1"                  # neural:classification batches (mode mtl)
+    optimizer: str = "auto"             # auto: Adam for mode neural, SGD otherwise
+    lr: float = 0.1
+    momentum: float = 0.75
+    weight_decay: float = 5e-4
+    batch_size: int = 128
+    max_epochs: int = 400
+    patience: int = 5                   # epochs without improvement before an LR reduction
+    lr_factor: float = 0.3
+    threshold: float = 1e-4
+    max_reductions: int = 5             # stop after this many LR reductions
+    readout_gamma: float = 0.5          # L1 on readout features (mode neural)
+    init_mu_range: float = 0.3
+    init_sigma_range: float = 0.6
+    augment: bool = True
+    consistency_weight: float = 1.0     # mode oracle_pretrain
+    freeze_through: str = ""            # freeze core layers up to and including this one (e.g. conv3_1)
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
+    threads: int = 0                    # torch intra-op threads on CPU (0: leave as is)
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        parse_ratio(self.ratio)
+        if self.optimizer not in ("auto", "sgd", "adam"):
+            raise ConfigError(f"optimizer {self.optimizer!r}; expected auto, sgd or adam")
+        for k in ("lr", "width", "batch_size", "max_epochs"):
+            if getattr(self, k) <= 0:
+                raise ConfigError(f"{k}={getattr(self, k)}; expected > 0")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum={self.momentum}; expected 0 <= momentum < 1")
+
+    @property
+    def resolved_optimizer(self) -> str:
+        return ("adam" if self.mode == "neural" else "sgd") if self.optimizer == "auto" else self.optimizer

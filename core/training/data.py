@@ -1,0 +1,76 @@
+"""Tensors a fit needs, resident on the model's device (uint8 images; airbench style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def as_u8(images) -> torch.Tensor:
+    """(N, H, W) uint8 array -> (N, 1, H, W) uint8 tensor."""
+    return torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))[:, None]
+
+
+def pixel_stats(images) -> tuple[float, float]:
+    """Mean and std of pixel values in [0, 1] units (float64 accumulation)."""
+    x = np.asarray(images)
+    mean = float(x.mean(dtype=np.float64) / 255.0)
+    std = float(np.sqrt(((x.astype(np.float64) / 255.0 - mean) ** 2).mean()))
+    return mean, std
+
+
+@dataclass
+class NeuralBatchSource:
+    """Images with per-neuron targets and a mask; `x` indexes into the image tensor."""
+
+    images: torch.Tensor            # (P, 1, H, W) uint8
+    index: torch.Tensor             # (T,) int64 image of each trial
+    targets: torch.Tensor           # (T, K) float32
+    mask: torch.Tensor              # (T, K) bool
+
+    def __len__(self):
+        return int(self.index.shape[0])
+
+    def to(self, device):
+        return NeuralBatchSource(*(t.to(device) for t in (self.images, self.index, self.targets, self.mask)))
+
+    def subset(self, rows: np.ndarray) -> "NeuralBatchSource":
+        r = torch.as_tensor(rows, dtype=torch.long)
+        return NeuralBatchSource(self.images, self.index[r], self.targets[r], self.mask[r])
+
+
+@dataclass
+class TrainData:
+    """Everything a fit reads. Absent parts are None (e.g. no classification for the Monkey Predictor)."""
+
+    n_classes: int = 0
+    cls: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None     # split -> (x u8 (N,1,H,W), y)
+    neural_train: NeuralBatchSource | None = None
+    neural_val: NeuralBatchSource | None = None
+    neural_test: dict | None = None     # images u8 (M,1,H,W), responses (M,R,K), mask, true_rates (numpy)
+    corrupted: tuple[torch.Tensor, torch.Tensor] | None = None           # two corrupted copies of cls train
+    pixel_mean: float = 0.5
+    pixel_std: float = 0.25
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_neurons(self) -> int:
+        return int(self.neural_train.targets.shape[1]) if self.neural_train is not None else 0
+
+    @property
+    def image_size(self) -> int:
+        src = self.cls["train"][0] if self.cls else self.neural_train.images
+        return int(src.shape[-1])
+
+    def to(self, device) -> "TrainData":
+        cls = {s: (x.to(device), y.to(device)) for s, (x, y) in self.cls.items()} if self.cls else None
+        return TrainData(
+            self.n_classes, cls,
+            self.neural_train.to(device) if self.neural_train is not None else None,
+            self.neural_val.to(device) if self.neural_val is not None else None,
+            self.neural_test,
+            tuple(c.to(device) for c in self.corrupted) if self.corrupted is not None else None,
+            self.pixel_mean, self.pixel_std, self.info,
+        )

@@ -1,0 +1,366 @@
+"""`fit`: the multi-task training loop, in plain PyTorch.
+
+One epoch is one pass over the classification set (or, for a neural-only model, over the neural
+training trials). Optimizer steps follow the ratio cycler; the learning rate drops on a validation
+plateau (ReduceLROnPlateau, mode max) and the best weights are restored at every drop; training
+stops after `max_reductions` drops or `max_epochs`. The whole state (model, optimizer, scheduler,
+best weights, history, every RNG) is checkpointed after each epoch, so a resumed fit ends with
+exactly the metrics of an uninterrupted one on the CPU. A non-finite loss ends the fit with
+status "diverged" instead of raising.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.measures import correlation
+from core.models.mtl import MultiTaskModel
+from core.training.augment import augment
+from core.training.config import TrainConfig
+from core.training.cycler import schedule
+from core.training.data import NeuralBatchSource, TrainData
+from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class FitResult:
+    status: str                                  # ok | diverged
+    epochs: list[dict] = field(default_factory=list)
+    best_metric: float = float("nan")
+    stop_reason: str = ""
+    diverged_epoch: int | None = None
+    error: str = ""
+    train_seconds: float = 0.0
+    images_per_s: float = 0.0
+    device: str = "cpu"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class _Diverged(Exception):
+    pass
+
+
+class NeuralStream:
+    """Endless shuffled batches of trial indices; its state is checkpointed."""
+
+    def __init__(self, n: int, batch: int, gen: torch.Generator):
+        self.n, self.batch, self.gen = n, min(batch, n), gen
+        self.perm, self.pos = torch.randperm(n, generator=gen), 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch > self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state(self):
+        return {"perm": self.perm.clone(), "pos": self.pos}
+
+    def load(self, s):
+        self.perm, self.pos = s["perm"], s["pos"]
+
+
+def _frozen_modules(model: MultiTaskModel, through: str) -> list[torch.nn.Module]:
+    if not through:
+        return []
+    names = model.core.layer_names
+    if through not in names:
+        raise KeyError(f"freeze_through {through!r} is not a layer of this model")
+    return [m for n, m in model.core.features.named_children() if names.index(n) <= names.index(through)]
+
+
+def set_train_mode(model: MultiTaskModel, frozen: list[torch.nn.Module]) -> None:
+    model.train()
+    for m in frozen:
+        m.eval()  # frozen layers keep their BatchNorm statistics
+
+
+@torch.no_grad()
+def predict_logits(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for a in range(0, len(x_u8), batch):
+        x = model.prep(x_u8[a:a + batch].to(dev))
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+            out.append(model(x).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def predict_rates(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for a in range(0, len(x_u8), batch):
+        x = model.prep(x_u8[a:a + batch].to(dev))
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+            out.append(model.predict_neural(x).float())
+    return torch.cat(out)
+
+
+def _accuracy(model, x, y, amp) -> float:
+    return float((predict_logits(model, x, amp=amp).argmax(1) == y.to(x.device)).float().mean())
+
+
+def _neural_val(model, src: NeuralBatchSource, amp) -> float:
+    pred = predict_rates(model, src.images[src.index], amp=amp).cpu().numpy()
+    return float(np.nanmean(correlation(src.targets.cpu().numpy(), pred, src.mask.cpu().numpy())))
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callable | None = None,
+        checkpoint_dir: str | os.PathLike | None = None, log: Callable | None = print,
+        fail_at_epoch: int | None = None) -> FitResult:
+    """Train `model` on `data` per `cfg`; returns a FitResult and leaves the best weights in `model`.
+
+    `report(row, checkpoint_path)` is called after every epoch (the sweeps forward it to Ray).
+    `fail_at_epoch` raises after that epoch's checkpoint (used by the tests to simulate a kill).
+    """
+    dev = resolve_device(cfg.device)
+    if cfg.threads and dev.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    use_amp = cfg.amp and dev.type == "cuda"
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)                       # data order (CPU)
+    aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)   # augmentation (on device)
+
+    model.to(dev)
+    if dev.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    data = data.to(dev)
+    frozen = _frozen_modules(model, cfg.freeze_through)
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+
+    mode = cfg.mode
+    weighting = UncertaintyWeighting().to(dev) if mode == "mtl" else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    if weighting is not None:
+        groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+    if cfg.resolved_optimizer == "adam":
+        opt = torch.optim.Adam(groups, lr=cfg.lr)
+    else:
+        opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
+                                                       patience=cfg.patience, threshold=cfg.threshold)
+
+    has_cls = mode in ("classification", "oracle_pretrain", "mtl")
+    has_neural = mode in ("neural", "mtl")
+    if has_cls and (data.cls is None or not model.has_classifier):
+        raise ValueError(f"mode {mode} needs classification data and a model with a classification head")
+    if has_neural and (data.neural_train is None or model.readout is None):
+        raise ValueError(f"mode {mode} needs neural targets and a model with a readout")
+    if mode == "oracle_pretrain" and data.corrupted is None:
+        raise ValueError("mode oracle_pretrain needs corrupted copies of the training images")
+
+    stream = NeuralStream(len(data.neural_train), cfg.batch_size, gen) if has_neural else None
+    n_train = len(data.cls["train"][1]) if has_cls else len(data.neural_train)
+    B = min(cfg.batch_size, n_train)
+    n_steps = max(1, n_train // B)
+    plan = schedule(n_steps, cfg.ratio) if mode == "mtl" else None
+
+    state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_state": None, "n_reductions": 0,
+             "train_seconds": 0.0, "images": 0}
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    if ckpt_path is not None and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        if weighting is not None:
+            weighting.load_state_dict(ck["weighting"])
+        if stream is not None:
+            stream.load(ck["stream"])
+        gen.set_state(ck["gen"].cpu())
+        aug_gen.set_state(ck["aug_gen"].cpu())
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if dev.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"], dev)
+        state = ck["state"]
+        if log:
+            log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
+    elif has_neural:
+        # readout bias init: mean response of the first training batch
+        m = data.neural_train.mask[:B].float()
+        model.readout.initialize_bias((data.neural_train.targets[:B] * m).sum(0) / m.sum(0).clamp_min(1))
+
+    def prep(x_u8, aug: bool):
+        if aug and cfg.augment:
+            x = model.prep(None, augment(x_u8.float() / 255.0, aug_gen))
+        else:
+            x = model.prep(x_u8)
+        return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+
+    def check(loss, what, epoch):
+        if not torch.isfinite(loss):
+            raise _Diverged(f"non-finite {what} loss ({loss.item()}) in epoch {epoch}")
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp)
+
+    def neural_step(epoch, sums):
+        idx = stream.next().to(dev)
+        src = data.neural_train
+        x = prep(src.images[src.index[idx]], aug=False)
+        with autocast():
+            rate = model.predict_neural(x).float()
+        if mode == "neural":
+            loss = poisson_loss(rate, src.targets[idx], src.mask[idx]) + model.readout.regularizer()
+            sums["neural"] += loss.item()
+        else:
+            mse = masked_mse(rate, src.targets[idx], src.mask[idx])
+            loss = weighting.neural(mse)
+            sums["neural"] += mse.item()
+        check(loss, "neural", epoch)
+        loss.backward()
+        return len(idx)
+
+    def cls_step(epoch, idx, sums):
+        x_u8, y_all = data.cls["train"]
+        y = y_all[idx]
+        if mode == "oracle_pretrain":
+            h = len(idx) // 2
+            clean = x_u8[idx[:h]]
+            a, b = data.corrupted[0][idx[h:]], data.corrupted[1][idx[h:]]
+            ab = torch.cat([a, b], 1).float() / 255.0  # same geometric augmentation for both copies
+            ab = augment(ab, aug_gen) if cfg.augment else ab
+            xc = prep(clean, aug=True)
+            xa, xb = model.prep(None, ab[:, :1]), model.prep(None, ab[:, 1:])
+            with autocast():
+                x_all = torch.cat([xc, xa, xb])
+                f = model.features(x_all)  # (3h', C, H, W)
+                nc = len(clean)
+                logits = model.core.forward_from(f[: nc + len(a)], model.readout_layer).float()
+                ce = F.cross_entropy(logits, y)
+                cons = consistency_loss(f[nc:nc + len(a)].float(), f[nc + len(a):].float())
+            loss = ce + cfg.consistency_weight * cons
+            sums["consistency"] += cons.item()
+            sums["cls"] += ce.item()
+            n = nc + 2 * len(a)
+        else:
+            with autocast():
+                logits = model(prep(x_u8[idx], aug=True)).float()
+            ce = F.cross_entropy(logits, y)
+            loss = weighting.classification(ce) if weighting is not None else ce
+            sums["cls"] += ce.item()
+            n = len(idx)
+        check(loss, "classification", epoch)
+        loss.backward()
+        return n
+
+    status, diverged_epoch, error, stop_reason = "ok", None, "", "max_epochs"
+    try:
+        while state["epoch"] < cfg.max_epochs:
+            epoch = state["epoch"] + 1
+            set_train_mode(model, frozen)
+            sums = {"cls": 0.0, "neural": 0.0, "consistency": 0.0}
+            n_img, n_cls, n_neu = 0, 0, 0
+            t0 = time.perf_counter()
+            perm = torch.randperm(n_train, generator=gen).to(dev) if has_cls else None
+            for s in range(n_steps):
+                opt.zero_grad(set_to_none=True)
+                if mode == "neural":
+                    n_img += neural_step(epoch, sums)
+                    n_neu += 1
+                else:
+                    for kind in (plan[s] if plan else ["classification"]):
+                        if kind == "neural":
+                            n_img += neural_step(epoch, sums)
+                            n_neu += 1
+                        else:
+                            n_img += cls_step(epoch, perm[s * B:(s + 1) * B], sums)
+                            n_cls += 1
+                opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            dt = time.perf_counter() - t0
+
+            row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_seconds": dt,
+                   "optimizer_steps": n_steps, "classification_batches": n_cls, "neural_batches": n_neu,
+                   "images_per_s": n_img / dt if dt > 0 else float("nan"),
+                   "loss_classification": sums["cls"] / max(n_cls, 1) if has_cls else float("nan"),
+                   "loss_neural": sums["neural"] / max(n_neu, 1) if has_neural else float("nan"),
+                   "loss_consistency": sums["consistency"] / max(n_cls, 1) if mode == "oracle_pretrain" else float("nan"),
+                   "log_var_classification": weighting.log_var_cls.item() if weighting is not None else float("nan"),
+                   "log_var_neural": weighting.log_var_neural.item() if weighting is not None else float("nan"),
+                   "val_accuracy": _accuracy(model, *data.cls["val"], use_amp) if has_cls else float("nan"),
+                   "val_correlation": _neural_val(model, data.neural_val, use_amp) if (has_neural and data.neural_val is not None) else float("nan")}
+            metric = row["val_accuracy"] if has_cls else row["val_correlation"]
+            if not math.isfinite(metric):
+                raise _Diverged(f"non-finite validation metric in epoch {epoch}")
+            if metric > state["best_metric"]:
+                state["best_metric"] = metric
+                state["best_state"] = copy.deepcopy(model.state_dict())
+                if weighting is not None:
+                    state["best_weighting"] = copy.deepcopy(weighting.state_dict())
+            lr_before = opt.param_groups[0]["lr"]
+            sched.step(metric)
+            if opt.param_groups[0]["lr"] < lr_before:
+                state["n_reductions"] += 1
+                model.load_state_dict(state["best_state"])
+                if weighting is not None:
+                    weighting.load_state_dict(state["best_weighting"])
+            row["n_reductions"] = state["n_reductions"]
+            state["history"].append(row)
+            state["epoch"] = epoch
+            state["train_seconds"] += dt
+            state["images"] += n_img
+            if ckpt_path is not None:
+                ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+                _atomic_torch_save({
+                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "weighting": weighting.state_dict() if weighting is not None else None,
+                    "stream": stream.state() if stream is not None else None,
+                    "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+                    "state": state, "config": cfg.__dict__,
+                }, ckpt_path)
+            if log:
+                log(f"epoch {epoch:3d}  lr {row['lr']:.3g}  val_acc {row['val_accuracy']:.4f}  "
+                    f"val_corr {row['val_correlation']:.4f}  {row['images_per_s']:.0f} img/s")
+            if report is not None:
+                report(row, ckpt_path)
+            if fail_at_epoch is not None and epoch == fail_at_epoch:
+                raise KeyboardInterrupt(f"simulated kill after epoch {epoch}")
+            if state["n_reductions"] >= cfg.max_reductions:
+                stop_reason = "lr_reductions"
+                break
+    except _Diverged as e:
+        status, error = "diverged", str(e)
+        diverged_epoch = state["epoch"] + 1
+        stop_reason = "diverged"
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    model.eval()
+    return FitResult(status, state["history"], state["best_metric"], stop_reason, diverged_epoch, error,
+                     state["train_seconds"], state["images"] / max(state["train_seconds"], 1e-9), str(dev))

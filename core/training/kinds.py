@@ -1,0 +1,306 @@
+"""The paper's model kinds (Table 1), each trained by `fit` from canonical data sets.
+
+    baseline          classification on clean images
+    monkey_predictor  core up to conv3_1 + Gaussian readout, Poisson loss on V1 recordings (Adam)
+    oracle            noise-augmented (1:1 clean:corrupted) + conv3_1 consistency, then layers
+                      <= conv3_1 frozen and the rest re-initialised and re-trained on clean images
+    oracle_readout    a Gaussian readout on the frozen Oracle's conv3_1, trained on V1 recordings
+    mtl_monkey        classification + the Monkey Predictor's responses to every training image
+    mtl_oracle        classification + the Oracle readout's responses to every training image
+    mtl_shuffled      as mtl_monkey, responses shuffled across images for every neuron
+
+`run_kind` trains one model into a folder (`model.pt`, `checkpoint/`) and returns its records for
+the results lake; kinds that need an upstream model take it from a folder written earlier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.config import config_hash
+from core.data import ClassificationSet, NeuralSet
+from core.errors import ConfigError, DataError
+from core.evaluate import classification_records, neural_test_metrics
+from core.models import MultiTaskModel, build_model
+from core.models.vgg import VGG
+from core.presets import Preset
+from core.results.lake import now, provenance
+from core.training.config import TrainConfig
+from core.training.cycler import ratio_value
+from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
+from core.training.fit import FitResult, fit, predict_rates
+
+KINDS = ("baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_oracle", "mtl_shuffled")
+UPSTREAM = {"mtl_monkey": "monkey_predictor", "mtl_shuffled": "monkey_predictor",
+            "oracle_readout": "oracle", "mtl_oracle": "oracle_readout"}
+CLASSIFIERS = ("baseline", "oracle", "mtl_monkey", "mtl_oracle", "mtl_shuffled")
+NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
+VAL_FRACTION = 0.1
+
+
+@dataclass
+class Sources:
+    cls: ClassificationSet
+    neural: NeuralSet
+    info: dict = field(default_factory=dict)   # names and content hashes of the data sets
+
+
+def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root=None, neural_data=None,
+                 log: Callable | None = print) -> Sources:
+    """Canonical data for a preset: the synthetic world (written once under data_root) or real data."""
+    data_root = Path(data_root)
+    if preset.world is not None and tin_root is None and neural_data is None:
+        from core.data.synthetic import world_config, write_world
+
+        world = data_root / f"world-{preset.world}"
+        if not (world / "neural" / "manifest.json").is_file():
+            if log:
+                log(f"writing the synthetic world ({preset.world}) to {world}")
+            try:
+                write_world(world_config(preset.world), world)
+            except FileExistsError:
+                pass  # another process wrote it first
+        cls, neural = ClassificationSet.load(world / "classification"), NeuralSet.load(world / "neural")
+    else:
+        if tin_root is None or neural_data is None:
+            raise ConfigError(f"preset {preset.name} reads real data: give both --tin-root and --neural-data")
+        from core.data import tiny_imagenet
+
+        cls = tiny_imagenet.load_or_build(tin_root, data_root / "cache", verbose=log is not None)
+        neural = NeuralSet.load(neural_data)
+    if cls.image_shape != tuple(neural.images.shape[1:]):
+        raise DataError(f"image sizes differ: classification {cls.image_shape}, neural {neural.images.shape[1:]}")
+    info = {"classification": cls.manifest.get("content_hash", ""), "neural": neural.manifest.get("content_hash", ""),
+            "classification_path": str(cls.path), "neural_path": str(neural.path)}
+    return Sources(cls, neural, info)
+
+
+def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -> TrainConfig:
+    """The resolved training config of a kind under a preset (the paper's settings where they apply)."""
+    common = dict(width=preset.width, batch_size=preset.batch_size, max_epochs=preset.max_epochs,
+                  patience=preset.patience, max_reductions=preset.max_reductions, seed=seed)
+    if kind == "monkey_predictor":
+        cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", **{**common, "max_epochs": preset.neural_epochs})
+    elif kind == "oracle_readout":
+        cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", freeze_through="conv3_1",
+                          **{**common, "max_epochs": preset.readout_epochs, "max_reductions": 10**6})
+    elif kind == "oracle":
+        cfg = TrainConfig(mode="oracle_pretrain", **common)
+    elif kind.startswith("mtl_"):
+        cfg = TrainConfig(mode="mtl", ratio=ratio, **common)
+    elif kind == "baseline":
+        cfg = TrainConfig(mode="classification", **common)
+    else:
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return replace(cfg, **overrides) if overrides else cfg
+
+
+# ----------------------------------------------------------------------------- saved models
+
+
+def save_model(model: MultiTaskModel, build: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"build": build, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+    os.replace(tmp, path)
+
+
+def load_model(folder: str | os.PathLike, device: str = "cpu") -> tuple[MultiTaskModel, dict]:
+    """A trained model and its run record from a folder written by `run_kind`."""
+    folder = Path(folder)
+    f = folder / "model.pt"
+    if not f.is_file():
+        raise DataError(f"{f}: missing; expected a model folder written by `python -m core.training`")
+    blob = torch.load(f, map_location=device, weights_only=False)
+    model = build_model(**blob["build"])
+    model.load_state_dict(blob["state"])
+    record = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
+    return model.to(device).eval(), record
+
+
+# ----------------------------------------------------------------------------- data bundles
+
+
+def _cls_tensors(cls: ClassificationSet) -> dict:
+    return {s: (as_u8(cls.images[s]), torch.from_numpy(np.array(cls.labels[s]))) for s in ("train", "val")}
+
+
+def _neural_sources(neural: NeuralSet) -> tuple[NeuralBatchSource, NeuralBatchSource]:
+    src = NeuralBatchSource(as_u8(neural.images), torch.from_numpy(np.array(neural.train_image_index)),
+                            torch.from_numpy(np.array(neural.train_responses, dtype=np.float32)),
+                            torch.from_numpy(np.array(neural.train_mask)))
+    rng = np.random.default_rng(NEURAL_SPLIT_SEED)
+    perm = rng.permutation(len(src))
+    n_val = max(1, int(round(VAL_FRACTION * len(src))))
+    return src.subset(np.sort(perm[n_val:])), src.subset(np.sort(perm[:n_val]))
+
+
+def predicted_targets(predictor: MultiTaskModel, images: np.ndarray) -> torch.Tensor:
+    with torch.inference_mode():
+        return predict_rates(predictor, as_u8(images)).cpu().float()
+
+
+def mtl_data(sources: Sources, predictor: MultiTaskModel, shuffle_seed: int | None) -> TrainData:
+    """Classification data plus the predictor's responses to every training (and validation) image."""
+    cls = sources.cls
+    x = _cls_tensors(cls)
+    targets = {s: predicted_targets(predictor, cls.images[s]) for s in ("train", "val")}
+    if shuffle_seed is not None:  # MTL-Shuffled: permute images independently for every neuron
+        g = torch.Generator().manual_seed(shuffle_seed)
+        for s, t in targets.items():
+            cols = [t[torch.randperm(len(t), generator=g), k] for k in range(t.shape[1])]
+            targets[s] = torch.stack(cols, 1)
+    srcs = {s: NeuralBatchSource(x[s][0], torch.arange(len(targets[s])), targets[s],
+                                 torch.ones(targets[s].shape, dtype=torch.bool)) for s in ("train", "val")}
+    mean, std = pixel_stats(cls.images["train"])
+    return TrainData(cls.n_classes, x, srcs["train"], srcs["val"], pixel_mean=mean, pixel_std=std)
+
+
+def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | None) -> np.ndarray:
+    """Two corrupted copies of every training image (cached next to the data)."""
+    from core.data.corruptions import corrupted_copies
+
+    key = f"{sources.info['classification'][:16]}-s{seed}"
+    f = data_root / f"oracle-copies-{key}.npy"
+    if f.is_file():
+        return np.load(f, mmap_mode="r")
+    if log:
+        log(f"corrupting {len(sources.cls.labels['train'])} training images twice for the Oracle")
+    copies = corrupted_copies(np.asarray(sources.cls.images["train"]), seed)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:  # a file handle: np.save would append .npy to the temporary name
+        np.save(fh, copies)
+    os.replace(tmp, f)
+    return copies
+
+
+# ----------------------------------------------------------------------------- one model
+
+
+@dataclass
+class RunOutput:
+    run: dict
+    epochs: list[dict]
+    corruption_accuracy: list[dict]
+    predictions: list[dict]
+    folder: Path
+
+
+def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, data_info: dict,
+               upstream_id: str = "", extra: dict | None = None) -> str:
+    return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': asdict(cfg), 'data': data_info.get('classification', '') + data_info.get('neural', ''), 'upstream': upstream_id, **(extra or {})}, 12)}"
+
+
+def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.PathLike, sources: Sources,
+             upstream: str | os.PathLike | None = None, data_root: str | os.PathLike = "data",
+             tintc: dict | None = None, report: Callable | None = None, log: Callable | None = print,
+             overrides: dict | None = None, fail_at_epoch: int | None = None) -> RunOutput:
+    """Train one model of `kind` into `out` and evaluate it; resumes from `out/checkpoint` if present."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    out, data_root = Path(out), Path(data_root)
+    out.mkdir(parents=True, exist_ok=True)
+    ratio = ratio if kind.startswith("mtl_") else ""
+    cfg = base_config(kind, preset, ratio or "1:1", seed, **(overrides or {}))
+    cls, neural = sources.cls, sources.neural
+    K = neural.n_neurons
+    upstream_model, upstream_id = None, ""
+    if kind in UPSTREAM:
+        if upstream is None:
+            raise ConfigError(f"kind {kind} needs an upstream {UPSTREAM[kind]} model folder")
+        upstream_model, up_record = load_model(upstream)
+        upstream_id = up_record.get("run_id", "")
+        if up_record.get("kind") not in (None, UPSTREAM[kind]):
+            raise ConfigError(f"--upstream {upstream}: holds a {up_record.get('kind')} model; {kind} needs {UPSTREAM[kind]}")
+    run_id = run_id_for(kind, preset.name, ratio, seed, cfg, sources.info, upstream_id)
+    epochs: list[dict] = []
+
+    def fit_phase(model, data, c, phase):
+        def rep(row, ckpt):
+            if report is not None:
+                report({**row, "phase": phase, "kind": kind, "ratio": ratio, "seed": seed, "run_id": run_id}, ckpt)
+        res = fit(model, data, c, report=rep, checkpoint_dir=out / "checkpoint" / phase, log=log,
+                  fail_at_epoch=fail_at_epoch)
+        epochs.extend({**r, "phase": phase} for r in res.epochs)
+        return res
+
+    build = dict(name=cfg.model, n_classes=cls.n_classes, n_neurons=0, width=cfg.width, classify=True,
+                 readout_layer=cfg.readout_layer, image_size=cls.image_shape[0], dropout=cfg.dropout,
+                 gamma=cfg.readout_gamma, init_mu_range=cfg.init_mu_range, init_sigma_range=cfg.init_sigma_range)
+    torch.manual_seed(seed)
+    if kind == "baseline":
+        model = build_model(**build)
+        mean, std = pixel_stats(cls.images["train"])
+        model.set_pixel_stats(mean, std)
+        res = fit_phase(model, TrainData(cls.n_classes, _cls_tensors(cls), pixel_mean=mean, pixel_std=std), cfg, "train")
+    elif kind == "monkey_predictor":
+        build.update(n_neurons=K, classify=False)
+        model = build_model(**build)
+        model.set_pixel_stats(*pixel_stats(neural.images[neural.train_image_index]))
+        tr, va = _neural_sources(neural)
+        res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
+    elif kind == "oracle":
+        model = build_model(**build)
+        mean, std = pixel_stats(cls.images["train"])
+        model.set_pixel_stats(mean, std)
+        copies = oracle_copies(sources, data_root, seed, log)
+        data = TrainData(cls.n_classes, _cls_tensors(cls), corrupted=(as_u8(copies[0]), as_u8(copies[1])),
+                         pixel_mean=mean, pixel_std=std)
+        res = fit_phase(model, data, cfg, "pretrain")
+        if res.status == "ok":
+            # freeze <= conv3_1; re-initialise everything above it and re-train on clean images
+            names = model.core.layer_names
+            cut = names.index(cfg.readout_layer)
+            above = [m for n, m in model.core.features.named_children() if names.index(n) > cut] + [model.core.head]
+            torch.manual_seed(seed + 1)
+            for m in above:
+                VGG.reset_parameters(m)
+            data = TrainData(cls.n_classes, _cls_tensors(cls), pixel_mean=mean, pixel_std=std)
+            res = fit_phase(model, data, replace(cfg, mode="classification", freeze_through=cfg.readout_layer), "retrain")
+    elif kind == "oracle_readout":
+        build.update(n_neurons=K)
+        model = build_model(**build)
+        missing = model.load_state_dict(upstream_model.state_dict(), strict=False)
+        assert all(k.startswith("readout.") for k in missing.missing_keys), missing
+        tr, va = _neural_sources(neural)
+        res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
+    else:  # mtl_*
+        build.update(n_neurons=K)
+        model = build_model(**build)
+        data = mtl_data(sources, upstream_model, shuffle_seed=(10_000 + seed) if kind == "mtl_shuffled" else None)
+        model.set_pixel_stats(data.pixel_mean, data.pixel_std)
+        res = fit_phase(model, data, cfg, "train")
+
+    model.cpu().eval()
+    save_model(model, build, out / "model.pt")
+    metrics = {"clean_accuracy": float("nan")}
+    acc_rows, pred_rows = [], []
+    if res.status == "ok":
+        if model.has_classifier and kind in CLASSIFIERS:
+            metrics["clean_accuracy"], acc_rows, pred_rows = classification_records(
+                model, np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]), tintc)
+        if model.readout is not None:
+            metrics.update(neural_test_metrics(model, neural))
+    val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]
+    run = {
+        "run_id": run_id, "kind": kind, "ratio": ratio, "ratio_value": ratio_value(ratio) if ratio else float("nan"),
+        "seed": seed, "preset": preset.name, "family": "mtl" if kind.startswith("mtl_") else kind,
+        "status": res.status, "error": res.error, "diverged_epoch": res.diverged_epoch,
+        "val_accuracy": max(val_acc) if val_acc else float("nan"),
+        **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true")},
+        "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
+        "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id,
+        "config": json.dumps(asdict(cfg), sort_keys=True), "data": json.dumps(sources.info, sort_keys=True),
+        "created_at": now(), **provenance(),
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1, default=float) + "\n")
+    key = {"run_id": run_id, "kind": kind, "ratio": ratio, "seed": seed}
+    return RunOutput(run, [{**key, **r} for r in epochs], [{**key, **r} for r in acc_rows],
+                     [{**key, **r} for r in pred_rows], out)

@@ -1,0 +1,40 @@
+"""Losses: Poisson and MSE for neural targets, learned-uncertainty task weighting, Oracle consistency."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def poisson_loss(rate: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
+    """Sum over trials and neurons of rate - y*log(rate) (Poisson negative log-likelihood up to a constant)."""
+    loss = rate - target * torch.log(rate + eps)
+    return (loss * mask).sum() if mask is not None else loss.sum()
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    if mask is None:
+        return F.mse_loss(pred, target)
+    m = mask.to(pred.dtype)
+    return ((pred - target) ** 2 * m).sum() / m.sum().clamp_min(1)
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall et al.: L = exp(-s_c) CE + s_c/2 + exp(-s_n) MSE/2 + s_n/2, with learnable log-variances."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_var_cls = nn.Parameter(torch.zeros(()))
+        self.log_var_neural = nn.Parameter(torch.zeros(()))
+
+    def classification(self, ce: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-self.log_var_cls) * ce + 0.5 * self.log_var_cls
+
+    def neural(self, mse: torch.Tensor) -> torch.Tensor:
+        return 0.5 * torch.exp(-self.log_var_neural) * mse + 0.5 * self.log_var_neural
+
+
+def consistency_loss(f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
+    """Mean over images of the Euclidean distance between two feature maps of the same image."""
+    return (f_a - f_b).flatten(1).norm(dim=1).mean()
