@@ -32,9 +32,13 @@ def ratio_value(text: str) -> float:
     return float(Fraction(n, c))
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def neural_batches_before(step: int, n: int, c: int) -> int:
     """Number of neural batches that accumulate into optimizer step `step` (0-based)."""
-    return -((-(step + 1) * n) // c) - (-(step * n) // c)  # ceil((s+1)n/c) - ceil(sn/c)
+    return _ceil_div((step + 1) * n, c) - _ceil_div(step * n, c)
 
 
 def schedule(n_cls_batches: int, ratio: str) -> list[list[str]]:

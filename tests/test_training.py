@@ -1,0 +1,164 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.synthetic import make_classification, make_neural, world_config
+from core.errors import ConfigError
+from core.models import build_model
+from core.training import TrainConfig, fit
+from core.training.cycler import neural_batches_before, parse_ratio, schedule
+from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
+from core.training.losses import UncertaintyWeighting, consistency_loss, poisson_loss
+
+
+@pytest.fixture(scope="module")
+def world():
+    cfg = world_config("smoke")
+    return make_classification(cfg), make_neural(cfg)[0]
+
+
+def cls_data(cls, n=None):
+    sl = slice(None, n)
+    x = {s: (as_u8(cls.images[s][sl]), torch.as_tensor(np.array(cls.labels[s][sl]))) for s in ("train", "val")}
+    mean, std = pixel_stats(cls.images["train"])
+    return TrainData(cls.n_classes, x, pixel_mean=mean, pixel_std=std)
+
+
+def mtl_data(cls, n_neurons=6, n=None, targets=None):
+    d = cls_data(cls, n)
+    x, _ = d.cls["train"]
+    t = targets if targets is not None else torch.rand(len(x), n_neurons) * 3
+    d.neural_train = NeuralBatchSource(x, torch.arange(len(x)), t, torch.ones(t.shape, dtype=torch.bool))
+    return d
+
+
+def small_model(cls, n_neurons=0, classify=True):
+    torch.manual_seed(0)
+    m = build_model("vgg11_bn_fc", cls.n_classes, n_neurons, width=1 / 16, classify=classify)
+    return m
+
+
+CFG = dict(model="vgg11_bn_fc", width=1 / 16, batch_size=16, max_epochs=2, patience=1, device="cpu")
+
+
+def test_ratio_parsing_and_schedule():
+    assert parse_ratio("1:15") == (1, 15) and parse_ratio("5:1") == (5, 1)
+    for bad in ("1-2", "0:1", "a:b", "1:1:1", "-1:2"):
+        with pytest.raises(ConfigError, match="expected 'n:c' with positive integers"):
+            parse_ratio(bad)
+    # 5:1 -> five neural batches before every classification batch
+    assert schedule(3, "5:1") == [["neural"] * 5 + ["classification"]] * 3
+    # 1:1 -> alternating
+    assert schedule(4, "1:1") == [["neural", "classification"]] * 4
+    # 1:15 -> one neural batch at the start of each group of 15 classification batches
+    s = schedule(32, "1:15")
+    assert [i for i, step in enumerate(s) if "neural" in step] == [0, 15, 30]
+    assert all(step[-1] == "classification" and step.count("classification") == 1 for step in s)
+    # n neural per c classification batches in general
+    assert sum(neural_batches_before(i, 2, 3) for i in range(30)) == 20
+
+
+@pytest.mark.parametrize("ratio, neural_per_epoch", [("1:15", 1), ("1:1", 8), ("5:1", 40)])
+def test_fit_steps_follow_the_ratio(world, ratio, neural_per_epoch):
+    cls, _ = world
+    data = mtl_data(cls, n=128)  # 128 images / batch 16 = 8 optimizer steps per epoch
+    model = small_model(cls, n_neurons=6)
+    res = fit(model, data, TrainConfig(mode="mtl", ratio=ratio, **{**CFG, "max_epochs": 1}), log=None)
+    row = res.epochs[0]
+    assert row["optimizer_steps"] == 8 and row["classification_batches"] == 8
+    assert row["neural_batches"] == neural_per_epoch
+    assert math.isfinite(row["log_var_classification"]) and math.isfinite(row["log_var_neural"])
+
+
+def test_parameters_change_after_a_step(world):
+    cls, _ = world
+    model = small_model(cls)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = fit(model, cls_data(cls, 32), TrainConfig(mode="classification", **{**CFG, "max_epochs": 1}), log=None)
+    assert res.status == "ok"
+    changed = [k for k, v in model.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert any("conv1_1.conv.weight" in k for k in changed) and any("fc8.weight" in k for k in changed)
+
+
+def test_frozen_layers_do_not_change(world):
+    cls, _ = world
+    model = small_model(cls)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, cls_data(cls, 32), TrainConfig(mode="classification", freeze_through="conv3_1", **{**CFG, "max_epochs": 1}), log=None)
+    after = model.state_dict()
+    frozen = [k for k in before if k.startswith("core.features.conv1") or k.startswith("core.features.conv2")
+              or k.startswith("core.features.conv3_1")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # BN statistics included
+    assert not torch.equal(before["core.head.fc8.weight"], after["core.head.fc8.weight"])
+
+
+@pytest.mark.parametrize("mode", ["mtl", "neural"])
+def test_resume_equals_uninterrupted(world, tmp_path, mode):
+    cls, neural = world
+    if mode == "mtl":
+        data, classify, K = mtl_data(cls, n=96), True, 6
+        cfg = TrainConfig(mode="mtl", ratio="2:1", **{**CFG, "max_epochs": 4, "patience": 0, "lr_factor": 0.5})
+    else:
+        K = neural.n_neurons
+        src = NeuralBatchSource(as_u8(neural.images), torch.as_tensor(np.array(neural.train_image_index)),
+                                torch.as_tensor(np.array(neural.train_responses)), torch.as_tensor(np.array(neural.train_mask)))
+        data, classify = TrainData(0, None, src.subset(np.arange(0, 200)), src.subset(np.arange(200, 256))), False
+        cfg = TrainConfig(mode="neural", optimizer="adam", lr=1e-2, **{**CFG, "max_epochs": 4, "patience": 0})
+
+    full = small_model(cls, K, classify)
+    r_full = fit(full, data, cfg, checkpoint_dir=tmp_path / "a", log=None)
+    assert any(r["n_reductions"] > 0 for r in r_full.epochs), "the test should cover an LR reduction"
+
+    part = small_model(cls, K, classify)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, data, cfg, checkpoint_dir=tmp_path / "b", log=None, fail_at_epoch=2)
+    resumed = small_model(cls, K, classify)  # a fresh process would build a fresh model
+    torch.manual_seed(12345)  # disturb the global RNG: the checkpoint must restore it
+    r_res = fit(resumed, data, cfg, checkpoint_dir=tmp_path / "b", log=None)
+
+    keys = ["lr", "val_accuracy", "val_correlation", "loss_classification", "loss_neural", "n_reductions"]
+    assert len(r_res.epochs) == len(r_full.epochs) == 4
+    np.testing.assert_array_equal(np.array([[r[k] for k in keys] for r in r_res.epochs], dtype=float),
+                                  np.array([[r[k] for k in keys] for r in r_full.epochs], dtype=float))
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_divergence_is_a_status(world):
+    cls, _ = world
+    model = small_model(cls, n_neurons=4)
+    t = torch.rand(64, 4)
+    t[5, 2] = float("nan")  # a forced NaN in the neural targets
+    res = fit(model, mtl_data(cls, n=64, targets=t), TrainConfig(mode="mtl", ratio="1:1", **CFG), log=None)
+    assert res.status == "diverged" and res.diverged_epoch == 1 and "non-finite neural loss" in res.error
+    model = small_model(cls)
+    res = fit(model, cls_data(cls, 64), TrainConfig(mode="classification", **{**CFG, "lr": 1e12}), log=None)
+    assert res.status == "diverged" and res.diverged_epoch is not None
+
+
+def test_losses():
+    rate, y = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 3.0]])
+    assert poisson_loss(rate, y).item() == pytest.approx(1 + 2 - 3 * math.log(2))
+    assert poisson_loss(rate, y, torch.tensor([[True, False]])).item() == pytest.approx(1.0)
+    w = UncertaintyWeighting()
+    with torch.no_grad():
+        w.log_var_cls.fill_(math.log(2))
+        w.log_var_neural.fill_(math.log(4))
+    assert w.classification(torch.tensor(3.0)).item() == pytest.approx(1.5 + 0.5 * math.log(2))
+    assert w.neural(torch.tensor(8.0)).item() == pytest.approx(0.5 * 8 / 4 + 0.5 * math.log(4))
+    a, b = torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
+    b[0] += 1.0
+    assert consistency_loss(a, b).item() == pytest.approx(math.sqrt(12) / 2)
+
+
+def test_config_refuses_typos():
+    from core.config import from_dict
+
+    with pytest.raises(ConfigError, match="unknown key 'lrr'"):
+        from_dict(TrainConfig, {"lrr": 0.1})
+    with pytest.raises(ConfigError, match="lr='x'; expected float"):
+        from_dict(TrainConfig, {"lr": "x"})
+    with pytest.raises(ConfigError, match="mode 'foo'"):
+        TrainConfig(mode="foo")

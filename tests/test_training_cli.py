@@ -1,0 +1,71 @@
+import json
+
+import polars as pl
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def lake(root, table):
+    return pl.scan_parquet(str(root / table / "**" / "*.parquet"), hive_partitioning=True).collect()
+
+
+def train(out, kind, data_root, *extra):
+    r = run_cli("-m", "core.training", "--kind", kind, "--preset", "smoke", "--seed", "0", "--out", str(out),
+                "--data-root", str(data_root), "--quiet", *extra)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_six_kinds_on_smoke(tmp_path, data_root):
+    # the Oracle chain in one command: oracle -> oracle_readout -> mtl_oracle
+    r = train(tmp_path / "mo", "mtl_oracle", data_root, "--ratio", "2:1")
+    assert "oracle: status ok" in r.stdout and "oracle_readout: status ok" in r.stdout and "mtl_oracle: status ok" in r.stdout
+    ep = lake(tmp_path / "mo" / "upstream" / "oracle_readout" / "upstream" / "oracle", "epochs")
+    assert sorted(set(ep["phase"])) == ["pretrain", "retrain"]
+
+    train(tmp_path / "mp", "monkey_predictor", data_root)
+    train(tmp_path / "mm", "mtl_monkey", data_root, "--upstream", str(tmp_path / "mp"), "--ratio", "1:2")
+    train(tmp_path / "ms", "mtl_shuffled", data_root, "--upstream", str(tmp_path / "mp"), "--ratio", "1:2")
+    train(tmp_path / "b", "baseline", data_root)
+
+    mp = json.loads((tmp_path / "mp" / "run.json").read_text())
+    assert mp["kind"] == "monkey_predictor" and 0 < mp["fev"] < 1 and mp["status"] == "ok"
+    for folder, kind in (("mm", "mtl_monkey"), ("ms", "mtl_shuffled"), ("b", "baseline"), ("mo", "mtl_oracle")):
+        runs = lake(tmp_path / folder, "runs")
+        assert runs["kind"].to_list() == [kind] and runs["stage"].to_list() == [kind] and runs["sweep"].to_list() == ["single"]
+        row = runs.row(0, named=True)
+        assert row["status"] == "ok" and 0 <= row["clean_accuracy"] <= 1 and row["git_sha"] and row["config"]
+        acc = lake(tmp_path / folder, "corruption_accuracy")
+        assert acc.height == 70 and sorted(set(acc["category"])) == ["blur", "digital", "noise", "weather"]
+        preds = lake(tmp_path / folder, "predictions")
+        clean = preds.filter(pl.col("condition") == "clean")
+        assert clean["correct"].mean() == pytest.approx(row["clean_accuracy"])
+        assert preds.height == 71 * clean.height
+        if kind.startswith("mtl_"):
+            assert row["upstream"] and row["ratio"] in ("1:2", "2:1") and row["feve"] == row["feve"]
+    assert lake(tmp_path / "mm", "runs")["upstream"][0] == mp["run_id"]
+
+
+def test_cli_resume_and_bad_flags(tmp_path, data_root):
+    train(tmp_path / "b", "baseline", data_root, "--no-corruptions")
+    first = json.loads((tmp_path / "b" / "run.json").read_text())
+    r = run_cli("-m", "core.training", "--kind", "baseline", "--preset", "smoke", "--out", str(tmp_path / "b"),
+                "--data-root", str(data_root), "--no-corruptions")
+    assert r.returncode == 0 and "resumed from" in r.stdout
+    again = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert again["run_id"] == first["run_id"] and again["clean_accuracy"] == first["clean_accuracy"]
+    for flags, msg in ((["--ratio", "1-2"], "ratio '1-2'"), (["--seed", "-1"], "--seed -1"),
+                       (["--preset", "huge"], "invalid choice: 'huge'")):
+        r = run_cli("-m", "core.training", "--kind", "mtl_monkey", "--out", str(tmp_path / "x"), "--data-root", str(data_root), *flags)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("-m", "core.training", "--kind", "mtl_monkey", "--out", str(tmp_path / "x"), "--data-root", str(data_root),
+                "--upstream", str(tmp_path / "nowhere"))
+    assert r.returncode == 2 and "model.pt: missing" in r.stderr
