@@ -207,3 +207,43 @@ def corrupted_copies(images: np.ndarray, seed: int, n_copies: int = 2, workers: 
 def _copy_job(args):
     i, img, name, sev, k, seed = args
     return i, k, corrupt_gray(img, name, sev, condition_seed(seed, i * 16 + k, name, sev))
+
+
+def main(argv=None) -> int:
+    """python -m core.data.corruptions: build (or verify) the TIN-TC cache of a data set's test images."""
+    import argparse
+
+    from core.data.canonical import ClassificationSet
+
+    p = argparse.ArgumentParser(prog="python -m core.data.corruptions", description=main.__doc__)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--preset", default=None, help="synthetic world preset whose test images to corrupt (default demo)")
+    src.add_argument("--data", type=Path, help="a classification data set in the project's format")
+    p.add_argument("--out", required=True, type=Path, help="cache folder")
+    p.add_argument("--seed", type=int, default=0, help="base seed of every (image, corruption, severity) (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N test images (default: all)")
+    args = p.parse_args(argv)
+    if args.data is not None:
+        images = ClassificationSet.load(args.data).images["test"]
+    else:
+        from core.data.synthetic import make_classification, world_config
+
+        images = make_classification(world_config(args.preset or "demo")).images["test"]
+    images = np.asarray(images[: args.limit] if args.limit else images)
+    t = time.perf_counter()
+    why = check_cache(args.out, images, args.seed)
+    if why is None:
+        print(f"{args.out}: TIN-TC cache complete and verified ({len(images)} images x {len(CONDITIONS)} conditions)")
+        return 0
+    build_tintc(images, args.out, args.seed, workers=args.workers or None)
+    dt = time.perf_counter() - t
+    print(f"{args.out}: built {len(images)} images x {len(CONDITIONS)} conditions in {dt:.1f}s "
+          f"({len(images) / dt:.1f} source images/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    from core.errors import cli_main
+
+    cli_main(main)
