@@ -193,9 +193,16 @@ class RunOutput:
     folder: Path
 
 
+# where and how fast a model ran does not change which model it is
+NOT_IDENTITY = ("device", "threads")
+
+
 def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, data_info: dict,
                upstream_id: str = "", extra: dict | None = None) -> str:
-    return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': asdict(cfg), 'data': data_info.get('classification', '') + data_info.get('neural', ''), 'upstream': upstream_id, **(extra or {})}, 12)}"
+    """Run id: kind plus a hash of the resolved config, data content and upstream run id."""
+    c = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
+    data = data_info.get("classification", "") + data_info.get("neural", "")
+    return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': c, 'data': data, 'upstream': upstream_id, **(extra or {})}, 12)}"
 
 
 def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.PathLike, sources: Sources,

@@ -1,0 +1,1 @@
+"""Ray Tune / Ray Train entry points. The only package that imports Ray."""

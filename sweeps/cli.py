@@ -1,0 +1,337 @@
+"""Flags, validation, Ray start-up and the wave runner shared by the sweep scripts."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.presets import PRESETS, get_preset
+from core.training.cycler import parse_ratio
+from core.training.kinds import KINDS, UPSTREAM
+
+os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+TRIAL_DRIVER_CPU = 0.05   # the Tune function only launches the trainer
+
+
+def add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
+    p.add_argument("--storage", default="results", help="results folder or URI (s3://, gs://; default ./results)")
+    p.add_argument("--data-root", default="data", help="folder for the synthetic world and caches, readable by every node (default ./data)")
+    p.add_argument("--sweep", help="sweep name: its partition in the lake (default: the preset's name)")
+    p.add_argument("--ratios", help="comma-separated n:c ratios, e.g. 1:15,1:1,5:1 (default: the preset's; paper: the 12 of the paper)")
+    p.add_argument("--seeds", help="comma-separated non-negative seeds (default: the preset's)")
+    p.add_argument("--address", help="existing Ray cluster ('auto' on a `ray up` head node); default: start a local Ray")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per model; >1 trains with DDP across them (default 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=0.0, help="CPUs per model (default: 1 on CPU runs, 2 with GPUs)")
+    p.add_argument("--max-concurrent", type=int, default=0, help="cap on models trained at once (default: as many as resources allow)")
+    p.add_argument("--tin-root", help="Tiny ImageNet folder (preset paper)")
+    p.add_argument("--neural-data", help="neural recordings in the project's format (preset paper; see `python -m core.data convert`)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted sweep (finished models are always skipped; this also says so)")
+    p.add_argument("--quiet", action="store_true", help="only the summary")
+
+
+def _list(text: str, what: str, conv):
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ConfigError(f"--{what} {text!r}: expected a comma-separated list")
+    return [conv(t) for t in items]
+
+
+def _seed(t: str) -> int:
+    try:
+        v = int(t)
+    except ValueError:
+        raise ConfigError(f"--seeds: {t!r} is not an integer; expected non-negative integers like 0,1,2") from None
+    if v < 0:
+        raise ConfigError(f"--seeds: {v} is negative; expected non-negative integers like 0,1,2")
+    return v
+
+
+def _ratio(t: str) -> str:
+    try:
+        parse_ratio(t)
+    except ConfigError as e:
+        raise ConfigError(f"--ratios: {e}") from None
+    return t
+
+
+def check_storage(storage: str) -> None:
+    """Fail early, in one line, if results cannot be written there."""
+    import pyarrow.fs as pafs
+
+    from sweeps.stages import fs_and_path
+
+    try:
+        fs, path = fs_and_path(storage)
+        probe = f"{path}/.write-probe-{uuid.uuid4().hex[:8]}"
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except (OSError, ValueError, pafs.ArrowException if hasattr(pafs, "ArrowException") else OSError) as e:
+        raise ConfigError(f"--storage {storage}: not writable ({str(e).splitlines()[0]})") from None
+
+
+def check_address(address: str) -> None:
+    """An explicit host:port must answer before we try to join it."""
+    if address in ("auto", "local") or address.startswith("ray://") is False and ":" not in address:
+        return
+    host, port = address.replace("ray://", "").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--address {address}: unreachable ({e})") from None
+
+
+def resolve_common(args, kinds: str = "all"):
+    from sweeps.stages import SweepSpec
+
+    preset = get_preset(args.preset)
+    ratios = _list(args.ratios, "ratios", _ratio) if args.ratios else list(preset.ratios)
+    seeds = _list(args.seeds, "seeds", _seed) if args.seeds else list(preset.seeds)
+    if kinds == "all":
+        kind_list = list(KINDS)
+    else:
+        kind_list = _list(kinds, "kinds", str)
+        bad = [k for k in kind_list if k not in KINDS]
+        if bad:
+            raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; expected some of {', '.join(KINDS)}")
+        for k in list(kind_list):  # add upstream kinds
+            while k in UPSTREAM:
+                k = UPSTREAM[k]
+                if k not in kind_list:
+                    kind_list.append(k)
+    if preset.world is None and not (args.tin_root and args.neural_data):
+        raise ConfigError(f"--preset {preset.name} trains on real data: give --tin-root and --neural-data")
+    for flag in ("tin_root", "neural_data"):
+        v = getattr(args, flag)
+        if v and not Path(v).exists():
+            raise ConfigError(f"--{flag.replace('_', '-')} {v}: no such file or directory")
+    if args.gpus_per_trial < 0 or args.cpus_per_trial < 0 or args.max_concurrent < 0:
+        raise ConfigError("--gpus-per-trial, --cpus-per-trial and --max-concurrent must be >= 0")
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise ConfigError(f"--max-epochs {args.max_epochs}: expected >= 1")
+    if args.address:
+        check_address(args.address)
+    check_storage(args.storage)
+    cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
+    overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
+    spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=args.storage,
+                     data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list,
+                     tin_root=args.tin_root, neural_data=args.neural_data, gpus_per_trial=args.gpus_per_trial,
+                     cpus_per_trial=cpus - TRIAL_DRIVER_CPU if not args.gpus_per_trial else cpus,
+                     device=args.device, overrides=overrides)
+    ray_kwargs = {"address": args.address, "num_cpus": args.num_cpus if not args.address else None}
+    return spec, ray_kwargs
+
+
+def start_ray(address: str | None, num_cpus: int | None, log):
+    import ray
+
+    if ray.is_initialized():
+        return ray.get_runtime_context()
+    kwargs = dict(logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    try:
+        if address:
+            ctx = ray.init(address=address, **kwargs)
+        else:
+            ctx = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"--address {address}: cannot join Ray ({str(e).splitlines()[0]})") from None
+    url = getattr(ctx, "dashboard_url", "") or ""
+    if log:
+        log(f"Ray {ray.__version__}: {int(ray.cluster_resources().get('CPU', 0))} CPUs, "
+            f"{int(ray.cluster_resources().get('GPU', 0))} GPUs; dashboard: "
+            + (f"http://{url}" if url else "not running (install ray[default])"))
+    return ctx
+
+
+def ray_map(fn, jobs):
+    """Ray-task version of `map` for the TIN-TC build: results as they complete."""
+    import ray
+
+    remote = ray.remote(num_cpus=1)(fn)
+    pending = [remote.remote(j) for j in jobs]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        yield ray.get(done[0])
+
+
+def _say(msg: str) -> None:
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def progress_callback(quiet: bool):
+    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if quiet or result.get("kind") is None:
+                return
+            head = f"  {result.get('kind'):16s} ratio {result.get('ratio') or '-':>5s} seed {result.get('seed')}  "
+            if result.get("done") is True:
+                _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', float('nan')):.3f}, "
+                     f"FEVe {result.get('feve', float('nan')):.3f}")
+            else:
+                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}  val acc "
+                     f"{result.get('val_accuracy', float('nan')):.3f}  val corr {result.get('val_correlation', float('nan')):.3f}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            _say(f"  trial {trial.trial_id} failed: {trial.error_file or ''}")
+
+    return Progress()
+
+
+def run_wave(spec, tasks, tintc_path, max_concurrent, log, extra: dict | None = None) -> None:
+    from ray import tune
+
+    from sweeps.stages import task_config, tune_trial
+
+    storage = spec.storage.rstrip("/") + "/ray"
+    kwargs = {}
+    if "://" in storage:
+        from sweeps.stages import fs_and_path
+
+        fs, storage = fs_and_path(storage)
+        kwargs["storage_filesystem"] = fs
+    else:
+        storage = str(Path(storage).resolve())
+    local = "://" not in spec.storage
+    configs = [task_config(spec, t, tintc_path,
+                           work_dir=str(Path(spec.storage).resolve() / "work" / t.run_id) if local else None,
+                           **(extra or {}).get(t.run_id, {})) for t in tasks]
+    tuner = tune.Tuner(
+        tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
+        param_space={"t": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name=f"{spec.sweep}-{tasks[0].kind}-{uuid.uuid4().hex[:6]}", storage_path=storage,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                  callbacks=[progress_callback(log is None)], verbose=0, **kwargs),
+    )
+    tuner.fit()
+
+
+def concurrency(spec, requested: int) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    if spec.gpus_per_trial:
+        k = int(res.get("GPU", 0) // spec.gpus_per_trial)
+        if k < 1:
+            raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g}: the cluster has {res.get('GPU', 0):g} GPUs")
+    else:
+        k = int(math.floor(res.get("CPU", 1) / (spec.cpus_per_trial + TRIAL_DRIVER_CPU) + 1e-9))
+        if k < 1:
+            raise ConfigError(f"--cpus-per-trial: the cluster has {res.get('CPU', 0):g} CPUs")
+    return max(1, min(k, requested)) if requested else max(1, k)
+
+
+def prepare_data(spec, log):
+    """The driver builds shared inputs once, before any trial: the world, TIN-TC, Oracle copies."""
+    from core.data.corruptions import ensure_tintc
+    from core.training.kinds import CLASSIFIERS, load_sources, oracle_copies
+
+    preset = get_preset(spec.preset)
+    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)
+    tintc = None
+    if any(k in CLASSIFIERS for k in spec.kinds):
+        import numpy as np
+
+        images = np.asarray(sources.cls.images["test"])
+        if preset.eval_images:
+            images = images[: preset.eval_images]
+        tintc = str(Path(spec.data_root) / f"tintc-{sources.info['classification'][:16]}")
+        ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, len(images) // 64),
+                     progress=log is not None)
+    if "oracle" in spec.kinds:
+        oracle_copies(sources, Path(spec.data_root), spec.seeds[0], log)
+    return sources, tintc
+
+
+def run_sweep(spec, ray_kwargs, args, extra_by_task=None) -> int:
+    from sweeps.stages import finished_run_ids, plan, write_failed
+
+    log = None if args.quiet else print
+    t0 = time.perf_counter()
+    start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print)
+    sources, tintc = prepare_data(spec, log)
+    waves = plan(spec, sources.info)
+    k = concurrency(spec, args.max_concurrent)
+    done = finished_run_ids(spec)
+    total = sum(len(w) for w in waves)
+    skipped = sum(1 for w in waves for t in w if done.get(t.run_id) in ("ok", "diverged"))
+    print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
+          f"{total - skipped} to train, up to {k} at a time; results: {spec.storage}")
+    for i, wave in enumerate(waves, 1):
+        done = finished_run_ids(spec)
+        todo = []
+        for t in wave:
+            if done.get(t.run_id) in ("ok", "diverged"):
+                continue
+            if t.upstream_id and done.get(t.upstream_id) != "ok":
+                write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({done.get(t.upstream_id, 'missing')})")
+                continue
+            todo.append(t)
+        if not todo:
+            continue
+        if log:
+            log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
+        run_wave(spec, todo, tintc, k, log, extra_by_task)
+        done = finished_run_ids(spec)
+        for t in todo:
+            if t.run_id not in done:
+                write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+    summarize(spec, time.perf_counter() - t0)
+    if not getattr(args, "no_report", True):
+        try:
+            from analysis.report import write_report
+
+            out = Path(spec.storage) / "report" if "://" not in spec.storage else Path("report")
+            path = write_report(spec.storage.rstrip("/") + "/lake", out, sweep=spec.sweep, log=log)
+            print(f"report: {path}")
+        except ImportError:
+            pass
+    return 0
+
+
+def summarize(spec, seconds: float) -> None:
+    import polars as pl
+
+    from analysis.scores import robustness_scores
+    from core.results import read_table
+    from sweeps.stages import lake_root
+
+    runs = pl.from_arrow(read_table(lake_root(spec), "runs"))
+    runs = runs.filter(pl.col("sweep") == spec.sweep) if runs.height else runs
+    acc = pl.from_arrow(read_table(lake_root(spec), "corruption_accuracy"))
+    acc = acc.filter(pl.col("sweep") == spec.sweep) if acc.height else acc
+    print(f"\nsweep '{spec.sweep}' finished in {seconds:.0f}s; lake: {lake_root(spec)}")
+    if runs.height == 0:
+        print("no runs recorded")
+        return
+    by_kind = runs.group_by("kind").agg(
+        pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok"),
+        pl.col("clean_accuracy").mean().alias("clean_acc"), pl.col("feve").mean().alias("FEVe"))
+    try:
+        rob = robustness_scores(acc, by=["kind"]).filter(pl.col("scope") == "overall").select("kind", "robustness")
+        by_kind = by_kind.join(rob, on="kind", how="left")
+    except ValueError as e:
+        print(f"(no robustness scores: {e})")
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=3):
+        print(by_kind.sort("kind"))
+    bad = runs.filter(pl.col("status") != "ok")
+    for r in bad.iter_rows(named=True):
+        print(f"  {r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}: {(r['error'] or '')[:200]}")

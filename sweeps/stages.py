@@ -1,0 +1,263 @@
+"""The stage graph on Ray Tune and Ray Train.
+
+Stages run in waves, in dependency order; the stages of a wave are independent and run
+concurrently as one Tune grid over their tasks (one task = one model):
+
+    wave 1: monkey_predictor, oracle, baseline[seed]
+    wave 2: oracle_readout, mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed]
+    wave 3: mtl_oracle[ratio, seed]
+
+Every task has a run id (hash of its resolved config, data and upstream run id). A task whose
+record is already in the results lake is skipped, so a re-run or `--resume` never repeats work
+and never duplicates rows. Each Tune trial launches a `TorchTrainer` (Ray Train V2) whose worker
+calls the plain `core` functions; the worker writes the model's lake records itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from core.presets import Preset, get_preset
+from core.training.kinds import UPSTREAM, base_config, load_sources, run_id_for
+
+WAVES = (
+    ("monkey_predictor", "oracle", "baseline"),
+    ("oracle_readout", "mtl_monkey", "mtl_shuffled"),
+    ("mtl_oracle",),
+)
+GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
+SEEDED_KINDS = ("baseline",)                                # seed only
+SINGLE_KINDS = ("monkey_predictor", "oracle", "oracle_readout")  # one model (first seed)
+
+
+@dataclass
+class SweepSpec:
+    """Everything a trial needs, JSON-serialisable (it travels in the Tune config)."""
+
+    sweep: str
+    preset: str
+    storage: str                 # local path or URI of the results (lake/, models/, ray/)
+    data_root: str               # local path every node can read (synthetic world, caches)
+    ratios: list[str]
+    seeds: list[int]
+    kinds: list[str]
+    tin_root: str | None = None
+    neural_data: str | None = None
+    gpus_per_trial: float = 0.0
+    cpus_per_trial: float = 1.0
+    device: str = "auto"
+    overrides: dict = field(default_factory=dict)
+    max_failures: int = 1        # retries of a trial (Tune) and of its worker group (Train)
+
+
+@dataclass
+class Task:
+    kind: str
+    ratio: str
+    seed: int
+    run_id: str
+    upstream_id: str = ""
+
+    def label(self) -> str:
+        return f"{self.kind}[{self.ratio or '-'}, seed {self.seed}]"
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+def lake_root(spec: SweepSpec) -> str:
+    return spec.storage.rstrip("/") + "/lake"
+
+
+def model_dir(spec: SweepSpec, run_id: str) -> str:
+    return spec.storage.rstrip("/") + f"/models/{run_id}"
+
+
+def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
+    """run_id -> status of the runs already recorded for this sweep."""
+    from core.results import read_table
+
+    t = read_table(lake_root(spec), "runs")
+    if t.num_rows == 0:
+        return {}
+    rows = t.select(["run_id", "status", "sweep"]).to_pylist()
+    return {r["run_id"]: r["status"] for r in rows if r["sweep"] == spec.sweep}
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
+    """All tasks of the sweep, wave by wave, with their run ids (upstream ids chained)."""
+    preset = get_preset(spec.preset)
+    ids: dict[str, str] = {}
+    waves = []
+    root_seed = spec.seeds[0]
+    for wave in WAVES:
+        tasks = []
+        for kind in wave:
+            if kind not in spec.kinds:
+                continue
+            if kind in GRID_KINDS:
+                cells = [(r, s) for r in spec.ratios for s in spec.seeds]
+            elif kind in SEEDED_KINDS:
+                cells = [("", s) for s in spec.seeds]
+            else:
+                cells = [("", root_seed)]
+            up = ids.get(UPSTREAM[kind], "") if kind in UPSTREAM else ""
+            for ratio, seed in cells:
+                cfg = base_config(kind, preset, ratio or "1:1", seed, **spec.overrides)
+                rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up)
+                tasks.append(Task(kind, ratio, seed, rid, up))
+                if kind in SINGLE_KINDS:
+                    ids[kind] = rid
+        waves.append(tasks)
+    return waves
+
+
+# ----------------------------------------------------------------------------- the Train worker
+
+
+def _download(spec: SweepSpec, src: str, dest: Path) -> None:
+    fs, path = fs_and_path(src)
+    if isinstance(fs, pafs.LocalFileSystem) and Path(path).is_dir():
+        shutil.copytree(path, dest, dirs_exist_ok=True)
+    else:
+        dest.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+def _upload_model(spec: SweepSpec, out: Path, run_id: str) -> None:
+    fs, path = fs_and_path(model_dir(spec, run_id))
+    fs.create_dir(path, recursive=True)
+    for name in ("model.pt", "run.json"):
+        with open(out / name, "rb") as src, fs.open_output_stream(f"{path}/.{name}.tmp") as dst:
+            shutil.copyfileobj(src, dst)
+        fs.move(f"{path}/.{name}.tmp", f"{path}/{name}")
+
+
+def train_worker(config: dict) -> None:
+    """Runs inside a Ray Train worker: one model, plain `core`, records into the lake."""
+    import ray.train
+    import torch
+
+    from core.data.corruptions import load_tintc
+    from core.results import write_table
+    from core.training.kinds import CLASSIFIERS, run_kind
+
+    spec = SweepSpec(**config["spec"])
+    task = Task(**config["task"])
+    preset = get_preset(spec.preset)
+    threads = max(1, int(round(spec.cpus_per_trial)))
+    torch.set_num_threads(threads)
+    # local storage: work under STORAGE/work, so a re-run after a killed driver resumes the fit;
+    # otherwise a node-local folder, restored from Ray Train's last checkpoint after a restart
+    work = Path(config["work_dir"]) if config.get("work_dir") else Path(tempfile.gettempdir()) / "brainrobust-work" / task.run_id
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            shutil.copytree(d, work / "checkpoint", dirs_exist_ok=True)
+
+    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
+    upstream = None
+    if task.upstream_id:
+        upstream = work / "upstream"
+        _download(spec, model_dir(spec, task.upstream_id), upstream)
+    tintc = load_tintc(config["tintc"]) if (task.kind in CLASSIFIERS and config.get("tintc")) else None
+
+    def report(row, ckpt_path):
+        metrics = {k: row[k] for k in ("epoch", "phase", "val_accuracy", "val_correlation", "lr", "images_per_s")}
+        metrics.update(kind=task.kind, ratio=task.ratio, seed=task.seed, done=False)
+        if ckpt_path is not None and config.get("checkpoint_every_epoch", True):
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
+        else:
+            ray.train.report(metrics)
+
+    overrides = {**spec.overrides, "device": spec.device, "threads": threads}
+    fail_at = config.get("fail_at_epoch")
+    res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
+                   tintc=tintc, report=report, log=None, overrides=overrides,
+                   fail_at_epoch=fail_at if ckpt is None else None)
+    if res.run["run_id"] != task.run_id:
+        raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
+    if ray.train.get_context().get_world_rank() == 0:
+        _upload_model(spec, work, task.run_id)
+        root = lake_root(spec)
+        for table, rows in (("epochs", res.epochs), ("corruption_accuracy", res.corruption_accuracy),
+                            ("predictions", res.predictions), ("runs", [res.run])):  # runs last: it marks completion
+            write_table(root, table, rows, spec.sweep, task.kind, task.run_id)
+    r = res.run
+    ray.train.report({"kind": task.kind, "ratio": task.ratio, "seed": task.seed, "done": True, "status": r["status"],
+                      "clean_accuracy": r["clean_accuracy"], "feve": r["feve"], "epoch": r["epochs"]})
+
+
+# ----------------------------------------------------------------------------- the Tune trial
+
+
+def tune_trial(config: dict) -> None:
+    """A Tune function trainable: launches one TorchTrainer (Train V2 pattern) for its task."""
+    import ray.train
+    import ray.tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    config = config["t"]
+    spec = SweepSpec(**config["spec"])
+    task = Task(**config["task"])
+    use_gpu = spec.gpus_per_trial > 0
+    workers = max(1, int(spec.gpus_per_trial)) if use_gpu else 1
+    per_worker = ({"GPU": spec.gpus_per_trial / workers, "CPU": max(spec.cpus_per_trial / workers, 0.01)} if use_gpu
+                  else {"CPU": spec.cpus_per_trial})
+    storage = spec.storage.rstrip("/") + "/ray"
+    storage_kwargs = {}
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    else:
+        fs, path = fs_and_path(storage)
+        storage, storage_kwargs = path, {"storage_filesystem": fs}
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=f"{spec.sweep}-{task.run_id}",  # stable across restores: derived from the task, not a timestamp
+            storage_path=storage, **storage_kwargs,
+            callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
+def spec_dict(spec: SweepSpec) -> dict:
+    return asdict(spec)
+
+
+def task_config(spec: SweepSpec, task: Task, tintc: str | None, **extra) -> dict:
+    return {"spec": spec_dict(spec), "task": asdict(task), "tintc": tintc, **extra}
+
+
+def write_failed(spec: SweepSpec, task: Task, error: str) -> None:
+    """Record a task that could not run (its upstream failed, or its trial errored)."""
+    from core.results import provenance, write_table
+    from core.results.lake import now
+
+    write_table(lake_root(spec), "runs", [{
+        "run_id": task.run_id, "kind": task.kind, "ratio": task.ratio, "seed": task.seed, "preset": spec.preset,
+        "status": "failed", "error": error[:2000], "upstream": task.upstream_id, "created_at": now(),
+        "config": json.dumps(spec.overrides), **provenance()}], spec.sweep, task.kind, task.run_id)
