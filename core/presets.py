@@ -23,7 +23,15 @@ class Preset:
     seeds: tuple[int, ...]
     neural_lr: float = 1e-2       # Monkey Predictor Adam lr; see below
     eval_images: int = 0          # cap on test images for TIN-TC (0: all)
+    model: str = "vgg19_bn_fc"
+    lr: float = 0.1               # SGD lr of classification-bearing fits
+    augment: bool = True
 
+
+# Short CPU presets (smoke, demo), measured on the demo world: a width-1/16 VGG-19 with the
+# paper's augmentation stays at chance for 20 epochs of 1,200 images (a plain 3-layer CNN too);
+# on a world with clutter 0.35 and no extra augmentation (the world already draws position,
+# rotation and scale) VGG-11 at width 1/16 reaches 0.38 validation accuracy in 8 epochs (16 s).
 
 # The paper's Monkey Predictor uses Adam lr 5e-4 for up to 150 epochs over 24,000 trials. The
 # synthetic presets have 10x fewer trials and epochs; at 5e-4 the demo predictor reaches a
@@ -32,8 +40,10 @@ class Preset:
 
 
 PRESETS = {
-    "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,)),
-    "demo": Preset("demo", "demo", 1 / 16, 128, 6, 8, 3, 2, 2, ("1:4", "1:1", "4:1"), (0, 1)),
+    "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
+                    model="vgg11_bn_fc", lr=0.05, augment=False),
+    "demo": Preset("demo", "demo", 1 / 16, 32, 8, 8, 3, 2, 2, ("1:2", "1:1", "2:1"), (0,),
+                   eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2)),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),
                     neural_lr=5e-4),

@@ -18,6 +18,7 @@ from core.training.kinds import KINDS, UPSTREAM
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0: our own progress lines instead
 TRIAL_DRIVER_CPU = 0.05   # the Tune function only launches the trainer
 
 
@@ -37,6 +38,9 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--neural-data", help="neural recordings in the project's format (preset paper; see `python -m core.data convert`)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
+    p.add_argument("--set", default="", metavar="KEY=VALUE,...",
+                   help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9 "
+                        "(keys of core.training.TrainConfig; hparam_search.py prints the best as such a flag)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted sweep (finished models are always skipped; this also says so)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
 
@@ -94,6 +98,32 @@ def check_address(address: str) -> None:
         raise ConfigError(f"--address {address}: unreachable ({e})") from None
 
 
+def parse_set(text: str) -> dict:
+    """'lr=0.05,momentum=0.9' -> typed TrainConfig overrides; unknown keys and bad values raise."""
+    import dataclasses
+
+    from core.config import from_dict
+    from core.training.config import TrainConfig
+
+    if not text:
+        return {}
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in text.split(","):
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k not in types:
+            raise ConfigError(f"--set: unknown key {k!r}; expected keys of TrainConfig such as lr, momentum, weight_decay")
+        t = types[k] if isinstance(types[k], str) else types[k].__name__
+        try:
+            out[k] = {"float": float, "int": int, "bool": lambda x: x.lower() in ("1", "true", "yes"), "str": str}[t](v)
+        except (ValueError, KeyError):
+            raise ConfigError(f"--set {k}={v}: expected a {t}") from None
+    from_dict(TrainConfig, out, where="--set")  # validates values (e.g. momentum range)
+    return out
+
+
 def resolve_common(args, kinds: str = "all"):
     from sweeps.stages import SweepSpec
 
@@ -127,11 +157,12 @@ def resolve_common(args, kinds: str = "all"):
     check_storage(args.storage)
     cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
-    spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=args.storage,
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere
+    spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=storage,
                      data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list,
                      tin_root=args.tin_root, neural_data=args.neural_data, gpus_per_trial=args.gpus_per_trial,
                      cpus_per_trial=cpus - TRIAL_DRIVER_CPU if not args.gpus_per_trial else cpus,
-                     device=args.device, overrides=overrides)
+                     device=args.device, overrides=overrides, cls_overrides=parse_set(args.set))
     ray_kwargs = {"address": args.address, "num_cpus": args.num_cpus if not args.address else None}
     return spec, ray_kwargs
 
@@ -254,7 +285,10 @@ def prepare_data(spec, log):
         if preset.eval_images:
             images = images[: preset.eval_images]
         tintc = str(Path(spec.data_root) / f"tintc-{sources.info['classification'][:16]}")
-        ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, len(images) // 64),
+        import ray
+
+        n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
                      progress=log is not None)
     if "oracle" in spec.kinds:
         oracle_copies(sources, Path(spec.data_root), spec.seeds[0], log)

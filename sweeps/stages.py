@@ -53,7 +53,8 @@ class SweepSpec:
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
     device: str = "auto"
-    overrides: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)        # TrainConfig overrides for every fit
+    cls_overrides: dict = field(default_factory=dict)    # ... and for classification-bearing fits only (--set)
     max_failures: int = 1        # retries of a trial (Tune) and of its worker group (Train)
 
 
@@ -100,6 +101,13 @@ def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
 # ----------------------------------------------------------------------------- tasks
 
 
+def task_overrides(spec: SweepSpec, kind: str) -> dict:
+    """The TrainConfig overrides of one task (the same in the planner and in the worker)."""
+    from core.training.kinds import CLASSIFIERS
+
+    return {**spec.overrides, **(spec.cls_overrides if kind in CLASSIFIERS else {})}
+
+
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
     """All tasks of the sweep, wave by wave, with their run ids (upstream ids chained)."""
     preset = get_preset(spec.preset)
@@ -119,7 +127,7 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
                 cells = [("", root_seed)]
             up = ids.get(UPSTREAM[kind], "") if kind in UPSTREAM else ""
             for ratio, seed in cells:
-                cfg = base_config(kind, preset, ratio or "1:1", seed, **spec.overrides)
+                cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind))
                 rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up)
                 tasks.append(Task(kind, ratio, seed, rid, up))
                 if kind in SINGLE_KINDS:
@@ -187,7 +195,7 @@ def train_worker(config: dict) -> None:
         else:
             ray.train.report(metrics)
 
-    overrides = {**spec.overrides, "device": spec.device, "threads": threads}
+    overrides = {**task_overrides(spec, task.kind), "device": spec.device, "threads": threads}
     fail_at = config.get("fail_at_epoch")
     res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
                    tintc=tintc, report=report, log=None, overrides=overrides,

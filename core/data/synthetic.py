@@ -48,6 +48,7 @@ class WorldConfig:
     neural_repeats: int = 10             # trials per test image
     complex_fraction: float = 0.5
     mean_rate: float = 3.0               # spikes per response window, population mean
+    clutter: float = 1.0                 # background contrast multiplier (difficulty)
     seed: int = 0
 
     def __post_init__(self):
@@ -63,9 +64,10 @@ class WorldConfig:
 
 
 WORLD_PRESETS = {
+    # smoke and demo are easier worlds (less clutter) so that short CPU runs learn; see core/presets.py
     "smoke": WorldConfig(n_classes=4, train_per_class=64, val_per_class=16, test_per_class=16,
-                         n_neurons=24, neural_train_images=256, neural_test_images=10, neural_repeats=6),
-    "demo": WorldConfig(),
+                         n_neurons=24, neural_train_images=256, neural_test_images=10, neural_repeats=6, clutter=0.35),
+    "demo": WorldConfig(train_per_class=150, val_per_class=30, test_per_class=30, clutter=0.35),
     "study": WorldConfig(n_classes=20, train_per_class=500, val_per_class=50, test_per_class=50,
                          n_neurons=128, neural_train_images=6000, neural_test_images=75, neural_repeats=20),
     # Tiny-ImageNet-sized world with a paper-sized population, for scale tests without a download
@@ -150,7 +152,8 @@ def pink_noise(rng: np.random.Generator, n: int, size: int, alpha: np.ndarray) -
     return out
 
 
-def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_masks: bool = False):
+def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_masks: bool = False,
+           clutter: float = 1.0):
     """Render one image per label; uint8 (B, size, size) and optionally the object masks."""
     labels = np.asarray(labels)
     B = len(labels)
@@ -181,7 +184,7 @@ def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_
 
     bg = pink_noise(rng, B, size, rng.uniform(0.9, 1.7, B))
     bg_mean = rng.uniform(90, 165, B).astype(np.float32)[:, None, None]
-    bg_contrast = rng.uniform(18, 40, B).astype(np.float32)[:, None, None]
+    bg_contrast = clutter * rng.uniform(18, 40, B).astype(np.float32)[:, None, None]
     polarity = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), B)[:, None, None]
     fg_contrast = rng.uniform(35, 80, B).astype(np.float32)[:, None, None]
     fg_noise = pink_noise(rng, B, size, np.full(B, 1.5))
@@ -203,7 +206,7 @@ def make_classification(cfg: WorldConfig, chunk: int = 2048) -> ClassificationSe
         y = rng.permutation(np.repeat(np.arange(cfg.n_classes), per_class))
         x = np.empty((len(y), cfg.image_size, cfg.image_size), dtype=np.uint8)
         for a in range(0, len(y), chunk):
-            x[a:a + chunk] = render(rng, y[a:a + chunk], cfg.image_size)
+            x[a:a + chunk] = render(rng, y[a:a + chunk], cfg.image_size, clutter=cfg.clutter)
         images[split], labels[split] = x, y.astype(np.int64)
     return ClassificationSet(images, labels, [class_name(k) for k in range(cfg.n_classes)])
 
@@ -292,7 +295,7 @@ def make_neural(cfg: WorldConfig, chunk: int = 2048) -> tuple[NeuralSet, V1Popul
     labels = rng_img.integers(0, cfg.n_classes, n_pool)
     pool = np.empty((n_pool, cfg.image_size, cfg.image_size), dtype=np.uint8)
     for a in range(0, n_pool, chunk):
-        pool[a:a + chunk] = render(rng_img, labels[a:a + chunk], cfg.image_size)
+        pool[a:a + chunk] = render(rng_img, labels[a:a + chunk], cfg.image_size, clutter=cfg.clutter)
 
     rng_v1 = _stream(cfg.seed, "neural/v1")
     pop = V1Population.sample(rng_v1, cfg.n_neurons, cfg.image_size, cfg.complex_fraction)

@@ -25,6 +25,9 @@ def classification_records(model: MultiTaskModel, clean: np.ndarray, labels: np.
     `tintc` maps (corruption, severity) to the corrupted copies of `clean`, in the same order.
     """
     labels = np.asarray(labels)
+    for (c, s), x in (tintc or {}).items():
+        if len(x) != len(labels):
+            raise ValueError(f"TIN-TC condition {c}/{s} has {len(x)} images but {len(labels)} labels were given")
     conditions = [("clean", 0, clean)] + [(c, s, x) for (c, s), x in (tintc or {}).items()]
     acc_rows, pred_rows, clean_acc = [], [], float("nan")
     for name, sev, x in conditions:

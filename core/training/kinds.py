@@ -84,19 +84,19 @@ def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root
 
 def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -> TrainConfig:
     """The resolved training config of a kind under a preset (the paper's settings where they apply)."""
-    common = dict(width=preset.width, batch_size=preset.batch_size, max_epochs=preset.max_epochs,
-                  patience=preset.patience, max_reductions=preset.max_reductions, seed=seed)
+    common = dict(model=preset.model, width=preset.width, batch_size=preset.batch_size, max_epochs=preset.max_epochs,
+                  patience=preset.patience, max_reductions=preset.max_reductions, seed=seed, augment=preset.augment)
     if kind == "monkey_predictor":
         cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", **{**common, "max_epochs": preset.neural_epochs})
     elif kind == "oracle_readout":
         cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", freeze_through="conv3_1",
                           **{**common, "max_epochs": preset.readout_epochs, "max_reductions": 10**6})
     elif kind == "oracle":
-        cfg = TrainConfig(mode="oracle_pretrain", **common)
+        cfg = TrainConfig(mode="oracle_pretrain", lr=preset.lr, **common)
     elif kind.startswith("mtl_"):
-        cfg = TrainConfig(mode="mtl", ratio=ratio, **common)
+        cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, **common)
     elif kind == "baseline":
-        cfg = TrainConfig(mode="classification", **common)
+        cfg = TrainConfig(mode="classification", lr=preset.lr, **common)
     else:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     return replace(cfg, **overrides) if overrides else cfg
@@ -291,8 +291,9 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     acc_rows, pred_rows = [], []
     if res.status == "ok":
         if model.has_classifier and kind in CLASSIFIERS:
+            n = preset.eval_images or len(cls.labels["test"])  # the TIN-TC cache holds the first n test images
             metrics["clean_accuracy"], acc_rows, pred_rows = classification_records(
-                model, np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]), tintc)
+                model, np.asarray(cls.images["test"][:n]), np.asarray(cls.labels["test"][:n]), tintc)
         if model.readout is not None:
             metrics.update(neural_test_metrics(model, neural))
     val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]

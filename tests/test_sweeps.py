@@ -1,0 +1,106 @@
+"""The sweeps through real Ray: each test's subprocess starts (and ends) its own local Ray instance."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
+
+
+def lake(storage, table):
+    files = list((storage / "lake" / table).rglob("*.parquet"))
+    if not files:
+        return pl.DataFrame()
+    return pl.scan_parquet(str(storage / "lake" / table / "**" / "*.parquet"), hive_partitioning=True).collect()
+
+
+def sweep_args(storage, data_root, *extra):
+    return ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(data_root),
+            "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", "--no-report", *extra]
+
+
+def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
+    storage, data_root = tmp_path / "results", tmp_path / "data"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    log = open(tmp_path / "first.log", "w")
+    p = subprocess.Popen([sys.executable, *sweep_args(storage, data_root)], cwd=ROOT, env=env, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 400
+    while time.time() < deadline and p.poll() is None:
+        runs = lake(storage, "runs")
+        if runs.height >= 2:
+            break
+        time.sleep(2)
+    assert p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    p.wait()
+    before = lake(storage, "runs")
+    assert 2 <= before.height < 7
+    stamps = {f: f.stat().st_mtime_ns for f in (storage / "lake" / "runs").rglob("*.parquet")}
+
+    r = run_cli(*sweep_args(storage, data_root, "--resume"), timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert f"{before.height} already in the lake, {7 - before.height} to train" in r.stdout
+    runs = lake(storage, "runs")
+    assert set(runs["kind"]) == ALL_KINDS and runs.height == 7 and runs["run_id"].n_unique() == 7
+    assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
+    # nothing finished before the kill was trained again
+    for f, t in stamps.items():
+        assert f.stat().st_mtime_ns == t, f
+    # every table is complete and duplicate-free
+    acc, preds, ep = lake(storage, "corruption_accuracy"), lake(storage, "predictions"), lake(storage, "epochs")
+    classifiers = runs.filter(pl.col("kind").is_in(["baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"]))
+    assert acc.height == 70 * classifiers.height
+    assert acc.select("run_id", "corruption", "severity").is_duplicated().sum() == 0
+    assert preds.select("run_id", "condition", "severity", "image").is_duplicated().sum() == 0
+    assert set(ep["run_id"]) == set(runs["run_id"])
+    assert "dashboard: http://127.0.0.1:" in r.stdout and "robustness" in r.stdout
+
+    # a plain re-run trains nothing and finishes quickly
+    t = time.time()
+    r = run_cli(*sweep_args(storage, data_root), timeout=300)
+    assert r.returncode == 0 and "7 already in the lake, 0 to train" in r.stdout
+    assert time.time() - t < 60
+    assert lake(storage, "runs").height == 7
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--ratios", "1-2"], "--ratios: ratio '1-2': expected 'n:c'"),
+    (["--seeds", "-1"], "--seeds: -1 is negative"),
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: unreachable"),
+    (["--storage", "/proc/no/such"], "--storage /proc/no/such: not writable"),
+    (["--set", "lrr=1"], "--set: unknown key 'lrr'"),
+    (["--kinds", "mtl_foo"], "--kinds: unknown kind 'mtl_foo'"),
+])
+def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
+    t = time.time()
+    r = run_cli("sweeps/ratio_grid.py", "--storage", str(tmp_path / "r"), "--data-root", str(tmp_path / "d"), *flags)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert time.time() - t < 30 and not (tmp_path / "d").exists()
+
+
+def test_hparam_search_few_trials(tmp_path):
+    storage = tmp_path / "results"
+    r = run_cli("sweeps/hparam_search.py", "--preset", "smoke", "--storage", str(storage), "--data-root",
+                str(tmp_path / "data"), "--trials", "3", "--num-cpus", "2", "--max-epochs", "3", "--grace-period", "1",
+                timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "best, as grid flags:" in r.stdout and "python sweeps/ratio_grid.py --preset smoke --ratios" in r.stdout
+    runs = lake(storage, "runs")
+    trials = runs.filter((pl.col("sweep") == "smoke-hparam") & (pl.col("kind") == "mtl_monkey"))
+    assert trials.height == 3 and set(trials["status"]) <= {"ok", "stopped"}
+    # the printed flags are accepted by the grid's parser
+    line = [ln for ln in r.stdout.splitlines() if "--set" in ln][-1]
+    from sweeps.cli import parse_set
+
+    assert parse_set(line.split("--set ")[1].strip())["lr"] > 0
