@@ -241,9 +241,11 @@ def run_wave(spec, tasks, tintc_path, max_concurrent, log, extra: dict | None = 
     else:
         storage = str(Path(storage).resolve())
     local = "://" not in spec.storage
+    # local storage: the fit's own per-epoch checkpoint in STORAGE/work is the resume point, so Ray
+    # Train checkpoints (a copy per epoch) are only reported for remote storage
     configs = [task_config(spec, t, tintc_path,
                            work_dir=str(Path(spec.storage).resolve() / "work" / t.run_id) if local else None,
-                           **(extra or {}).get(t.run_id, {})) for t in tasks]
+                           checkpoint_every_epoch=not local, **(extra or {}).get(t.run_id, {})) for t in tasks]
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
         param_space={"t": tune.grid_search(configs)},
