@@ -31,7 +31,7 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", help="comma-separated non-negative seeds (default: the preset's)")
     p.add_argument("--address", help="existing Ray cluster ('auto' on a `ray up` head node); default: start a local Ray")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: all)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per model; >1 trains with DDP across them (default 0)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs per model, at most 1; fractions share a GPU (default 0)")
     p.add_argument("--cpus-per-trial", type=float, default=0.0, help="CPUs per model (default: 1 on CPU runs, 2 with GPUs)")
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on models trained at once (default: as many as resources allow)")
     p.add_argument("--tin-root", help="Tiny ImageNet folder (preset paper)")
@@ -150,6 +150,9 @@ def resolve_common(args, kinds: str = "all"):
             raise ConfigError(f"--{flag.replace('_', '-')} {v}: no such file or directory")
     if args.gpus_per_trial < 0 or args.cpus_per_trial < 0 or args.max_concurrent < 0:
         raise ConfigError("--gpus-per-trial, --cpus-per-trial and --max-concurrent must be >= 0")
+    if args.gpus_per_trial > 1:
+        raise ConfigError(f"--gpus-per-trial {args.gpus_per_trial:g}: several GPUs per model (DDP) is not supported yet; "
+                          "use at most 1 (trials then run side by side, one per GPU)")
     if args.max_epochs is not None and args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected >= 1")
     if args.address:

@@ -209,8 +209,11 @@ def train_worker(config: dict) -> None:
                             ("predictions", res.predictions), ("runs", [res.run])):  # runs last: it marks completion
             write_table(root, table, rows, spec.sweep, task.kind, task.run_id)
     r = res.run
+    corr = [e["val_correlation"] for e in res.epochs if e.get("val_correlation") == e.get("val_correlation")]
+    # the final report repeats the best validation metrics: a Tune search with a metric needs them in every report
     ray.train.report({"kind": task.kind, "ratio": task.ratio, "seed": task.seed, "done": True, "status": r["status"],
-                      "clean_accuracy": r["clean_accuracy"], "feve": r["feve"], "epoch": r["epochs"]})
+                      "clean_accuracy": r["clean_accuracy"], "feve": r["feve"], "epoch": r["epochs"],
+                      "val_accuracy": r["val_accuracy"], "val_correlation": max(corr) if corr else float("nan")})
 
 
 # ----------------------------------------------------------------------------- the Tune trial

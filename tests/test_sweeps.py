@@ -80,6 +80,7 @@ def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
     (["--storage", "/proc/no/such"], "--storage /proc/no/such: not writable"),
     (["--set", "lrr=1"], "--set: unknown key 'lrr'"),
     (["--kinds", "mtl_foo"], "--kinds: unknown kind 'mtl_foo'"),
+    (["--gpus-per-trial", "2"], "several GPUs per model (DDP) is not supported yet"),
 ])
 def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     t = time.time()
