@@ -72,8 +72,6 @@ def _ratio(t: str) -> str:
 
 def check_storage(storage: str) -> None:
     """Fail early, in one line, if results cannot be written there."""
-    import pyarrow.fs as pafs
-
     from sweeps.stages import fs_and_path
 
     try:
@@ -83,14 +81,14 @@ def check_storage(storage: str) -> None:
         with fs.open_output_stream(probe) as f:
             f.write(b"ok")
         fs.delete_file(probe)
-    except (OSError, ValueError, pafs.ArrowException if hasattr(pafs, "ArrowException") else OSError) as e:
+    except (OSError, ValueError) as e:  # pyarrow's I/O errors are OSError (ArrowInvalid: ValueError)
         raise ConfigError(f"--storage {storage}: not writable ({str(e).splitlines()[0]})") from None
 
 
 def check_address(address: str) -> None:
     """An explicit host:port must answer before we try to join it."""
-    if address in ("auto", "local") or address.startswith("ray://") is False and ":" not in address:
-        return
+    if address in ("auto", "local") or ":" not in address:
+        return  # resolved by Ray itself
     host, port = address.replace("ray://", "").rsplit(":", 1)
     try:
         socket.create_connection((host, int(port)), timeout=3).close()

@@ -62,7 +62,6 @@ def main(argv=None) -> int:
         raise ConfigError(f"--trials {args.trials}: expected >= 1")
     spec, ray_kwargs = resolve_common(args, kinds="mtl_monkey")
     spec.sweep = (args.sweep or spec.preset) + "-hparam"
-    spec.tin_root = spec.tin_root
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -70,8 +69,9 @@ def main(argv=None) -> int:
 
     from core.results import write_table
     from core.results.lake import now, provenance
-    from sweeps.stages import finished_run_ids, lake_root, plan, run_id_for  # noqa: F401
+    from core.training.kinds import run_id_for
     from sweeps.cli import run_wave
+    from sweeps.stages import finished_run_ids, lake_root, plan
 
     log = None if args.quiet else print
     t0 = time.perf_counter()

@@ -14,16 +14,13 @@ finished models are skipped on a re-run, so --resume (or any re-run) completes o
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
-import time
 from pathlib import Path
 
 # runnable as `python sweeps/ratio_grid.py` from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import ConfigError, cli_main  # noqa: E402
+from core.errors import cli_main  # noqa: E402
 from sweeps.cli import add_common_flags, resolve_common, run_sweep  # noqa: E402
 
 

@@ -16,7 +16,6 @@ calls the plain `core` functions; the worker writes the model's lake records its
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from core.presets import Preset, get_preset
+from core.presets import get_preset
 from core.training.kinds import UPSTREAM, base_config, load_sources, run_id_for
 
 WAVES = (

@@ -94,31 +94,28 @@ def set_train_mode(model: MultiTaskModel, frozen: list[torch.nn.Module]) -> None
 
 
 @torch.no_grad()
+def _predict(model: MultiTaskModel, x_u8: torch.Tensor, head, batch: int, amp: bool) -> torch.Tensor:
+    """Batched eval-mode forward of uint8 images through `head(model, x)`, on the model's device."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = []
+    for a in range(0, len(x_u8), batch):
+        x = model.prep(x_u8[a:a + batch].to(dev))
+        if dev.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+            out.append(head(model, x).float())
+    return torch.cat(out)
+
+
 def predict_logits(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for a in range(0, len(x_u8), batch):
-        x = model.prep(x_u8[a:a + batch].to(dev))
-        if dev.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-            out.append(model(x).float())
-    return torch.cat(out)
+    """Class logits (N, classes) for uint8 images (N, 1, H, W)."""
+    return _predict(model, x_u8, MultiTaskModel.forward, batch, amp)
 
 
-@torch.no_grad()
 def predict_rates(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for a in range(0, len(x_u8), batch):
-        x = model.prep(x_u8[a:a + batch].to(dev))
-        if dev.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
-            out.append(model.predict_neural(x).float())
-    return torch.cat(out)
+    """Predicted firing rates (N, K) for uint8 images (N, 1, H, W)."""
+    return _predict(model, x_u8, MultiTaskModel.predict_neural, batch, amp)
 
 
 def _accuracy(model, x, y, amp) -> float:

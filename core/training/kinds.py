@@ -35,7 +35,7 @@ from core.results.lake import now, provenance
 from core.training.config import TrainConfig
 from core.training.cycler import ratio_value
 from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
-from core.training.fit import FitResult, fit, predict_rates
+from core.training.fit import fit, predict_rates
 
 KINDS = ("baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_oracle", "mtl_shuffled")
 UPSTREAM = {"mtl_monkey": "monkey_predictor", "mtl_shuffled": "monkey_predictor",
