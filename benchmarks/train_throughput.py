@@ -65,8 +65,7 @@ def main():
     per = max(1, args.images // 10)
     cls = make_classification(world_config("demo", n_classes=10, train_per_class=per, val_per_class=8, test_per_class=1))
     mean, std = pixel_stats(cls.images["train"])
-    data = TrainData(cls.n_classes, {s: (as_u8(cls.images[s]), torch.as_tensor(np.array(cls.labels[s]))) for s in ("train", "val")},
-                     pixel_mean=mean, pixel_std=std)
+    data = TrainData(cls.n_classes, {s: (as_u8(cls.images[s]), torch.as_tensor(np.array(cls.labels[s]))) for s in ("train", "val")})
     x_dev, y_dev = data.cls["train"][0].to(dev), data.cls["train"][1].to(dev)
 
     def model():

@@ -9,7 +9,7 @@ from core.errors import ConfigError
 from core.models import build_model
 from core.training import TrainConfig, fit
 from core.training.cycler import neural_batches_before, parse_ratio, schedule
-from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
+from core.training.data import NeuralBatchSource, TrainData, as_u8
 from core.training.losses import UncertaintyWeighting, consistency_loss, poisson_loss
 
 
@@ -22,8 +22,7 @@ def world():
 def cls_data(cls, n=None):
     sl = slice(None, n)
     x = {s: (as_u8(cls.images[s][sl]), torch.as_tensor(np.array(cls.labels[s][sl]))) for s in ("train", "val")}
-    mean, std = pixel_stats(cls.images["train"])
-    return TrainData(cls.n_classes, x, pixel_mean=mean, pixel_std=std)
+    return TrainData(cls.n_classes, x)
 
 
 def mtl_data(cls, n_neurons=6, n=None, targets=None):

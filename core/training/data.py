@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,9 +51,6 @@ class TrainData:
     neural_val: NeuralBatchSource | None = None
     neural_test: dict | None = None     # images u8 (M,1,H,W), responses (M,R,K), mask, true_rates (numpy)
     corrupted: tuple[torch.Tensor, torch.Tensor] | None = None           # two corrupted copies of cls train
-    pixel_mean: float = 0.5
-    pixel_std: float = 0.25
-    info: dict = field(default_factory=dict)
 
     @property
     def n_neurons(self) -> int:
@@ -72,5 +69,4 @@ class TrainData:
             self.neural_val.to(device) if self.neural_val is not None else None,
             self.neural_test,
             tuple(c.to(device) for c in self.corrupted) if self.corrupted is not None else None,
-            self.pixel_mean, self.pixel_std, self.info,
         )

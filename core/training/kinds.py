@@ -158,8 +158,13 @@ def mtl_data(sources: Sources, predictor: MultiTaskModel, shuffle_seed: int | No
             targets[s] = torch.stack(cols, 1)
     srcs = {s: NeuralBatchSource(x[s][0], torch.arange(len(targets[s])), targets[s],
                                  torch.ones(targets[s].shape, dtype=torch.bool)) for s in ("train", "val")}
-    mean, std = pixel_stats(cls.images["train"])
-    return TrainData(cls.n_classes, x, srcs["train"], srcs["val"], pixel_mean=mean, pixel_std=std)
+    return TrainData(cls.n_classes, x, srcs["train"], srcs["val"])
+
+
+def standardised_on(model: MultiTaskModel, images) -> MultiTaskModel:
+    """Give `model` the pixel statistics of `images` (its input standardisation travels with it)."""
+    model.set_pixel_stats(*pixel_stats(images))
+    return model
 
 
 def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | None) -> np.ndarray:
@@ -243,23 +248,17 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
                  gamma=cfg.readout_gamma, init_mu_range=cfg.init_mu_range, init_sigma_range=cfg.init_sigma_range)
     torch.manual_seed(seed)
     if kind == "baseline":
-        model = build_model(**build)
-        mean, std = pixel_stats(cls.images["train"])
-        model.set_pixel_stats(mean, std)
-        res = fit_phase(model, TrainData(cls.n_classes, _cls_tensors(cls), pixel_mean=mean, pixel_std=std), cfg, "train")
+        model = standardised_on(build_model(**build), cls.images["train"])
+        res = fit_phase(model, TrainData(cls.n_classes, _cls_tensors(cls)), cfg, "train")
     elif kind == "monkey_predictor":
         build.update(n_neurons=K, classify=False)
-        model = build_model(**build)
-        model.set_pixel_stats(*pixel_stats(neural.images[neural.train_image_index]))
+        model = standardised_on(build_model(**build), neural.images[neural.train_image_index])
         tr, va = _neural_sources(neural)
         res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
     elif kind == "oracle":
-        model = build_model(**build)
-        mean, std = pixel_stats(cls.images["train"])
-        model.set_pixel_stats(mean, std)
+        model = standardised_on(build_model(**build), cls.images["train"])
         copies = oracle_copies(sources, data_root, seed, log)
-        data = TrainData(cls.n_classes, _cls_tensors(cls), corrupted=(as_u8(copies[0]), as_u8(copies[1])),
-                         pixel_mean=mean, pixel_std=std)
+        data = TrainData(cls.n_classes, _cls_tensors(cls), corrupted=(as_u8(copies[0]), as_u8(copies[1])))
         res = fit_phase(model, data, cfg, "pretrain")
         if res.status == "ok":
             # freeze <= conv3_1; re-initialise everything above it and re-train on clean images
@@ -269,7 +268,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
             torch.manual_seed(seed + 1)
             for m in above:
                 VGG.reset_parameters(m)
-            data = TrainData(cls.n_classes, _cls_tensors(cls), pixel_mean=mean, pixel_std=std)
+            data = TrainData(cls.n_classes, _cls_tensors(cls))
             res = fit_phase(model, data, replace(cfg, mode="classification", freeze_through=cfg.readout_layer), "retrain")
     elif kind == "oracle_readout":
         build.update(n_neurons=K)
@@ -280,9 +279,8 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
     else:  # mtl_*
         build.update(n_neurons=K)
-        model = build_model(**build)
+        model = standardised_on(build_model(**build), cls.images["train"])
         data = mtl_data(sources, upstream_model, shuffle_seed=(10_000 + seed) if kind == "mtl_shuffled" else None)
-        model.set_pixel_stats(data.pixel_mean, data.pixel_std)
         res = fit_phase(model, data, cfg, "train")
 
     model.cpu().eval()
