@@ -55,7 +55,7 @@ def main():
         t = time.perf_counter()
         r = subprocess.run([sys.executable, str(ROOT / "sweeps" / "ratio_grid.py"), "--preset", args.preset, "--kinds", "baseline",
                             "--seeds", ",".join(map(str, seeds)), "--storage", str(d / "ray"), "--data-root", str(d / "data"),
-                            "--no-report", "--quiet"], capture_output=True, text=True)
+                            "--quiet"], capture_output=True, text=True)
         t_ray = time.perf_counter() - t
         if r.returncode != 0:
             sys.exit(f"sweep failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")

@@ -227,7 +227,7 @@ def progress_callback(quiet: bool):
     return Progress()
 
 
-def run_wave(spec, tasks, tintc_path, max_concurrent, log, extra: dict | None = None) -> None:
+def run_wave(spec, tasks, tintc_path, max_concurrent, log) -> None:
     from ray import tune
 
     from sweeps.stages import task_config, tune_trial
@@ -246,7 +246,7 @@ def run_wave(spec, tasks, tintc_path, max_concurrent, log, extra: dict | None = 
     # Train checkpoints (a copy per epoch) are only reported for remote storage
     configs = [task_config(spec, t, tintc_path,
                            work_dir=str(Path(spec.storage).resolve() / "work" / t.run_id) if local else None,
-                           checkpoint_every_epoch=not local, **(extra or {}).get(t.run_id, {})) for t in tasks]
+                           checkpoint_every_epoch=not local) for t in tasks]
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
         param_space={"t": tune.grid_search(configs)},
@@ -298,7 +298,7 @@ def prepare_data(spec, log):
     return sources, tintc
 
 
-def run_sweep(spec, ray_kwargs, args, extra_by_task=None) -> int:
+def run_sweep(spec, ray_kwargs, args) -> int:
     from sweeps.stages import finished_run_ids, plan, write_failed
 
     log = None if args.quiet else print
@@ -326,21 +326,12 @@ def run_sweep(spec, ray_kwargs, args, extra_by_task=None) -> int:
             continue
         if log:
             log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
-        run_wave(spec, todo, tintc, k, log, extra_by_task)
+        run_wave(spec, todo, tintc, k, log)
         done = finished_run_ids(spec)
         for t in todo:
             if t.run_id not in done:
                 write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
     summarize(spec, time.perf_counter() - t0)
-    if not getattr(args, "no_report", True):
-        try:
-            from analysis.report import write_report
-
-            out = Path(spec.storage) / "report" if "://" not in spec.storage else Path("report")
-            path = write_report(spec.storage.rstrip("/") + "/lake", out, sweep=spec.sweep, log=log)
-            print(f"report: {path}")
-        except ImportError:
-            pass
     return 0
 
 

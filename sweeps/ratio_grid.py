@@ -31,7 +31,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", default="all",
                    help="comma-separated model kinds to run (default all: baseline, monkey_predictor, oracle, "
                         "oracle_readout, mtl_monkey, mtl_shuffled, mtl_oracle); upstream kinds are added as needed")
-    p.add_argument("--no-report", action="store_true", help="skip the analysis report at the end")
     return p
 
 

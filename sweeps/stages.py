@@ -195,10 +195,8 @@ def train_worker(config: dict) -> None:
             ray.train.report(metrics)
 
     overrides = {**task_overrides(spec, task.kind), "device": spec.device, "threads": threads}
-    fail_at = config.get("fail_at_epoch")
     res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
-                   tintc=tintc, report=report, log=None, overrides=overrides,
-                   fail_at_epoch=fail_at if ckpt is None else None)
+                   tintc=tintc, report=report, log=None, overrides=overrides)
     if res.run["run_id"] != task.run_id:
         raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
     if ray.train.get_context().get_world_rank() == 0:

@@ -24,7 +24,7 @@ def lake(storage, table):
 
 def sweep_args(storage, data_root, *extra):
     return ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(data_root),
-            "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", "--no-report", *extra]
+            "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", *extra]
 
 
 def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
