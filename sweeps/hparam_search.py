@@ -26,22 +26,35 @@ from sweeps.cli import (TRIAL_DRIVER_CPU, add_common_flags, concurrency, prepare
                         resolve_common, start_ray)
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
+SEARCHED = ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")
+
+
+def trial_task(spec_dict: dict, config: dict):
+    """The spec (with this trial's hyperparameters) and task of one search trial, from its Tune config.
+
+    Used by the trial itself and by the driver when it records early-stopped trials, so both agree
+    on the run id."""
+    from dataclasses import replace
+
+    from core.presets import get_preset
+    from core.training.kinds import base_config, run_id_for
+    from sweeps.stages import SweepSpec, Task, task_overrides
+
+    base = SweepSpec(**spec_dict)
+    spec = replace(base, cls_overrides={**base.cls_overrides, **{k: config[k] for k in SEARCHED}})
+    ratio, seed = config["ratio"], spec.seeds[0]
+    cfg = base_config("mtl_monkey", get_preset(spec.preset), ratio, seed, **task_overrides(spec, "mtl_monkey"))
+    rid = run_id_for("mtl_monkey", spec.preset, ratio, seed, cfg, config["sources_info"], config["upstream_id"])
+    return spec, Task("mtl_monkey", ratio, seed, rid, config["upstream_id"]), cfg
 
 
 def hparam_trial(config: dict) -> None:
     """Tune function: one MTL-Monkey model with the sampled hyperparameters (via TorchTrainer)."""
-    from core.presets import get_preset
-    from core.training.kinds import base_config, run_id_for
-    from sweeps.stages import SweepSpec, Task, task_config, task_overrides, tune_trial
+    from sweeps.stages import task_config, tune_trial
 
-    spec = SweepSpec(**config["spec"])
-    hp = {k: config[k] for k in ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")}
-    spec.cls_overrides = {**spec.cls_overrides, **hp}
-    ratio, seed = config["ratio"], spec.seeds[0]
-    cfg = base_config("mtl_monkey", get_preset(spec.preset), ratio, seed, **task_overrides(spec, "mtl_monkey"))
-    rid = run_id_for("mtl_monkey", spec.preset, ratio, seed, cfg, config["sources_info"], config["upstream_id"])
-    task = Task("mtl_monkey", ratio, seed, rid, config["upstream_id"])
-    tune_trial({"t": task_config(spec, task, config["tintc"], work_dir=config.get("work_root") and f"{config['work_root']}/{rid}")})
+    spec, task, _ = trial_task(config["spec"], config)
+    work = config.get("work_root") and f"{config['work_root']}/{task.run_id}"
+    tune_trial({"t": task_config(spec, task, config["tintc"], work_dir=work)})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,7 +82,6 @@ def main(argv=None) -> int:
 
     from core.results import write_table
     from core.results.lake import now, provenance
-    from core.training.kinds import run_id_for
     from sweeps.cli import run_wave
     from sweeps.stages import finished_run_ids, lake_root, plan
 
@@ -119,15 +131,10 @@ def main(argv=None) -> int:
         c = r.config
         hist = r.metrics_dataframe
         best_metric = float(hist[args.metric].max()) if hist is not None and args.metric in hist else math.nan
-        hp = {k2: c[k2] for k2 in ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")}
-        rows.append({**hp, "ratio": c["ratio"], args.metric: best_metric, "error": str(r.error or "")})
-        from core.presets import get_preset
-        from core.training.kinds import base_config
-        from sweeps.stages import task_overrides
-
-        spec.cls_overrides = {**parse_cls(spec), **hp}
-        cfg = base_config("mtl_monkey", get_preset(spec.preset), c["ratio"], spec.seeds[0], **task_overrides(spec, "mtl_monkey"))
-        rid = run_id_for("mtl_monkey", spec.preset, c["ratio"], spec.seeds[0], cfg, sources.info, predictor.run_id)
+        rows.append({**{k2: c[k2] for k2 in SEARCHED}, "ratio": c["ratio"], args.metric: best_metric,
+                     "error": str(r.error or "")})
+        _, task, cfg = trial_task(c["spec"], c)
+        rid = task.run_id
         if rid not in done:
             status = "failed" if r.error else "stopped"
             write_table(lake_root(spec), "runs", [{
@@ -146,12 +153,6 @@ def main(argv=None) -> int:
           "weight_decay={:.4g},init_mu_range={:.4g},init_sigma_range={:.4g}".format(
               spec.preset, b["ratio"], b["lr"], b["momentum"], b["weight_decay"], b["init_mu_range"], b["init_sigma_range"]))
     return 0
-
-
-def parse_cls(spec) -> dict:
-    """The --set overrides without the searched keys (they are set per trial)."""
-    return {k: v for k, v in spec.cls_overrides.items()
-            if k not in ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")}
 
 
 if __name__ == "__main__":
