@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.io import atomic_file
 from core.measures import correlation
 from core.models.mtl import MultiTaskModel
 from core.training.augment import augment
@@ -128,9 +129,8 @@ def _neural_val(model, src: NeuralBatchSource, amp) -> float:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callable | None = None,

@@ -28,6 +28,7 @@ from core.config import config_hash
 from core.data import ClassificationSet, NeuralSet
 from core.errors import ConfigError, DataError
 from core.evaluate import classification_records, neural_test_metrics
+from core.io import atomic_file
 from core.models import MultiTaskModel, build_model
 from core.models.vgg import VGG
 from core.presets import Preset
@@ -106,9 +107,8 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
 
 
 def save_model(model: MultiTaskModel, build: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save({"build": build, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({"build": build, "state": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
 
 
 def load_model(folder: str | os.PathLike, device: str = "cpu") -> tuple[MultiTaskModel, dict]:
@@ -178,11 +178,8 @@ def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | 
     if log:
         log(f"corrupting {len(sources.cls.labels['train'])} training images twice for the Oracle")
     copies = corrupted_copies(np.asarray(sources.cls.images["train"]), seed)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:  # a file handle: np.save would append .npy to the temporary name
+    with atomic_file(f) as tmp, open(tmp, "wb") as fh:  # a handle: np.save would append .npy to the name
         np.save(fh, copies)
-    os.replace(tmp, f)
     return copies
 
 
