@@ -332,7 +332,34 @@ def run_sweep(spec, ray_kwargs, args) -> int:
             if t.run_id not in done:
                 write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
     summarize(spec, time.perf_counter() - t0)
+    if hasattr(args, "no_report") and not args.no_report:
+        write_report(spec, args)
     return 0
+
+
+def report_dir(spec, args) -> Path:
+    if getattr(args, "report", None):
+        return Path(args.report).resolve()
+    if "://" in spec.storage:
+        return Path.cwd() / f"report-{spec.sweep}"
+    return Path(spec.storage) / "report" / spec.sweep
+
+
+def write_report(spec, args) -> None:
+    """The analysis of this sweep (python -m analysis), after the summary. A lake with nothing to
+    analyse is said in one line; the sweep's own results stand either way."""
+    from analysis.report import build
+    from core.errors import UserError
+
+    out = report_dir(spec, args)
+    try:
+        rep = build(spec.storage, out, sweep=spec.sweep, n_boot=args.bootstrap, seed=0, log=print)
+    except UserError as e:
+        print(f"report: not written: {e}")
+        return
+    if rep.regression_text:
+        print(rep.regression_text)
+    print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
 
 
 def summarize(spec, seconds: float) -> None:

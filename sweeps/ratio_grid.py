@@ -9,6 +9,8 @@ Stages (each model a Ray Tune trial running one Ray Train TorchTrainer), in wave
   3. mtl_oracle[ratio x seed]
 Results land in STORAGE/lake (Parquet: runs, epochs, corruption_accuracy, predictions);
 finished models are skipped on a re-run, so --resume (or any re-run) completes only what is missing.
+At the end the analysis (python -m analysis) writes the scores, regression, bootstrap intervals,
+figures and report.html to STORAGE/report/<sweep> (./report-<sweep> when STORAGE is a URI).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 # runnable as `python sweeps/ratio_grid.py` from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import cli_main  # noqa: E402
+from core.errors import UserError, cli_main  # noqa: E402
 from sweeps.cli import add_common_flags, resolve_common, run_sweep  # noqa: E402
 
 
@@ -31,11 +33,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", default="all",
                    help="comma-separated model kinds to run (default all: baseline, monkey_predictor, oracle, "
                         "oracle_readout, mtl_monkey, mtl_shuffled, mtl_oracle); upstream kinds are added as needed")
+    p.add_argument("--report", metavar="DIR", help="where the analysis writes report.html, tables and figures "
+                   "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
+    p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")
+    p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates for the report's error bars (default 250)")
     return p
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.bootstrap < 1:
+        raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
     return run_sweep(spec, ray_kwargs, args)
 

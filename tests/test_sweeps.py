@@ -27,7 +27,10 @@ def sweep_args(storage, data_root, *extra):
             "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", *extra]
 
 
-def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
+@pytest.fixture(scope="module")
+def resumed_sweep(tmp_path_factory):
+    """The smoke sweep's driver killed (with its local Ray) after two models, then `--resume`."""
+    tmp_path = tmp_path_factory.mktemp("resume")
     storage, data_root = tmp_path / "results", tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")
@@ -43,17 +46,21 @@ def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
     p.wait()
     before = lake(storage, "runs")
-    assert 2 <= before.height < 7
     stamps = {f: f.stat().st_mtime_ns for f in (storage / "lake" / "runs").rglob("*.parquet")}
-
     r = run_cli(*sweep_args(storage, data_root, "--resume"), timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert f"{before.height} already in the lake, {7 - before.height} to train" in r.stdout
+    return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout}
+
+
+def test_killed_driver_then_resume_completes_only_the_missing_work(resumed_sweep):
+    storage, before, stdout = resumed_sweep["storage"], resumed_sweep["before"], resumed_sweep["stdout"]
+    assert 2 <= before.height < 7
+    assert f"{before.height} already in the lake, {7 - before.height} to train" in stdout
     runs = lake(storage, "runs")
     assert set(runs["kind"]) == ALL_KINDS and runs.height == 7 and runs["run_id"].n_unique() == 7
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
     # nothing finished before the kill was trained again
-    for f, t in stamps.items():
+    for f, t in resumed_sweep["stamps"].items():
         assert f.stat().st_mtime_ns == t, f
     # every table is complete and duplicate-free
     acc, preds, ep = lake(storage, "corruption_accuracy"), lake(storage, "predictions"), lake(storage, "epochs")
@@ -62,13 +69,40 @@ def test_killed_driver_then_resume_completes_only_the_missing_work(tmp_path):
     assert acc.select("run_id", "corruption", "severity").is_duplicated().sum() == 0
     assert preds.select("run_id", "condition", "severity", "image").is_duplicated().sum() == 0
     assert set(ep["run_id"]) == set(runs["run_id"])
-    assert "dashboard: http://127.0.0.1:" in r.stdout and "robustness" in r.stdout
+    assert "dashboard: http://127.0.0.1:" in stdout and "robustness" in stdout
 
-    # a plain re-run trains nothing and finishes quickly
+
+def test_the_main_job_ends_with_a_report_that_renders_in_chromium(resumed_sweep, tmp_path):
+    from browser import ensure_chromium, inspect_page
+
+    storage, stdout = resumed_sweep["storage"], resumed_sweep["stdout"]
+    report = storage / "report" / "smoke" / "report.html"
+    assert f"report: {report}" in stdout
+    # smoke: one model per pool, so the regression is refused with the reason, and the report says so
+    assert "MTL-Monkey: 1 model(s)" in report.read_text()
+    for name in ("robustness", "bootstrap", "models", "accuracy", "summary"):
+        assert (report.parent / f"{name}.parquet").exists() and (report.parent / f"{name}.csv").exists()
+    scores = pl.read_parquet(report.parent / "bootstrap.parquet")
+    assert set(scores["kind"]) == {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
+    assert scores["n_boot"].unique().to_list() == [250]
+    chromium, why = ensure_chromium()
+    if chromium is None:
+        pytest.skip(f"headless Chromium unavailable: {why}")
+    info = inspect_page(chromium, report, tmp_path / "report.png")
+    figures = sorted(p.stem for p in (report.parent / "figures").glob("*.png"))
+    assert len(info["images"]) == len(figures) == 4, info
+    for im in info["images"]:
+        assert im["complete"] and im["w"] > 0 and im["h"] > 0, im
+    assert info["title"] == "Robustness report: smoke"
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_a_plain_rerun_trains_nothing(resumed_sweep):
+    storage, data_root = resumed_sweep["storage"], resumed_sweep["data_root"]
     t = time.time()
-    r = run_cli(*sweep_args(storage, data_root), timeout=300)
+    r = run_cli(*sweep_args(storage, data_root, "--no-report"), timeout=300)
     assert r.returncode == 0 and "7 already in the lake, 0 to train" in r.stdout
-    assert time.time() - t < 60
+    assert time.time() - t < 60 and "report:" not in r.stdout
     assert lake(storage, "runs").height == 7
 
 

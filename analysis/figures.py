@@ -1,0 +1,152 @@
+"""Figures (matplotlib, Agg): each function draws one figure and returns it; `save` writes PNG and SVG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+from core.data.corruptions import CORRUPTIONS  # noqa: E402
+
+KIND_ORDER = ["baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle", "sim_monkey", "sim_shuffled", "sim_pixel"]
+LABELS = {"baseline": "Baseline", "mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled", "oracle": "Oracle",
+          "mtl_oracle": "MTL-Oracle", "sim_monkey": "Sim-Monkey", "sim_shuffled": "Sim-Shuffled", "sim_pixel": "Sim-Pixel"}
+COLORS = {"baseline": "#4d4d4d", "mtl_monkey": "#d62728", "mtl_shuffled": "#1f77b4", "oracle": "#2ca02c",
+          "mtl_oracle": "#ff7f0e", "sim_monkey": "#9467bd", "sim_shuffled": "#8c564b", "sim_pixel": "#e377c2"}
+
+
+def _kinds(present) -> list[str]:
+    present = list(dict.fromkeys(present))
+    return [k for k in KIND_ORDER if k in present] + sorted(k for k in present if k not in KIND_ORDER)
+
+
+def label(kind: str) -> str:
+    return LABELS.get(kind, kind)
+
+
+def save(fig, out: Path, name: str) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for ext in ("png", "svg"):
+        p = out / f"{name}.{ext}"
+        fig.savefig(p, dpi=110 if ext == "png" else None, bbox_inches="tight")
+        paths[ext] = p
+    plt.close(fig)
+    return paths
+
+
+def accuracy_vs_severity(acc: pl.DataFrame, clean: pl.DataFrame):
+    """Paper Fig. 2: accuracy against severity for each of the 14 corruptions, one line per model
+    kind (mean over its ratios and seeds; severity 0 is the clean accuracy)."""
+    per = acc.group_by("kind", "corruption", "severity").agg(pl.col("accuracy").mean())
+    cl = clean.group_by("kind").agg(pl.col("clean_accuracy").mean())
+    corrs = [c for c in CORRUPTIONS if c in set(per["corruption"].to_list())]
+    ncol = 5
+    nrow = max(1, int(np.ceil(len(corrs) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.5 * nrow), sharex=True, sharey=True, squeeze=False)
+    kinds = _kinds(per["kind"].to_list())
+    for ax, c in zip(axes.flat, corrs):
+        for k in kinds:
+            d = per.filter((pl.col("kind") == k) & (pl.col("corruption") == c)).sort("severity")
+            x, y = d["severity"].to_list(), d["accuracy"].to_list()
+            c0 = cl.filter(pl.col("kind") == k)["clean_accuracy"]
+            if len(c0) and c0[0] is not None:
+                x, y = [0] + x, [c0[0]] + y
+            ax.plot(x, y, marker="o", ms=3, lw=1.2, color=COLORS.get(k), label=label(k))
+        ax.set_title(f"{c.replace('_', ' ')} ({CORRUPTIONS[c]})", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(corrs):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("severity")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", ncol=1, frameon=False)
+    fig.suptitle("Accuracy against corruption severity (0 = clean)")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_bars(boot: pl.DataFrame):
+    """Paper Fig. 3A/B: robustness score overall and per category, per model kind, with bootstrap
+    intervals. MTL kinds are shown per ratio."""
+    d = boot.filter((pl.col("statistic") == "robustness") & pl.col("level").is_in(["overall", "category"]))
+    scopes = [s for s in ("overall", "noise", "blur", "weather", "digital") if s in set(d["scope"].to_list())]
+    groups = d.select("kind", "ratio").unique()
+    order = {k: i for i, k in enumerate(_kinds(groups["kind"].to_list()))}
+    groups = sorted(groups.iter_rows(), key=lambda kr: (order[kr[0]], kr[1] or ""))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(scopes) * max(1, len(groups)) / 3), 4))
+    width = 0.8 / max(1, len(groups))
+    for gi, (kind, ratio) in enumerate(groups):
+        g = d.filter((pl.col("kind") == kind) & (pl.col("ratio") == ratio))
+        xs, ys, lo, hi = [], [], [], []
+        for si, s in enumerate(scopes):
+            r = g.filter(pl.col("scope") == s)
+            if r.height:
+                xs.append(si + (gi - (len(groups) - 1) / 2) * width)
+                ys.append(r["estimate"][0])
+                lo.append(r["estimate"][0] - r["low"][0])
+                hi.append(r["high"][0] - r["estimate"][0])
+        shade = 1.0 if not ratio else 0.55 + 0.45 * (gi % 2)
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), alpha=shade,
+               label=label(kind) + (f" {ratio}" if ratio else ""))
+    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.set_xticks(range(len(scopes)), scopes)
+    ax.set_ylabel("robustness score (% of Baseline)")
+    n_boot = int(d["n_boot"][0]) if d.height else 0
+    ax.set_title(f"Robustness relative to the Baseline ({n_boot} bootstrap replicates, images × seeds)")
+    ax.legend(fontsize=7, ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def robustness_vs_neural(models: pl.DataFrame, reg: pl.DataFrame | None, kind: str = "mtl_monkey", neural: str = "feve"):
+    """Paper Fig. 3C: robustness against neural performance for one pool, coloured by clean accuracy,
+    with the fitted regression line at the pool's mean clean accuracy."""
+    d = models.filter((pl.col("kind") == kind) & (pl.col("status") == "ok")).drop_nulls(["robustness", neural])
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    if d.height:
+        sc = ax.scatter(d[neural], d["robustness"], c=d["clean_accuracy"], cmap="viridis", s=36, edgecolor="k", lw=0.4)
+        fig.colorbar(sc, ax=ax, label="clean accuracy")
+        if reg is not None and reg.height:
+            coef = {r["term"]: r["coef"] for r in reg.iter_rows(named=True)}
+            xs = np.linspace(float(d[neural].min()), float(d[neural].max()), 50)
+            ys = coef["Intercept"] + coef["clean_accuracy"] * float(d["clean_accuracy"].mean()) + coef[neural] * xs
+            p = reg.filter(pl.col("term") == neural)["p_value"][0]
+            ax.plot(xs, ys, color="k", lw=1.2, label=f"fit at mean clean accuracy (p = {p:.2g} for {neural})")
+            ax.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, f"no {label(kind)} models with a robustness score", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("FEVe (fraction of explainable variance explained)" if neural == "feve" else neural)
+    ax.set_ylabel("robustness score (%)")
+    ax.set_title(f"{label(kind)}: robustness against neural performance")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", "mtl_oracle")):
+    """Clean accuracy and FEVe against the batch ratio (neural:classification), mean ± sd over seeds."""
+    d = models.filter(pl.col("kind").is_in(list(kinds)) & (pl.col("status") == "ok"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, col, name in zip(axes, ("clean_accuracy", "feve"), ("clean accuracy", "FEVe")):
+        for k in _kinds(d["kind"].to_list()):
+            g = (d.filter(pl.col("kind") == k).group_by("ratio_value")
+                 .agg(pl.col(col).mean().alias("m"), pl.col(col).std().fill_null(0).alias("s")).sort("ratio_value"))
+            g = g.filter(pl.col("m").is_not_null() & pl.col("m").is_finite())
+            if g.height:
+                ax.errorbar(g["ratio_value"], g["m"], yerr=g["s"], marker="o", ms=4, capsize=2, color=COLORS.get(k), label=label(k))
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch ratio (neural : classification batches)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    fig.suptitle("Multi-task models across the ratio grid (mean ± sd over seeds)")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,280 @@
+"""Read one sweep from the results lake, compute every table and figure that the data allow, and
+write them with a self-contained `report.html` (figures embedded). What cannot be computed is
+said in the report (and returned), never silently skipped."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from analysis import bootstrap as bs
+from analysis import figures as figs
+from analysis.regression import format_table, regressions
+from analysis.scores import (BASELINE, MissingBaseline, accuracy_by_severity, group_summary, model_table,
+                             robustness_scores)
+from core.errors import DataError, UserError
+from core.io import atomic_dir
+from core.results import read_table
+
+EXPECTED_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle")
+POOLS = {"mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled"}
+
+
+@dataclass
+class Lake:
+    root: str
+    sweep: str
+    runs: pl.DataFrame
+    acc: pl.DataFrame
+    preds: pl.DataFrame
+    sweeps: list[str]
+
+
+@dataclass
+class Report:
+    out: Path
+    notes: list[str] = field(default_factory=list)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    regression_text: str = ""
+
+
+def lake_root(results: str) -> str:
+    """`results` is the sweep's storage (holding `lake/`) or the lake itself; local path or URI."""
+    import pyarrow.fs as pafs
+
+    from core.results.lake import _fs
+
+    fs, base = _fs(results)
+    info = fs.get_file_info(base)
+    if info.type == pafs.FileType.NotFound:
+        raise UserError(f"--results {results}: no such directory")
+    if fs.get_file_info(f"{base}/lake").type == pafs.FileType.Directory:
+        return results.rstrip("/") + "/lake"
+    if fs.get_file_info(f"{base}/runs").type == pafs.FileType.Directory:
+        return results.rstrip("/")
+    raise DataError(f"--results {results}: not a results lake (expected a 'lake/' or 'runs/' folder inside; "
+                    "point it at the --storage of a sweep)")
+
+
+def load(results: str, sweep: str | None = None) -> Lake:
+    root = lake_root(results)
+    runs = pl.from_arrow(read_table(root, "runs"))
+    if runs.is_empty():
+        raise DataError(f"--results {results}: the lake holds no runs yet (nothing to analyse)")
+    sweeps = sorted(runs["sweep"].unique().to_list())
+    if sweep is None:
+        latest = runs.group_by("sweep").agg(pl.col("created_at").max()).sort("created_at").row(-1, named=True)
+        sweep = latest["sweep"]
+    elif sweep not in sweeps:
+        raise UserError(f"--sweep {sweep!r}: not in the lake at {results}; it holds {', '.join(sweeps)}")
+    runs = runs.filter(pl.col("sweep") == sweep)
+    # one row per run: a re-run writes the same file, so duplicates mean a corrupted lake
+    dup = runs.filter(pl.col("run_id").is_duplicated())
+    if dup.height:
+        raise DataError(f"{root}/runs: run {dup['run_id'][0]} is recorded {dup.height} times in sweep {sweep!r}")
+
+    def table(name):
+        t = pl.from_arrow(read_table(root, name))
+        return t.filter(pl.col("sweep") == sweep) if t.height else t
+
+    return Lake(root, sweep, runs, table("corruption_accuracy"), table("predictions"), sweeps)
+
+
+def _html_table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
+    if df.is_empty():
+        return "<p class='muted'>(empty)</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    body = []
+    for row in df.head(max_rows).iter_rows():
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                s = "–" if v != v else f"{v:.{floats}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{floats}f}"
+            else:
+                s = "–" if v is None or v == "" else str(v)
+            cells.append(f"<td>{html.escape(s)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p class='muted'>first {max_rows} of {df.height} rows; all in the CSV</p>" if df.height > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f"<figure><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'><figcaption>{html.escape(alt)}</figcaption></figure>"
+
+
+CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0;font-size:12px}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
+.muted{color:#777}.note{background:#fff6e0;border-left:4px solid #e0a000;padding:.4em .8em;margin:.3em 0}
+img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
+
+
+def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
+          level: float = 0.95, log=print) -> Report:
+    """Compute everything for one sweep and write tables, figures and report.html under `out`."""
+    t0 = time.time()
+    lake = load(results, sweep)
+    out = Path(out)
+    rep = Report(out)
+    notes = rep.notes
+    runs = lake.runs
+    log(f"analysis: sweep '{lake.sweep}' from {lake.root}: {runs.height} runs")
+    if len(lake.sweeps) > 1:
+        notes.append(f"the lake holds sweeps {', '.join(lake.sweeps)}; this report covers '{lake.sweep}' (--sweep picks another)")
+    bad = runs.filter(pl.col("status") != "ok")
+    for r in bad.iter_rows(named=True):
+        where = f" at epoch {r['diverged_epoch']}" if r["diverged_epoch"] is not None else ""
+        notes.append(f"{r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}{where}"
+                     + (f" ({r['error'][:160]})" if r["error"] else "") + "; left out of scores and regressions")
+    ok = runs.filter(pl.col("status") == "ok")
+    missing = [k for k in EXPECTED_KINDS if k not in set(ok["kind"].to_list())]
+    if missing:
+        notes.append(f"no finished models of kind {', '.join(missing)}: comparisons involving them are missing")
+    seeds = ok.group_by("kind", "ratio").agg(pl.col("seed").n_unique().alias("n"))
+    if seeds.height and int(seeds["n"].max()) < 2:
+        notes.append("one seed per model group: error bars resample test images only, not seeds")
+
+    acc = lake.acc.filter(pl.col("run_id").is_in(ok["run_id"].implode()))
+    scores = None
+    try:
+        scores = robustness_scores(acc)
+        rep.tables["robustness"] = scores
+    except MissingBaseline as e:
+        notes.append(str(e))
+    if not acc.is_empty():
+        rep.tables["accuracy"] = accuracy_by_severity(acc)
+    rep.tables["summary"] = group_summary(runs, scores)
+    try:
+        models = model_table(ok, acc) if scores is not None else None
+    except MissingBaseline:
+        models = None
+    if models is not None:
+        rep.tables["models"] = models
+
+    classifier_runs = ok.filter(pl.col("run_id").is_in(lake.preds["run_id"].unique().implode()) if lake.preds.height
+                                else pl.lit(False))
+    boot = None
+    if classifier_runs.height:
+        log(f"analysis: bootstrap ({n_boot} replicates over images and seeds)")
+        cor = bs.correctness(lake.preds, classifier_runs)
+        notes.extend(cor.dropped)
+        try:
+            boot = bs.bootstrap_scores(cor, n_boot=n_boot, seed=seed, level=level)
+            rep.tables["bootstrap"] = boot
+        except MissingBaseline as e:
+            notes.append(f"bootstrap: {e}")
+        rep.tables["clean_accuracy_ci"] = bs.clean_accuracy_bca(cor, n_boot=n_boot, seed=seed, level=level)
+    else:
+        notes.append("no per-image predictions: no bootstrap error bars")
+
+    reg = None
+    if models is not None:
+        reg, reg_notes = regressions(models, POOLS)
+        notes.extend(f"regression: {m}" for m in reg_notes)
+        if reg.height:
+            rep.tables["regression"] = reg
+            rep.regression_text = format_table(reg)
+    elif scores is None:
+        notes.append("regression: needs robustness scores, which need the Baseline")
+    if not bad.is_empty():
+        rep.tables["failed_runs"] = bad.select("run_id", "kind", "ratio", "seed", "status", "diverged_epoch", "error")
+
+    with atomic_dir(out, overwrite=True) as tmp:
+        for name, t in rep.tables.items():
+            t.write_parquet(tmp / f"{name}.parquet")
+            t.write_csv(tmp / f"{name}.csv")
+        fig_dir = tmp / "figures"
+        made = {}
+        if not acc.is_empty():
+            made["accuracy_vs_severity"] = (figs.accuracy_vs_severity(acc, ok),
+                                            "Accuracy against severity per corruption (paper Fig. 2), mean over ratios and seeds")
+        if boot is not None:
+            made["robustness_bars"] = (figs.robustness_bars(boot),
+                                       f"Robustness per category and overall with {level:.0%} bootstrap intervals (Fig. 3A, 3B)")
+        if models is not None and models.filter(pl.col("kind") == "mtl_monkey").height:
+            r = reg.filter(pl.col("model") == "MTL-Monkey") if reg is not None and reg.height else None
+            made["robustness_vs_feve"] = (figs.robustness_vs_neural(models, r),
+                                          "MTL-Monkey: robustness against FEVe, coloured by clean accuracy (Fig. 3C)")
+        if models is not None and models.filter(pl.col("kind").str.starts_with("mtl_")).height:
+            made["metrics_vs_ratio"] = (figs.metrics_vs_ratio(models), "Clean accuracy and FEVe against the batch ratio")
+        captions = {}
+        for name, (fig, caption) in made.items():
+            figs.save(fig, fig_dir, name)
+            rep.figures[name] = out / "figures" / f"{name}.png"
+            captions[name] = caption
+        (tmp / "report.html").write_text(_render(lake, rep, captions, fig_dir, n_boot, level, seed), encoding="utf-8")
+        (tmp / "summary.json").write_text(json.dumps({
+            "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
+            "tables": sorted(rep.tables), "figures": sorted(made), "n_boot": n_boot, "seed": seed, "level": level,
+        }, indent=2))
+    log(f"analysis: {len(rep.tables)} tables, {len(made)} figures, report {out / 'report.html'} ({time.time() - t0:.1f}s)")
+    return rep
+
+
+def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int, level: float, seed: int) -> str:
+    runs = lake.runs
+    first = runs.row(0, named=True)
+    cfg = json.loads(first["config"]) if first.get("config") else {}
+    try:
+        data = json.loads(first["data"]) if first.get("data") else {}
+    except json.JSONDecodeError:
+        data = {"data": first["data"]}
+    versions = first.get("versions") or "{}"
+    kinds = runs.group_by("kind").agg(pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok")).sort("kind")
+    ratios = sorted({r for r in runs["ratio"].to_list() if r}, key=_ratio_value)
+    seeds = sorted(set(runs["seed"].to_list()))
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Robustness report: {html.escape(lake.sweep)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
+             f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
+             "<h2>What was run</h2><ul>",
+             f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
+             f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
+             f"<li>ratios (neural : classification batches): {html.escape(', '.join(ratios) or '–')}; seeds: {', '.join(map(str, seeds))}</li>",
+             f"<li>data: <code>{html.escape(json.dumps(data, sort_keys=True)[:600])}</code></li>",
+             f"<li>code {html.escape(str(first.get('git_sha')))}; versions <code>{html.escape(versions)}</code></li>",
+             f"<li>bootstrap: {n_boot} replicates over test images and seeds, {level:.0%} percentile intervals, seed {seed}</li></ul>",
+             _html_table(kinds)]
+    if rep.notes:
+        parts.append("<h2>What is missing or failed</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in rep.notes))
+    t = rep.tables
+    if "summary" in t:
+        parts.append("<h2>Scores per model group</h2><p>Clean accuracy, FEVe and correlation (mean over seeds) and the "
+                     "overall robustness score: 100 × mean over the 14 corruptions of A<sub>c</sub>/A<sub>c</sub><sup>Baseline</sup>.</p>")
+        parts.append(_html_table(t["summary"]))
+    if "bootstrap" in t:
+        b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
+        wide = b.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
+        wide = wide.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")
+        parts.append(f"<h2>Robustness with bootstrap intervals</h2><p>estimate [{level:.0%} interval]; clean = clean accuracy.</p>")
+        parts.append(_html_table(wide))
+    if "regression" in t:
+        parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
+                     "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "
+                     "whether the neural coefficient differs between real and shuffled targets. std_coef: the same fit on z-scored variables.</p>")
+        parts.append(f"<pre>{html.escape(rep.regression_text)}</pre>")
+    for name in captions:
+        parts.append(f"<h2>{html.escape(captions[name].split(' (')[0])}</h2>" + _img(fig_dir / f"{name}.png", captions[name]))
+    if "robustness" in t:
+        per_c = t["robustness"].filter(pl.col("level") == "corruption").pivot(on="scope", index=["kind", "ratio"], values="robustness")
+        parts.append("<h2>Robustness per corruption</h2>" + _html_table(per_c, floats=1))
+    if "failed_runs" in t:
+        parts.append("<h2>Failed runs</h2>" + _html_table(t["failed_runs"]))
+    parts.append("<h2>Files</h2><p>" + ", ".join(f"{n}.parquet/.csv" for n in t) + "; figures/*.png and *.svg</p></body></html>")
+    return "\n".join(parts)
+
+
+
+def _ratio_value(r: str) -> float:
+    """'n:c' -> n / c, for ordering (the runs table carries ratio_value too; this avoids importing torch)."""
+    n, c = r.split(":")
+    return float(n) / float(c)

@@ -1,0 +1,105 @@
+"""Headless Chromium for tests: open a local page, read what the browser loaded, take a screenshot.
+
+Talks the DevTools protocol over a websocket (aiohttp) to a real Debian `chromium`. `ensure_chromium`
+installs the package with apt-get when it is missing and this process may (root); otherwise the
+caller skips with the reason returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--window-size=1280,900"]
+
+
+def ensure_chromium() -> tuple[str | None, str]:
+    """Path of a chromium binary, installing Debian's package if needed; (None, reason) when impossible."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p, ""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None, "chromium is not installed and this user cannot apt-get install it"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+        if r.returncode != 0:
+            return None, f"'{' '.join(cmd)}' failed: {(r.stderr or r.stdout).strip()[-300:]}"
+    p = shutil.which("chromium")
+    return (p, "") if p else (None, "apt-get installed chromium but no 'chromium' binary is on PATH")
+
+
+async def _inspect(port: int, url: str, screenshot: Path, timeout: float) -> dict:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/json/list") as r:
+            targets = await r.json(content_type=None)
+        page = next(t for t in targets if t.get("type") == "page")
+        async with s.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            ids = iter(range(1, 10**6))
+
+            async def call(method, **params):
+                i = next(ids)
+                await ws.send_str(json.dumps({"id": i, "method": method, "params": params}))
+                while True:
+                    msg = json.loads((await ws.receive(timeout=timeout)).data)
+                    if msg.get("id") == i:
+                        if "error" in msg:
+                            raise RuntimeError(f"{method}: {msg['error']}")
+                        return msg["result"]
+
+            async def evaluate(expr):
+                return (await call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True))["result"].get("value")
+
+            await call("Page.enable")
+            await call("Page.navigate", url=url)
+            deadline = time.time() + timeout
+            while await evaluate("document.readyState") != "complete":
+                if time.time() > deadline:
+                    raise TimeoutError(f"{url} did not finish loading in {timeout}s")
+                await asyncio.sleep(0.2)
+            # wait for every <img> to be decoded (data: URIs decode asynchronously)
+            await evaluate("Promise.all(Array.from(document.images).map(i => i.decode().catch(() => null)))")
+            info = json.loads(await evaluate(
+                "JSON.stringify({title: document.title, images: Array.from(document.images).map(i => "
+                "({alt: i.alt, w: i.naturalWidth, h: i.naturalHeight, complete: i.complete})), "
+                "height: document.documentElement.scrollHeight})"))
+            shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+            return info
+
+
+def inspect_page(chromium: str, page: Path, screenshot: Path, timeout: float = 90) -> dict:
+    """Open `page` (a local file) in headless Chromium; returns the title, every image's natural size,
+    and writes a full-page PNG screenshot."""
+    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+        proc = subprocess.Popen([chromium, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.time() + timeout
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"chromium exited with {proc.returncode}: {proc.stderr.read().decode()[-800:]}")
+                if time.time() > deadline:
+                    raise TimeoutError("chromium did not open its DevTools port")
+                time.sleep(0.1)
+            port = int(port_file.read_text().split()[0])
+            return asyncio.run(_inspect(port, page.resolve().as_uri(), screenshot, timeout))
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()

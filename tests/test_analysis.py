@@ -1,0 +1,265 @@
+"""Analysis: each statistic checked against an independent computation on a small table built here."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from analysis import bootstrap as bs
+from analysis.regression import TooFewModels, interaction, two_factor
+from analysis.scores import MissingBaseline, model_table, robustness_scores
+from conftest import run_cli
+from core.data.corruptions import CORRUPTIONS
+from core.results import write_table
+
+CORRS = ["gaussian_noise", "defocus_blur", "fog", "pixelate"]  # one per category
+
+
+def acc_rows(kind, ratio, seed, values):
+    """values[corruption][severity-1] -> accuracy rows of the lake's corruption_accuracy table."""
+    return [{"run_id": f"{kind}-{ratio}-{seed}", "kind": kind, "ratio": ratio, "seed": seed, "corruption": c,
+             "category": CORRUPTIONS[c], "severity": s + 1, "accuracy": a, "n_images": 100}
+            for c, accs in values.items() for s, a in enumerate(accs)]
+
+
+def test_robustness_score_matches_hand_computation():
+    base0 = {"gaussian_noise": [0.4, 0.2], "defocus_blur": [0.5, 0.3], "fog": [0.6, 0.4], "pixelate": [0.5, 0.5]}
+    base1 = {"gaussian_noise": [0.2, 0.2], "defocus_blur": [0.3, 0.3], "fog": [0.4, 0.4], "pixelate": [0.5, 0.3]}
+    mtl = {"gaussian_noise": [0.6, 0.3], "defocus_blur": [0.4, 0.2], "fog": [0.5, 0.5], "pixelate": [0.4, 0.4]}
+    acc = pl.DataFrame(acc_rows("baseline", "", 0, base0) + acc_rows("baseline", "", 1, base1) + acc_rows("mtl_monkey", "1:1", 0, mtl))
+    s = robustness_scores(acc)
+    # by hand: A_c(Baseline) = mean over 2 seeds x 2 severities; A_c(MTL) = mean over 2 severities
+    a_base = {c: (sum(base0[c]) + sum(base1[c])) / 4 for c in CORRS}
+    a_mtl = {c: sum(mtl[c]) / 2 for c in CORRS}
+    rel = {c: a_mtl[c] / a_base[c] for c in CORRS}
+    got = {(r["level"], r["scope"]): r["robustness"] for r in s.filter(pl.col("kind") == "mtl_monkey").iter_rows(named=True)}
+    assert got[("overall", "overall")] == pytest.approx(100 * sum(rel.values()) / 4)
+    assert got[("category", "noise")] == pytest.approx(100 * 0.45 / 0.25)
+    assert got[("corruption", "fog")] == pytest.approx(100 * rel["fog"])
+    base = s.filter((pl.col("kind") == "baseline") & (pl.col("level") == "overall"))["robustness"][0]
+    assert base == pytest.approx(100.0)
+
+    with pytest.raises(MissingBaseline, match="no Baseline"):
+        robustness_scores(acc.filter(pl.col("kind") != "baseline"))
+
+
+def make_models(n, slope_acc, slope_feve, kind, rng):
+    ca = rng.uniform(0.3, 0.6, n)
+    fe = rng.uniform(0.1, 0.5, n)
+    rob = 80 + slope_acc * ca + slope_feve * fe + rng.normal(0, 2.0, n)
+    return pl.DataFrame({"kind": [kind] * n, "status": ["ok"] * n, "clean_accuracy": ca, "feve": fe, "robustness": rob})
+
+
+def ols_by_hand(X, y):
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ beta
+    dof = len(y) - X.shape[1]
+    sigma2 = resid @ resid / dof
+    se = np.sqrt(np.diag(sigma2 * np.linalg.inv(X.T @ X)))
+    t = beta / se
+    p = 2 * stats.t.sf(np.abs(t), dof)
+    r2 = 1 - resid @ resid / ((y - y.mean()) @ (y - y.mean()))
+    return beta, se, p, r2
+
+
+def test_two_factor_regression_matches_least_squares_by_hand():
+    rng = np.random.default_rng(3)
+    d = make_models(15, 40.0, 55.0, "mtl_monkey", rng)
+    t = two_factor(d, label="MTL-Monkey")
+    X = np.column_stack([np.ones(15), d["clean_accuracy"].to_numpy(), d["feve"].to_numpy()])
+    y = d["robustness"].to_numpy()
+    beta, se, p, r2 = ols_by_hand(X, y)
+    got = {r["term"]: r for r in t.iter_rows(named=True)}
+    for i, term in enumerate(["Intercept", "clean_accuracy", "feve"]):
+        assert got[term]["coef"] == pytest.approx(beta[i], rel=1e-8)
+        assert got[term]["std_err"] == pytest.approx(se[i], rel=1e-8)
+        assert got[term]["p_value"] == pytest.approx(p[i], rel=1e-6)
+    assert got["feve"]["r2"] == pytest.approx(r2)
+    # standardised coefficient = raw coefficient x sd(x) / sd(y)
+    assert got["feve"]["std_coef"] == pytest.approx(beta[2] * d["feve"].std() / d["robustness"].std(), rel=1e-8)
+    assert got["feve"]["p_value"] < 0.05  # a real effect of 55 with noise 2 is found
+
+    with pytest.raises(TooFewModels, match="needs at least 4"):
+        two_factor(d.head(3), label="MTL-Monkey")
+
+
+def test_interaction_model_equals_separate_fits_and_tests_the_difference():
+    rng = np.random.default_rng(5)
+    monkey = make_models(14, 40.0, 60.0, "mtl_monkey", rng)
+    shuffled = make_models(14, 40.0, 0.0, "mtl_shuffled", rng)
+    t = interaction({"MTL-Monkey": monkey, "MTL-Shuffled": shuffled}, reference="MTL-Shuffled")
+    got = {r["term"]: r for r in t.iter_rows(named=True)}
+    b_m = two_factor(monkey, label="m").filter(pl.col("term") == "feve")["coef"][0]
+    b_s = two_factor(shuffled, label="s").filter(pl.col("term") == "feve")["coef"][0]
+    # fully interacted: the reference pool's slope, and the difference to the other pool
+    assert got["feve"]["coef"] == pytest.approx(b_s, rel=1e-6, abs=1e-6)
+    term = "feve:pool[T.MTL-Monkey]"
+    assert got[term]["coef"] == pytest.approx(b_m - b_s, rel=1e-6)
+    # its p-value from the pooled design by hand
+    both = pl.concat([monkey, shuffled])
+    is_m = np.r_[np.ones(14), np.zeros(14)]
+    ca, fe = both["clean_accuracy"].to_numpy(), both["feve"].to_numpy()
+    X = np.column_stack([np.ones(28), is_m, ca, ca * is_m, fe, fe * is_m])
+    beta, se, p, _ = ols_by_hand(X, both["robustness"].to_numpy())
+    assert got[term]["p_value"] == pytest.approx(p[5], rel=1e-6)
+    assert got[term]["p_value"] < 0.01
+
+
+def predictions(kind, ratio, seed, rates, n_images, rng):
+    """Per-image predictions with given correctness rates: rates[(condition, severity)]."""
+    rows = []
+    for (cond, sev), rate in rates.items():
+        correct = rng.random(n_images) < rate
+        rows += [{"run_id": f"{kind}-{ratio}-{seed}", "kind": kind, "ratio": ratio, "seed": seed, "condition": cond,
+                  "severity": sev, "image": i, "label": 0, "predicted": 0 if c else 1, "correct": bool(c)}
+                 for i, c in enumerate(correct)]
+    return rows
+
+
+def lake_like(n_images=150, seed=0):
+    rng = np.random.default_rng(seed)
+    conds = [("gaussian_noise", 1), ("gaussian_noise", 2), ("fog", 1), ("fog", 2)]
+    spec = {("baseline", "", 0): 0.5, ("baseline", "", 1): 0.45, ("baseline", "", 2): 0.55,
+            ("mtl_monkey", "1:1", 0): 0.6, ("mtl_monkey", "1:1", 1): 0.65}
+    rows = []
+    for (kind, ratio, s), base in spec.items():
+        rates = {("clean", 0): base + 0.2, **{c: base - 0.1 * c[1] for c in conds}}
+        rows += predictions(kind, ratio, s, rates, n_images, rng)
+    preds = pl.DataFrame(rows)
+    runs = preds.select("run_id", "kind", "ratio", "seed").unique().with_columns(pl.lit("ok").alias("status"))
+    return preds, runs
+
+
+def naive_bootstrap(preds, n_boot, rng):
+    """Independent loop version: resample images (shared) and seeds (per group), recompute the score."""
+    p = preds.filter(pl.col("condition") != "clean")
+    images = sorted(set(p["image"].to_list()))
+    table = {}
+    for r in p.iter_rows(named=True):
+        table[(r["kind"], r["seed"], r["condition"], r["severity"], r["image"])] = float(r["correct"])
+    seeds = {"baseline": [0, 1, 2], "mtl_monkey": [0, 1]}
+    corrs = ["gaussian_noise", "fog"]
+    out = []
+    for _ in range(n_boot):
+        imgs = rng.choice(images, len(images))
+        a = {}
+        for kind, ss in seeds.items():
+            chosen = rng.choice(ss, len(ss))
+            for c in corrs:
+                a[(kind, c)] = np.mean([np.mean([table[(kind, s, c, sev, i)] for i in imgs]) for s in chosen for sev in (1, 2)])
+        out.append(100 * np.mean([a[("mtl_monkey", c)] / a[("baseline", c)] for c in corrs]))
+    return np.array(out)
+
+
+def test_bootstrap_estimate_and_interval_match_an_independent_computation():
+    preds, runs = lake_like()
+    cor = bs.correctness(preds, runs)
+    assert cor.corrupt.shape == (5, 4, 150) and not cor.dropped
+    b = bs.bootstrap_scores(cor, n_boot=1000, seed=1)
+    row = b.filter((pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall")).row(0, named=True)
+    # the point estimate equals the score computed from the aggregated accuracy table
+    acc = (preds.filter(pl.col("condition") != "clean")
+           .group_by("run_id", "kind", "ratio", "seed", "condition", "severity").agg(pl.col("correct").mean().alias("accuracy"))
+           .rename({"condition": "corruption"}).with_columns(pl.col("corruption").replace_strict(CORRUPTIONS).alias("category")))
+    ref = robustness_scores(acc).filter((pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall"))["robustness"][0]
+    assert row["estimate"] == pytest.approx(ref, rel=1e-5)
+    # the interval agrees with a plain loop bootstrap (different random numbers, same procedure)
+    naive = naive_bootstrap(preds, 400, np.random.default_rng(7))
+    lo, hi = np.quantile(naive, [0.025, 0.975])
+    width = hi - lo
+    assert width > 1.0
+    assert row["low"] == pytest.approx(lo, abs=0.2 * width) and row["high"] == pytest.approx(hi, abs=0.2 * width)
+    assert row["low"] < row["estimate"] < row["high"]
+    # seeded: same seed, same intervals; another seed, other intervals
+    again = bs.bootstrap_scores(cor, n_boot=1000, seed=1)
+    assert again.equals(b)
+    assert not bs.bootstrap_scores(cor, n_boot=1000, seed=2).equals(b)
+    # the Baseline relative to itself is 100 in every replicate
+    base = b.filter((pl.col("kind") == "baseline") & (pl.col("scope") == "overall")).row(0, named=True)
+    assert base["low"] == pytest.approx(100) and base["high"] == pytest.approx(100)
+
+
+def test_bca_clean_accuracy_interval_matches_the_normal_approximation():
+    preds, runs = lake_like(n_images=400, seed=4)
+    ci = bs.clean_accuracy_bca(bs.correctness(preds, runs), n_boot=2000, seed=0)
+    for r in ci.iter_rows(named=True):
+        p, n = r["clean_accuracy"], r["n_images"]
+        half = 1.96 * np.sqrt(p * (1 - p) / n)
+        assert r["low"] == pytest.approx(p - half, abs=0.012) and r["high"] == pytest.approx(p + half, abs=0.012)
+
+
+def test_incomplete_predictions_are_dropped_with_a_message():
+    preds, runs = lake_like(n_images=20)
+    gone = preds.filter(~((pl.col("run_id") == "mtl_monkey-1:1-1") & (pl.col("image") == 3)))
+    cor = bs.correctness(gone, runs)
+    assert cor.clean.shape[1] == 19 and any("not evaluated by every model" in m for m in cor.dropped)
+
+
+def write_lake(root, with_baseline=True, n_seeds=1):
+    """A small lake in the real layout from hand-built rows (runs, accuracies, predictions)."""
+    rng = np.random.default_rng(0)
+    kinds = [("mtl_monkey", "1:1"), ("mtl_monkey", "2:1"), ("mtl_shuffled", "1:1")] + ([("baseline", "")] if with_baseline else [])
+    for k, (kind, ratio) in enumerate(kinds):
+        for seed in range(n_seeds):
+            rid = f"{kind}-{ratio}-{seed}"
+            key = {"run_id": rid, "kind": kind, "ratio": ratio, "seed": seed}
+            write_table(root, "runs", [{**key, "status": "ok", "preset": "smoke", "clean_accuracy": float(rng.uniform(.4, .6)),
+                                        "feve": float(rng.uniform(.1, .3)),
+                                        "config": json.dumps({"model": "vgg11_bn_fc"}), "data": "{}", "versions": "{}",
+                                        "created_at": "2026-11-23T00:00:00+00:00", "ratio_value": 1.0}], "t", kind, rid)
+            rates = {("clean", 0): 0.6, **{(c, s): 0.5 - 0.05 * s + 0.02 * k for c in CORRS for s in (1, 2)}}
+            pr = predictions(kind, ratio, seed, rates, 30, rng)
+            write_table(root, "predictions", pr, "t", kind, rid)
+            acc = (pl.DataFrame(pr).filter(pl.col("condition") != "clean").group_by("condition", "severity")
+                   .agg(pl.col("correct").mean().alias("accuracy")))
+            write_table(root, "corruption_accuracy", [{**key, "corruption": r["condition"], "category": CORRUPTIONS[r["condition"]],
+                                                      "severity": r["severity"], "accuracy": r["accuracy"], "n_images": 30}
+                                                     for r in acc.iter_rows(named=True)], "t", kind, rid)
+    # a diverged run: recorded, reported, left out of the statistics
+    write_table(root, "runs", [{"run_id": "mtl_monkey-5:1-0", "kind": "mtl_monkey", "ratio": "5:1", "seed": 0,
+                                "status": "diverged", "diverged_epoch": 2, "error": "loss is NaN", "preset": "smoke",
+                                "created_at": "2026-11-23T00:00:00+00:00"}], "t", "mtl_monkey", "mtl_monkey-5:1-0")
+
+
+def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path):
+    write_lake(tmp_path / "store" / "lake", with_baseline=False)
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep"), "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr
+    assert "no Baseline" in r.stdout and "diverged at epoch 2" in r.stdout and "one seed per model group" in r.stdout
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "no Baseline" in html and "diverged" in html and (tmp_path / "rep" / "summary.csv").exists()
+
+    write_lake(tmp_path / "full", with_baseline=True, n_seeds=2)
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "full"), "--out", str(tmp_path / "rep2"), "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "rep2"
+    assert {"robustness.parquet", "bootstrap.csv", "models.parquet", "accuracy.csv", "failed_runs.csv"} <= {p.name for p in out.iterdir()}
+    assert (out / "figures" / "robustness_bars.svg").exists() and (out / "figures" / "accuracy_vs_severity.png").exists()
+    # 4 MTL-Monkey models in one pool with 3 parameters: fitted; MTL-Shuffled (2 models): why not, said
+    assert "MTL-Shuffled: 2 model(s)" in r.stdout and "MTL-Monkey: n = 4" in r.stdout
+    models = pl.read_parquet(out / "models.parquet")
+    assert models.height == 8 and "mtl_monkey-5:1-0" not in models["run_id"].to_list()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--results", "/no/such/lake"], "--results /no/such/lake: no such directory"),
+    (["--bootstrap", "0"], "--bootstrap 0: expected at least 1"),
+    (["--sweep", "nope"], "--sweep 'nope': not in the lake"),
+])
+def test_bad_analysis_input_fails_in_one_line(tmp_path, args, message):
+    write_lake(tmp_path / "lake")
+    base = {"--results": str(tmp_path / "lake")}
+    flags = ["--out", str(tmp_path / "o")]
+    if "--results" not in args:
+        flags += ["--results", base["--results"]]
+    r = run_cli("-m", "analysis", *flags, *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_lake_is_refused(tmp_path):
+    (tmp_path / "lake" / "runs").mkdir(parents=True)
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "lake"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "holds no runs" in r.stderr and not (tmp_path / "o").exists()
