@@ -20,7 +20,7 @@ from analysis.regression import format_table, regressions
 from analysis.scores import (BASELINE, MissingBaseline, accuracy_by_severity, group_summary, model_table,
                              robustness_scores)
 from core.errors import DataError, UserError
-from core.io import atomic_dir
+from core.io import atomic_dir, join_uri
 from core.results import read_table
 
 EXPECTED_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle")
@@ -57,9 +57,9 @@ def lake_root(results: str) -> str:
     if info.type == pafs.FileType.NotFound:
         raise UserError(f"--results {results}: no such directory")
     if fs.get_file_info(f"{base}/lake").type == pafs.FileType.Directory:
-        return results.rstrip("/") + "/lake"
+        return join_uri(results, "lake")
     if fs.get_file_info(f"{base}/runs").type == pafs.FileType.Directory:
-        return results.rstrip("/")
+        return results
     raise DataError(f"--results {results}: not a results lake (expected a 'lake/' or 'runs/' folder inside; "
                     "point it at the --storage of a sweep)")
 

@@ -76,3 +76,10 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 def stable_hash(obj, n: int = 16) -> str:
     """Hash of a JSON-serialisable object, independent of dict order."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def join_uri(base: str, *parts: str) -> str:
+    """`base/part/...` for a local path or a URI, keeping a URI's query (``s3://b/p?endpoint_override=...``)
+    at the end, where pyarrow reads its options."""
+    head, sep, query = str(base).partition("?") if "://" in str(base) else (str(base), "", "")
+    return "/".join([head.rstrip("/"), *[p.strip("/") for p in parts]]) + (sep + query)

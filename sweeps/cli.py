@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.io import join_uri
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
 from core.training.kinds import KINDS, UPSTREAM
@@ -24,7 +25,9 @@ TRIAL_DRIVER_CPU = 0.05   # the Tune function only launches the trainer
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
-    p.add_argument("--storage", default="results", help="results folder or URI (s3://, gs://; default ./results)")
+    p.add_argument("--storage", default=os.environ.get("BRAINROBUST_STORAGE") or "results",
+                   help="results folder or URI (s3://, gs://; default $BRAINROBUST_STORAGE, which cluster.yaml sets "
+                        "on every node, else ./results)")
     p.add_argument("--data-root", default="data", help="folder for the synthetic world and caches, readable by every node (default ./data)")
     p.add_argument("--sweep", help="sweep name: its partition in the lake (default: the preset's name)")
     p.add_argument("--ratios", help="comma-separated n:c ratios, e.g. 1:15,1:1,5:1 (default: the preset's; paper: the 12 of the paper)")
@@ -185,7 +188,8 @@ def start_ray(address: str | None, num_cpus: int | None, log):
     if log:
         log(f"Ray {ray.__version__}: {int(ray.cluster_resources().get('CPU', 0))} CPUs, "
             f"{int(ray.cluster_resources().get('GPU', 0))} GPUs; dashboard: "
-            + (f"http://{url}" if url else "not running (install ray[default])"))
+            + (f"http://{url} (token authentication: `ray get-auth-token` prints the token the page asks for)"
+               if url else "not running (install ray[default])"))
     return ctx
 
 
@@ -232,7 +236,7 @@ def run_wave(spec, tasks, tintc_path, max_concurrent, log) -> None:
 
     from sweeps.stages import task_config, tune_trial
 
-    storage = spec.storage.rstrip("/") + "/ray"
+    storage = join_uri(spec.storage, "ray")
     kwargs = {}
     if "://" in storage:
         from sweeps.stages import fs_and_path

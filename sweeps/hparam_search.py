@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, cli_main  # noqa: E402
+from core.io import join_uri  # noqa: E402
 from sweeps.cli import (TRIAL_DRIVER_CPU, add_common_flags, concurrency, prepare_data, progress_callback,  # noqa: E402
                         resolve_common, start_ray)
 
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
         "work_root": str(Path(spec.storage).resolve() / "work") if "://" not in spec.storage else None,
     }
     k = concurrency(spec, args.max_concurrent)
-    storage = str(Path(spec.storage).resolve() / "ray") if "://" not in spec.storage else spec.storage.rstrip("/") + "/ray"
+    storage = str(Path(spec.storage).resolve() / "ray") if "://" not in spec.storage else join_uri(spec.storage, "ray")
     tuner = tune.Tuner(
         tune.with_resources(hparam_trial, {"CPU": TRIAL_DRIVER_CPU}),
         param_space=space,

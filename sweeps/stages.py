@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from core.io import join_uri
 from core.presets import get_preset
 from core.training.kinds import UPSTREAM, base_config, load_sources, run_id_for
 
@@ -79,11 +81,11 @@ def fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
 
 
 def lake_root(spec: SweepSpec) -> str:
-    return spec.storage.rstrip("/") + "/lake"
+    return join_uri(spec.storage, "lake")
 
 
 def model_dir(spec: SweepSpec, run_id: str) -> str:
-    return spec.storage.rstrip("/") + f"/models/{run_id}"
+    return join_uri(spec.storage, "models", run_id)
 
 
 def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
@@ -199,6 +201,7 @@ def train_worker(config: dict) -> None:
                    tintc=tintc, report=report, log=None, overrides=overrides)
     if res.run["run_id"] != task.run_id:
         raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
+    res.run["node"] = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
     if ray.train.get_context().get_world_rank() == 0:
         _upload_model(spec, work, task.run_id)
         root = lake_root(spec)
@@ -230,7 +233,7 @@ def tune_trial(config: dict) -> None:
     workers = max(1, int(spec.gpus_per_trial)) if use_gpu else 1
     per_worker = ({"GPU": spec.gpus_per_trial / workers, "CPU": max(spec.cpus_per_trial / workers, 0.01)} if use_gpu
                   else {"CPU": spec.cpus_per_trial})
-    storage = spec.storage.rstrip("/") + "/ray"
+    storage = join_uri(spec.storage, "ray")
     storage_kwargs = {}
     if "://" not in storage:
         storage = str(Path(storage).resolve())

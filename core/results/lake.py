@@ -35,7 +35,7 @@ TABLES: dict[str, pa.Schema] = {
         ("status", STR), ("error", STR), ("diverged_epoch", I64),
         ("clean_accuracy", F64), ("val_accuracy", F64),
         ("fev", F64), ("feve", F64), ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
-        ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR),
+        ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
         ("upstream", STR), ("config", STR), ("data", STR),
         ("git_sha", STR), ("versions", STR), ("created_at", STR),
     ]),
@@ -105,7 +105,9 @@ def read_table(root: str | os.PathLike, table: str, filesystem: pafs.FileSystem 
     if info.type == pafs.FileType.NotFound:
         return TABLES[table].empty_table()
     part = ds.partitioning(pa.schema([("sweep", STR), ("stage", STR)]), flavor="hive")
-    d = ds.dataset(path, filesystem=fs, format="parquet", partitioning=part,
+    # the full schema, so files written before a column was added read back with nulls in it
+    schema = pa.schema(list(TABLES[table]) + [pa.field("sweep", STR), pa.field("stage", STR)])
+    d = ds.dataset(path, filesystem=fs, format="parquet", partitioning=part, schema=schema,
                    exclude_invalid_files=True, ignore_prefixes=[".", "_"])
     return d.to_table()
 
