@@ -73,9 +73,10 @@ def correctness(preds: pl.DataFrame, runs: pl.DataFrame) -> Correctness:
     return Correctness(runs, conditions, images, dense[:, 0], dense[:, 1:], dropped)
 
 
-def _groups(runs: pl.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+def _groups(runs: pl.DataFrame, pool_ratios: bool = False) -> list[tuple[str, str, np.ndarray]]:
     out = []
-    kinds, ratios = runs["kind"].to_list(), [r or "" for r in runs["ratio"].to_list()]
+    kinds = runs["kind"].to_list()
+    ratios = ["all" if pool_ratios and r else (r or "") for r in runs["ratio"].to_list()]
     for key in sorted(set(zip(kinds, ratios))):
         out.append((key[0], key[1], np.array([i for i, k in enumerate(zip(kinds, ratios)) if k == key])))
     return out
@@ -87,9 +88,10 @@ def _interval(reps: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def bootstrap_scores(cor: Correctness, n_boot: int = 250, seed: int = 0, level: float = 0.95,
-                     baseline_kind: str = BASELINE) -> pl.DataFrame:
+                     baseline_kind: str = BASELINE, pool_ratios: bool = False) -> pl.DataFrame:
     """Point estimates and percentile intervals per group (kind, ratio) for the robustness score
-    (overall, per category, per corruption) and the clean accuracy.
+    (overall, per category, per corruption) and the clean accuracy. With `pool_ratios`, a kind's
+    models over all its ratios form one group (ratio `all`), resampled like seeds.
 
     Columns: kind, ratio, statistic (robustness | clean_accuracy), level, scope, estimate, low,
     high, n_models, n_images, n_boot.
@@ -112,7 +114,7 @@ def bootstrap_scores(cor: Correctness, n_boot: int = 250, seed: int = 0, level: 
     a_c = np.einsum("rcn,bn,ck->brk", cor.corrupt, w, avg, optimize=True)     # (B+1, runs, corruptions)
     clean = np.einsum("rn,bn->br", cor.clean, w)                               # (B+1, runs)
 
-    groups = _groups(cor.runs)
+    groups = _groups(cor.runs, pool_ratios)
     g_ac, g_clean = {}, {}
     for kind, ratio, members in groups:
         k = len(members)

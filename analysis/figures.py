@@ -74,34 +74,31 @@ def accuracy_vs_severity(acc: pl.DataFrame, clean: pl.DataFrame):
 
 
 def robustness_bars(boot: pl.DataFrame):
-    """Paper Fig. 3A/B: robustness score overall and per category, per model kind, with bootstrap
-    intervals. MTL kinds are shown per ratio."""
+    """Paper Fig. 3A/B: robustness score overall and per category for each model kind (its models
+    over all ratios and seeds pooled), with bootstrap intervals."""
     d = boot.filter((pl.col("statistic") == "robustness") & pl.col("level").is_in(["overall", "category"]))
     scopes = [s for s in ("overall", "noise", "blur", "weather", "digital") if s in set(d["scope"].to_list())]
-    groups = d.select("kind", "ratio").unique()
-    order = {k: i for i, k in enumerate(_kinds(groups["kind"].to_list()))}
-    groups = sorted(groups.iter_rows(), key=lambda kr: (order[kr[0]], kr[1] or ""))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(scopes) * max(1, len(groups)) / 3), 4))
-    width = 0.8 / max(1, len(groups))
-    for gi, (kind, ratio) in enumerate(groups):
-        g = d.filter((pl.col("kind") == kind) & (pl.col("ratio") == ratio))
+    kinds = _kinds(d["kind"].to_list())
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / max(1, len(kinds))
+    for gi, kind in enumerate(kinds):
+        g = d.filter(pl.col("kind") == kind)
         xs, ys, lo, hi = [], [], [], []
         for si, s in enumerate(scopes):
             r = g.filter(pl.col("scope") == s)
             if r.height:
-                xs.append(si + (gi - (len(groups) - 1) / 2) * width)
+                xs.append(si + (gi - (len(kinds) - 1) / 2) * width)
                 ys.append(r["estimate"][0])
                 lo.append(r["estimate"][0] - r["low"][0])
                 hi.append(r["high"][0] - r["estimate"][0])
-        shade = 1.0 if not ratio else 0.55 + 0.45 * (gi % 2)
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), alpha=shade,
-               label=label(kind) + (f" {ratio}" if ratio else ""))
+        n = int(g["n_models"][0]) if g.height else 0
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), label=f"{label(kind)} ({n} models)")
     ax.axhline(100, color="k", lw=0.8, ls="--")
     ax.set_xticks(range(len(scopes)), scopes)
     ax.set_ylabel("robustness score (% of Baseline)")
     n_boot = int(d["n_boot"][0]) if d.height else 0
-    ax.set_title(f"Robustness relative to the Baseline ({n_boot} bootstrap replicates, images × seeds)")
-    ax.legend(fontsize=7, ncol=2, frameon=False)
+    ax.set_title(f"Robustness relative to the Baseline ({n_boot} bootstrap replicates over images and models)")
+    ax.legend(fontsize=8, ncol=3, frameon=False, loc="lower center")
     fig.tight_layout()
     return fig
 

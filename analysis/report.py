@@ -17,7 +17,7 @@ import polars as pl
 from analysis import bootstrap as bs
 from analysis import figures as figs
 from analysis.regression import format_table, regressions
-from analysis.scores import (BASELINE, MissingBaseline, accuracy_by_severity, group_summary, model_table,
+from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table,
                              robustness_scores)
 from core.errors import DataError, UserError
 from core.io import atomic_dir, join_uri
@@ -170,6 +170,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         try:
             boot = bs.bootstrap_scores(cor, n_boot=n_boot, seed=seed, level=level)
             rep.tables["bootstrap"] = boot
+            rep.tables["bootstrap_kind"] = bs.bootstrap_scores(cor, n_boot=n_boot, seed=seed, level=level, pool_ratios=True)
         except MissingBaseline as e:
             notes.append(f"bootstrap: {e}")
         rep.tables["clean_accuracy_ci"] = bs.clean_accuracy_bca(cor, n_boot=n_boot, seed=seed, level=level)
@@ -198,7 +199,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             made["accuracy_vs_severity"] = (figs.accuracy_vs_severity(acc, ok),
                                             "Accuracy against severity per corruption (paper Fig. 2), mean over ratios and seeds")
         if boot is not None:
-            made["robustness_bars"] = (figs.robustness_bars(boot),
+            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"]),
                                        f"Robustness per category and overall with {level:.0%} bootstrap intervals (Fig. 3A, 3B)")
         if models is not None and models.filter(pl.col("kind") == "mtl_monkey").height:
             r = reg.filter(pl.col("model") == "MTL-Monkey") if reg is not None and reg.height else None
@@ -222,7 +223,9 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
 
 def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int, level: float, seed: int) -> str:
     runs = lake.runs
-    first = runs.row(0, named=True)
+    # describe the run by a classifier's config (the Baseline's when there is one)
+    pick = runs.filter(pl.col("kind") == "baseline")
+    first = (pick if pick.height else runs).row(0, named=True)
     cfg = json.loads(first["config"]) if first.get("config") else {}
     try:
         data = json.loads(first["data"]) if first.get("data") else {}
@@ -255,8 +258,12 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
         b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
         wide = b.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
         wide = wide.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")
-        parts.append(f"<h2>Robustness with bootstrap intervals</h2><p>estimate [{level:.0%} interval]; clean = clean accuracy.</p>")
-        parts.append(_html_table(wide))
+        parts.append(f"<h2>Robustness with bootstrap intervals</h2><p>estimate [{level:.0%} interval]; clean = clean accuracy. "
+                     "Per kind, all its ratios and seeds pooled (ratio <code>all</code>):</p>")
+        kb = t["bootstrap_kind"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
+        kb = kb.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
+        parts.append(_html_table(kb.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")))
+        parts.append("<p>Per kind and ratio:</p>" + _html_table(wide))
     if "regression" in t:
         parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
                      "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "

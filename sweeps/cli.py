@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import socket
 import sys
 import time
@@ -156,6 +157,9 @@ def resolve_common(args, kinds: str = "all"):
                           "use at most 1 (trials then run side by side, one per GPU)")
     if args.max_epochs is not None and args.max_epochs < 1:
         raise ConfigError(f"--max-epochs {args.max_epochs}: expected >= 1")
+    if args.sweep is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", args.sweep):
+        # the name becomes a folder of the lake (sweep=<name>): it must not leave the storage root
+        raise ConfigError(f"--sweep {args.sweep!r}: expected letters, digits, '_', '.', '-' (no '/' or leading '.')")
     if args.address:
         check_address(args.address)
     check_storage(args.storage)

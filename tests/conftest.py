@@ -82,3 +82,58 @@ def tin_tree(tmp_path):
 @pytest.fixture
 def pickle_sessions(tmp_path):
     return make_pickle_sessions(tmp_path / "sessions")
+
+
+@pytest.fixture(scope="session")
+def smoke_data(tmp_path_factory):
+    """One --data-root shared by the sweep tests: the smoke world and its TIN-TC are built by the
+    first sweep that needs them and reused (read-only) by the others."""
+    return tmp_path_factory.mktemp("smoke-data")
+
+
+class Watched:
+    """A sweep subprocess whose output is read while it runs."""
+
+    def __init__(self, args, env=None, cwd=ROOT):
+        e = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=e, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self.chunks = []
+
+    @property
+    def out(self) -> str:
+        chunk = self.proc.stdout.read()
+        if chunk:
+            self.chunks.append(chunk)
+        return "".join(self.chunks)
+
+    def wait_for(self, predicate, timeout=400, poll=0.5) -> str:
+        import time
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.out
+            if predicate(text):
+                return text
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the sweep ended (exit {self.proc.returncode}) before the awaited moment:\n{text[-3000:]}")
+            time.sleep(poll)
+        self.proc.kill()
+        raise AssertionError(f"timed out waiting; output so far:\n{self.out[-3000:]}")
+
+    def finish(self, timeout=600) -> tuple[int, str]:
+        import time
+
+        deadline = time.time() + timeout
+        while self.proc.poll() is None and time.time() < deadline:
+            self.out
+            time.sleep(0.5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        os.set_blocking(self.proc.stdout.fileno(), True)
+        rest = self.proc.stdout.read()
+        if rest:
+            self.chunks.append(rest)
+        return self.proc.returncode, "".join(self.chunks)

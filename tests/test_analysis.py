@@ -9,7 +9,7 @@ from scipy import stats
 
 from analysis import bootstrap as bs
 from analysis.regression import TooFewModels, interaction, two_factor
-from analysis.scores import MissingBaseline, model_table, robustness_scores
+from analysis.scores import MissingBaseline, robustness_scores
 from conftest import run_cli
 from core.data.corruptions import CORRUPTIONS
 from core.results import write_table

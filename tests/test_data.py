@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_pickle_sessions, run_cli
+from conftest import run_cli
 from core.data import ClassificationSet, NeuralSet, recordings, tiny_imagenet
 from core.data.synthetic import MAX_CLASSES, class_genes, make_classification, make_neural, render, world_config, write_world
 from core.errors import ConfigError, DataError

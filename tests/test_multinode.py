@@ -1,15 +1,10 @@
 """Several Ray nodes on this machine (`ray.cluster_utils.Cluster`): the grid spreads over them, and a
 node removed mid-sweep does not lose its trials."""
 
-import os
-import subprocess
-import sys
-import time
-
 import polars as pl
 import pytest
 
-from conftest import ROOT
+from conftest import Watched
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -36,19 +31,17 @@ def cluster():
         c.shutdown()
 
 
-def sweep(c, storage, data_root, *extra):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address,
-                             "--storage", str(storage), "--data-root", str(data_root), "--seeds", "0", "--no-report", *extra],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def sweep(c, storage, data_root, *extra) -> Watched:
+    return Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
+                    "--data-root", str(data_root), "--no-report", *extra])
 
 
-def test_grid_runs_across_nodes(cluster, tmp_path):
+def test_grid_runs_across_nodes(cluster, tmp_path, smoke_data):
     c, _ = cluster
     storage = tmp_path / "results"
-    p = sweep(c, storage, tmp_path / "data", "--kinds", "baseline", "--seeds", "0,1,2")
-    out, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, out[-3000:]
+    p = sweep(c, storage, smoke_data, "--kinds", "baseline", "--seeds", "0,1,2")
+    code, out = p.finish()
+    assert code == 0, out[-3000:]
     assert "0 CPUs" not in out and "2 CPUs" in out  # the head's CPU 0 is not counted for training
     runs = lake(storage, "runs")
     assert runs.height == 3 and (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
@@ -56,25 +49,16 @@ def test_grid_runs_across_nodes(cluster, tmp_path):
     assert len(nodes) == 2, nodes  # both worker nodes trained, the head none
 
 
-def test_node_removed_mid_sweep_its_trials_are_rescheduled(cluster, tmp_path):
+def test_node_removed_mid_sweep_its_trials_are_rescheduled(cluster, tmp_path, smoke_data):
     c, workers = cluster
     storage = tmp_path / "results"
-    p = sweep(c, storage, tmp_path / "data", "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4")
+    p = sweep(c, storage, smoke_data, "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4")
     # wait until both trials are fitting (an epoch checkpoint exists for each), then kill one node
-    deadline = time.time() + 400
-    while time.time() < deadline:
-        ckpts = list((storage / "work").rglob("checkpoint.pt")) if (storage / "work").exists() else []
-        if len(ckpts) >= 2:
-            break
-        assert p.poll() is None, p.stdout.read()[-3000:]
-        time.sleep(1)
-    else:
-        p.kill()
-        pytest.fail("the trials never reached their first checkpoint")
+    p.wait_for(lambda _: len(list((storage / "work").rglob("checkpoint.pt"))) >= 2 if (storage / "work").exists() else False)
     c.remove_node(workers[1], allow_graceful=False)
     c.add_node(num_cpus=1)  # the autoscaler's replacement
-    out, _ = p.communicate(timeout=600)
-    assert p.returncode == 0, out[-3000:]
+    code, out = p.finish()
+    assert code == 0, out[-3000:]
     runs = lake(storage, "runs")
     assert runs.height == 2 and runs["run_id"].n_unique() == 2
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")

@@ -28,10 +28,10 @@ def sweep_args(storage, data_root, *extra):
 
 
 @pytest.fixture(scope="module")
-def resumed_sweep(tmp_path_factory):
+def resumed_sweep(tmp_path_factory, smoke_data):
     """The smoke sweep's driver killed (with its local Ray) after two models, then `--resume`."""
     tmp_path = tmp_path_factory.mktemp("resume")
-    storage, data_root = tmp_path / "results", tmp_path / "data"
+    storage, data_root = tmp_path / "results", smoke_data
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     log = open(tmp_path / "first.log", "w")
     p = subprocess.Popen([sys.executable, *sweep_args(storage, data_root)], cwd=ROOT, env=env, stdout=log,
@@ -115,6 +115,7 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--set", "lrr=1"], "--set: unknown key 'lrr'"),
     (["--kinds", "mtl_foo"], "--kinds: unknown kind 'mtl_foo'"),
     (["--gpus-per-trial", "2"], "several GPUs per model (DDP) is not supported yet"),
+    (["--sweep", "../../etc"], "--sweep '../../etc': expected letters, digits"),
 ])
 def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     t = time.time()
@@ -124,10 +125,10 @@ def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     assert time.time() - t < 30 and not (tmp_path / "d").exists()
 
 
-def test_hparam_search_few_trials(tmp_path):
+def test_hparam_search_few_trials(tmp_path, smoke_data):
     storage = tmp_path / "results"
     r = run_cli("sweeps/hparam_search.py", "--preset", "smoke", "--storage", str(storage), "--data-root",
-                str(tmp_path / "data"), "--trials", "3", "--num-cpus", "2", "--max-epochs", "3", "--grace-period", "1",
+                str(smoke_data), "--trials", "3", "--num-cpus", "2", "--max-epochs", "3", "--grace-period", "1",
                 timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "best, as grid flags:" in r.stdout and "python sweeps/ratio_grid.py --preset smoke --ratios" in r.stdout
