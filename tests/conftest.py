@@ -137,3 +137,12 @@ class Watched:
         if rest:
             self.chunks.append(rest)
         return self.proc.returncode, "".join(self.chunks)
+
+
+def read_lake(storage: Path, table: str):
+    """One table of STORAGE/lake as a polars DataFrame (empty when nothing is written yet)."""
+    import polars as pl
+
+    if not list((storage / "lake" / table).rglob("*.parquet")):
+        return pl.DataFrame()
+    return pl.scan_parquet(str(storage / "lake" / table / "**" / "*.parquet"), hive_partitioning=True).collect()

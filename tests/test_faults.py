@@ -9,15 +9,10 @@ import subprocess
 import polars as pl
 import pytest
 
+from conftest import read_lake as lake
 from conftest import Watched, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
-
-
-def lake(storage, table):
-    if not list((storage / "lake" / table).rglob("*.parquet")):
-        return pl.DataFrame()
-    return pl.scan_parquet(str(storage / "lake" / table / "**" / "*.parquet"), hive_partitioning=True).collect()
 
 
 def args(storage, data_root, *extra):

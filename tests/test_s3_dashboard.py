@@ -2,19 +2,19 @@
 through the Ray dashboard's state API while it runs."""
 
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from conftest import ROOT
+from conftest import Watched
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 BUCKET = "brainrobust-test"
@@ -62,20 +62,14 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
     """The sweep on S3 storage; while it runs, the dashboard's state API is read every second."""
     tmp = tmp_path_factory.mktemp("s3")
     uri = f"s3://{BUCKET}/run1?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
-    env = {**os.environ, **CREDS, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri,
-                          "--data-root", str(smoke_data), "--kinds", "baseline,mtl_monkey", "--ratios", "1:2",
-                          "--seeds", "0", "--num-cpus", "2", "--report", str(tmp / "report"), "--bootstrap", "50"],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines, url, seen, unauthorized = [], None, [], None
+    w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri, "--data-root", str(smoke_data),
+                 "--kinds", "baseline,mtl_monkey", "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2",
+                 "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
+    url, seen, unauthorized = None, [], None
     deadline = time.time() + 900
-    os.set_blocking(p.stdout.fileno(), False)
-    while p.poll() is None and time.time() < deadline:
-        chunk = p.stdout.read()
-        if chunk:
-            lines.append(chunk)
-            m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", "".join(lines))
-            url = url or (m and m.group(1))
+    while w.proc.poll() is None and time.time() < deadline:
+        m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", w.out)
+        url = url or (m and m.group(1))
         if url:
             if unauthorized is None:
                 try:
@@ -91,11 +85,8 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
             except (OSError, KeyError, ValueError):
                 pass
         time.sleep(1)
-    rest = p.stdout.read() if p.poll() is not None else ""
-    if p.poll() is None:
-        p.kill()
-    out = "".join(lines) + (rest or "")
-    return {"returncode": p.returncode, "out": out, "uri": uri, "tmp": tmp, "seen": seen, "unauthorized": unauthorized}
+    code, out = w.finish(timeout=60)
+    return {"returncode": code, "out": out, "uri": uri, "tmp": tmp, "seen": seen, "unauthorized": unauthorized}
 
 
 def test_smoke_sweep_on_s3_storage_reads_back_with_polars(s3, s3_sweep):

@@ -9,17 +9,11 @@ import time
 import polars as pl
 import pytest
 
+from conftest import read_lake as lake
 from conftest import ROOT, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
-
-
-def lake(storage, table):
-    files = list((storage / "lake" / table).rglob("*.parquet"))
-    if not files:
-        return pl.DataFrame()
-    return pl.scan_parquet(str(storage / "lake" / table / "**" / "*.parquet"), hive_partitioning=True).collect()
 
 
 def sweep_args(storage, data_root, *extra):
