@@ -23,6 +23,9 @@ TABLE_SCHEMA = {"model": pl.String, "term": pl.String, "coef": pl.Float64, "std_
 
 
 def _check(df: pl.DataFrame, cols: list[str], n_params: int, what: str) -> pl.DataFrame:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise TooFewModels(f"{what}: no {', '.join(missing)} for any model")
     d = df.select(cols).drop_nulls().filter(pl.all_horizontal(pl.col(c).is_finite() for c in cols if df.schema[c].is_float()))
     if d.height < n_params + 1:
         raise TooFewModels(f"{what}: {d.height} model(s) with finite {', '.join(cols)}; the fit has {n_params} "

@@ -145,11 +145,14 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
 
     acc = lake.acc.filter(pl.col("run_id").is_in(ok["run_id"].implode()))
     scores = None
-    try:
-        scores = robustness_scores(acc)
-        rep.tables["robustness"] = scores
-    except MissingBaseline as e:
-        notes.append(str(e))
+    if acc.is_empty():
+        notes.append("no finished classifier has corruption accuracies: no robustness scores, bootstrap or regression")
+    else:
+        try:
+            scores = robustness_scores(acc)
+            rep.tables["robustness"] = scores
+        except MissingBaseline as e:
+            notes.append(str(e))
     if not acc.is_empty():
         rep.tables["accuracy"] = accuracy_by_severity(acc)
     rep.tables["summary"] = group_summary(runs, scores)
@@ -184,7 +187,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         if reg.height:
             rep.tables["regression"] = reg
             rep.regression_text = format_table(reg)
-    elif scores is None:
+    elif scores is None and not acc.is_empty():
         notes.append("regression: needs robustness scores, which need the Baseline")
     if not bad.is_empty():
         rep.tables["failed_runs"] = bad.select("run_id", "kind", "ratio", "seed", "status", "diverged_epoch", "error")

@@ -92,20 +92,32 @@ def smoke_data(tmp_path_factory):
 
 
 class Watched:
-    """A sweep subprocess whose output is read while it runs."""
+    """A sweep subprocess whose output is read while it runs (non-blocking, from the raw pipe)."""
 
     def __init__(self, args, env=None, cwd=ROOT):
+        import codecs
+
         e = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=e, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        os.set_blocking(self.proc.stdout.fileno(), False)
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.fd = self.proc.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.chunks = []
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                return
+            self.chunks.append(self.decoder.decode(data))
 
     @property
     def out(self) -> str:
-        chunk = self.proc.stdout.read()
-        if chunk:
-            self.chunks.append(chunk)
+        self._drain()
         return "".join(self.chunks)
 
     def wait_for(self, predicate, timeout=400, poll=0.5) -> str:
@@ -127,15 +139,12 @@ class Watched:
 
         deadline = time.time() + timeout
         while self.proc.poll() is None and time.time() < deadline:
-            self.out
+            self._drain()
             time.sleep(0.5)
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        os.set_blocking(self.proc.stdout.fileno(), True)
-        rest = self.proc.stdout.read()
-        if rest:
-            self.chunks.append(rest)
+        self._drain()
         return self.proc.returncode, "".join(self.chunks)
 
 
