@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from core.data.synthetic import make_classification, world_config
 from core.models import build_model
-from core.training import TrainConfig, fit
+from core.training.config import TrainConfig
+from core.training.fit import fit
 from core.training.data import TrainData, as_u8, pixel_stats
 from core.training.fit import resolve_device
 

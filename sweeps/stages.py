@@ -26,8 +26,9 @@ import pyarrow.fs as pafs
 
 from core.io import join_uri
 from core.presets import get_preset
-from core.training.kinds import UPSTREAM, base_config, load_sources, run_id_for
 
+# core.training.kinds (torch, torchvision, the corruption package) is imported inside the functions
+# that need it: the Tune trial process that only launches a TorchTrainer never does.
 WAVES = (
     ("monkey_predictor", "oracle", "baseline"),
     ("oracle_readout", "mtl_monkey", "mtl_shuffled"),
@@ -111,6 +112,8 @@ def task_overrides(spec: SweepSpec, kind: str) -> dict:
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
     """All tasks of the sweep, wave by wave, with their run ids (upstream ids chained)."""
+    from core.training.kinds import UPSTREAM, base_config, run_id_for
+
     preset = get_preset(spec.preset)
     ids: dict[str, str] = {}
     waves = []
@@ -165,7 +168,7 @@ def train_worker(config: dict) -> None:
 
     from core.data.corruptions import load_tintc
     from core.results import write_table
-    from core.training.kinds import CLASSIFIERS, run_kind
+    from core.training.kinds import CLASSIFIERS, load_sources, run_kind
 
     spec = SweepSpec(**config["spec"])
     task = Task(**config["task"])

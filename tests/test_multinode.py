@@ -1,67 +1,70 @@
-"""Several Ray nodes on this machine (`ray.cluster_utils.Cluster`): the grid spreads over them, and a
-node removed mid-sweep does not lose its trials."""
+"""Several Ray nodes on this machine (`ray.cluster_utils.Cluster`): a head that takes no training and
+two 1-CPU worker nodes. One smoke sweep serves two checks: its trials train on both worker nodes at
+once (seen through the state API while they run), and when the node under one of them is removed
+mid-fit, that trial is rescheduled and the lake ends complete and duplicate-free."""
 
 import polars as pl
 import pytest
 
-from conftest import read_lake as lake
 from conftest import Watched
+from conftest import read_lake as lake
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
-@pytest.fixture
-def cluster():
+@pytest.fixture(scope="module")
+def node_loss_sweep(tmp_path_factory, smoke_data):
     import ray
     from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
 
-    # a head that takes no training (as in cluster.yaml) and two 1-CPU worker nodes
+    storage = tmp_path_factory.mktemp("multinode") / "results"
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {"driver": 1}})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
     try:
-        yield c, workers
+        w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
+                     "--data-root", str(smoke_data), "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4",
+                     "--no-report"])
+
+        def training_nodes():
+            actors = list_actors(address=c.address, filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
+            return {a.node_id for a in actors if a.class_name == "RayTrainWorker"}
+
+        # both trials fitting: an epoch reported by each, and their Train workers alive
+        w.wait_for(lambda out: out.count("train epoch 1 ") >= 2)
+        nodes_seen = training_nodes()
+        victim = next(n for n in workers if n.node_id in nodes_seen)
+        c.remove_node(victim, allow_graceful=False)
+        c.add_node(num_cpus=1)  # the autoscaler's replacement
+        code, out = w.finish()
     finally:
         ray.shutdown()
         c.shutdown()
+    return {"code": code, "out": out, "storage": storage, "nodes_seen": nodes_seen,
+            "workers": {n.node_id for n in workers}, "head": c.head_node.node_id}
 
 
-def sweep(c, storage, data_root, *extra) -> Watched:
-    return Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
-                    "--data-root", str(data_root), "--no-report", *extra])
+def test_trials_train_on_more_than_one_node(node_loss_sweep):
+    seen = node_loss_sweep["nodes_seen"]
+    assert len(seen) == 2 and seen <= node_loss_sweep["workers"], seen  # both workers, never the head
+    assert "2 CPUs" in node_loss_sweep["out"]  # the head's CPU 0 is not offered to training
+    runs = lake(node_loss_sweep["storage"], "runs")
+    assert runs["node"].null_count() == 0  # every record says where it was trained
 
 
-def test_grid_runs_across_nodes(cluster, tmp_path, smoke_data):
-    c, _ = cluster
-    storage = tmp_path / "results"
-    p = sweep(c, storage, smoke_data, "--kinds", "baseline", "--seeds", "0,1")
-    code, out = p.finish()
-    assert code == 0, out[-3000:]
-    assert "0 CPUs" not in out and "2 CPUs" in out  # the head's CPU 0 is not counted for training
-    runs = lake(storage, "runs")
-    assert runs.height == 2 and (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
-    nodes = set(runs["node"].to_list())
-    assert len(nodes) == 2, nodes  # both worker nodes trained, the head none
-
-
-def test_node_removed_mid_sweep_its_trials_are_rescheduled(cluster, tmp_path, smoke_data):
-    c, workers = cluster
-    storage = tmp_path / "results"
-    p = sweep(c, storage, smoke_data, "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4")
-    # wait until both trials are fitting (an epoch checkpoint exists for each), then kill one node
-    p.wait_for(lambda _: len(list((storage / "work").rglob("checkpoint.pt"))) >= 2 if (storage / "work").exists() else False)
-    c.remove_node(workers[1], allow_graceful=False)
-    c.add_node(num_cpus=1)  # the autoscaler's replacement
-    code, out = p.finish()
-    assert code == 0, out[-3000:]
+def test_node_removed_mid_sweep_its_trial_is_rescheduled_and_finishes(node_loss_sweep):
+    assert node_loss_sweep["code"] == 0, node_loss_sweep["out"][-3000:]
+    storage = node_loss_sweep["storage"]
     runs = lake(storage, "runs")
     assert runs.height == 2 and runs["run_id"].n_unique() == 2
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
     assert (runs["epochs"] == 4).all()
-    for table in ("epochs", "corruption_accuracy", "predictions"):
+    keys = {"epochs": ["run_id", "phase", "epoch"], "corruption_accuracy": ["run_id", "corruption", "severity"],
+            "predictions": ["run_id", "condition", "severity", "image"]}
+    for table, cols in keys.items():
         t = lake(storage, table)
-        keys = {"epochs": ["run_id", "phase", "epoch"], "corruption_accuracy": ["run_id", "corruption", "severity"],
-                "predictions": ["run_id", "condition", "severity", "image"]}[table]
-        assert t.select(keys).is_duplicated().sum() == 0, table
+        assert t.height and t.select(cols).is_duplicated().sum() == 0, table
     ep = lake(storage, "epochs")
-    assert sorted(ep.filter(pl.col("run_id") == runs["run_id"][0])["epoch"].to_list()) == [1, 2, 3, 4]
+    for rid in runs["run_id"]:
+        assert sorted(ep.filter(pl.col("run_id") == rid)["epoch"].to_list()) == [1, 2, 3, 4]

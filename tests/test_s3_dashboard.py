@@ -1,5 +1,7 @@
-"""A smoke sweep whose storage is an S3-protocol server on loopback (moto's server mode), watched
-through the Ray dashboard's state API while it runs."""
+"""One smoke sweep serves three checks: its storage is an S3-protocol server on loopback (moto's
+server mode); it is watched through the Ray dashboard's state API while it runs; and its MTL model
+is forced to diverge (an L1 readout weight of 1e38 makes the neural loss infinite), so the sweep
+must record it as diverged, go on, and report it."""
 
 import json
 import re
@@ -64,7 +66,7 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
     uri = f"s3://{BUCKET}/run1?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
     w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri, "--data-root", str(smoke_data),
                  "--kinds", "baseline,mtl_monkey", "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2",
-                 "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
+                 "--set", "readout_gamma=1e38", "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
     url, seen, unauthorized = None, [], None
     deadline = time.time() + 900
     while w.proc.poll() is None and time.time() < deadline:
@@ -94,14 +96,14 @@ def test_smoke_sweep_on_s3_storage_reads_back_with_polars(s3, s3_sweep):
     opts = {"aws_endpoint_url": f"http://127.0.0.1:{s3['port']}", "aws_allow_http": "true", "aws_region": "us-east-1",
             "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     runs = pl.scan_parquet(f"s3://{BUCKET}/run1/lake/runs/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
-    assert sorted(runs["kind"].to_list()) == ["baseline", "monkey_predictor", "mtl_monkey"]
-    assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
+    status = dict(zip(runs["kind"], runs["status"]))
+    assert status == {"baseline": "ok", "monkey_predictor": "ok", "mtl_monkey": "diverged"}, runs.select("kind", "status", "error")
     preds = pl.scan_parquet(f"s3://{BUCKET}/run1/lake/predictions/**/*.parquet", storage_options=opts,
                             hive_partitioning=True).collect()
-    assert preds.select("run_id", "condition", "severity", "image").is_duplicated().sum() == 0
+    assert preds.height == 71 * 64 and preds.select("run_id", "condition", "severity", "image").is_duplicated().sum() == 0
     # models went up to the bucket (the MTL model downloaded its Monkey Predictor from there)
     fs = s3["fs"]
-    for rid in runs["run_id"]:
+    for rid in runs.filter(pl.col("status") == "ok")["run_id"]:
         assert fs.get_file_info(f"{BUCKET}/run1/models/{rid}/model.pt").size > 0
     # the analysis read the lake from S3 and wrote the report locally
     assert (s3_sweep["tmp"] / "report" / "report.html").exists()
@@ -115,3 +117,18 @@ def test_dashboard_state_api_shows_the_sweeps_trials_and_needs_the_token(s3_swee
     # the Tune trials (function trainables) and the Ray Train workers they launched
     assert "ImplicitFunc" in classes, classes
     assert any("TrainWorker" in (c or "") or "RayTrainWorker" in (c or "") for c in classes), classes
+
+
+def test_a_diverging_model_is_recorded_the_sweep_goes_on_and_the_report_says_so(s3, s3_sweep):
+    assert s3_sweep["returncode"] == 0, s3_sweep["out"][-3000:]
+    opts = {"aws_endpoint_url": f"http://127.0.0.1:{s3['port']}", "aws_allow_http": "true", "aws_region": "us-east-1",
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    runs = pl.scan_parquet(f"s3://{BUCKET}/run1/lake/runs/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
+    div = runs.filter(pl.col("status") == "diverged").row(0, named=True)
+    assert div["kind"] == "mtl_monkey" and div["diverged_epoch"] == 1 and "non-finite" in div["error"]
+    out = s3_sweep["out"]
+    assert "mtl_monkey       ratio   1:2 seed 0  done: diverged" in out
+    html = (s3_sweep["tmp"] / "report" / "report.html").read_text()
+    assert "mtl_monkey ratio 1:2 seed 0: diverged at epoch 1" in html and "Failed runs" in html
+    # what could still be computed was: the Baseline's scores
+    assert (s3_sweep["tmp"] / "report" / "robustness.parquet").exists()

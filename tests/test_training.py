@@ -7,7 +7,8 @@ import torch
 from core.data.synthetic import make_classification, make_neural, world_config
 from core.errors import ConfigError
 from core.models import build_model
-from core.training import TrainConfig, fit
+from core.training.config import TrainConfig
+from core.training.fit import fit
 from core.training.cycler import neural_batches_before, parse_ratio, schedule
 from core.training.data import NeuralBatchSource, TrainData, as_u8
 from core.training.losses import UncertaintyWeighting, consistency_loss, poisson_loss

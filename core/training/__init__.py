@@ -1,6 +1,5 @@
-"""Training: losses, the ratio cycler, the fit loop, and the paper's model kinds."""
+"""Training: losses, the ratio cycler, the fit loop (`core.training.fit`), and the paper's model kinds.
 
-from core.training.config import TrainConfig
-from core.training.fit import FitResult, fit
-
-__all__ = ["FitResult", "TrainConfig", "fit"]
+Kept import-light on purpose: importing a small submodule (the cycler, the config) must not pull in
+torch and torchvision, which every Ray trial process would then pay for.
+"""

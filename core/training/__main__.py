@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--neural-data", type=Path, help="neural data set in the project's format (preset paper)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice; a sweep's "
+                   "trials use their --cpus-per-trial, 1 by default)")
     p.add_argument("--no-corruptions", action="store_true", help="skip the TIN-TC evaluation")
     p.add_argument("--sweep", default="single", help="sweep name for the lake partition (default single)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -50,7 +52,7 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
         if log:
             log(f"== training upstream {up_kind} into {up_out}")
         upstream = train(up_kind, preset, ratio, seed, up_out, None, sources, args, log, tintc_cache)
-    overrides = {"device": args.device}
+    overrides = {"device": args.device, "threads": args.threads}
     if args.max_epochs:
         overrides["max_epochs"] = args.max_epochs
     tintc = tintc_cache() if (kind in CLASSIFIERS and not args.no_corruptions) else None
