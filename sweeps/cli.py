@@ -47,8 +47,9 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
-                   help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9 "
-                        "(keys of core.training.config.TrainConfig; hparam_search.py prints the best as such a flag)")
+                   help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
+                        "one kind with a prefix, e.g. mtl_monkey.lr=0.01 (keys of core.training.config.TrainConfig; "
+                        "hparam_search.py prints the best as such a flag)")
     p.add_argument("--resume", action="store_true", help="finish an interrupted sweep (finished models are always skipped; this also says so)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
 
@@ -105,7 +106,8 @@ def check_address(address: str) -> None:
 
 
 def parse_set(text: str) -> dict:
-    """'lr=0.05,momentum=0.9' -> typed TrainConfig overrides; unknown keys and bad values raise."""
+    """'lr=0.05,mtl_monkey.momentum=0.9' -> typed TrainConfig overrides; a KIND. prefix limits one to
+    that model kind. Unknown keys or kinds and bad values raise."""
     import dataclasses
 
     from core.config import from_dict
@@ -117,16 +119,21 @@ def parse_set(text: str) -> dict:
     out = {}
     for item in text.split(","):
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE or KIND.KEY=VALUE")
         k, v = (x.strip() for x in item.split("=", 1))
-        if k not in types:
-            raise ConfigError(f"--set: unknown key {k!r}; expected keys of TrainConfig such as lr, momentum, weight_decay")
-        t = types[k] if isinstance(types[k], str) else types[k].__name__
+        kind, _, key = k.rpartition(".")
+        if kind and kind not in KINDS:
+            raise ConfigError(f"--set {k}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if key not in types:
+            raise ConfigError(f"--set: unknown key {key!r}; expected keys of TrainConfig such as lr, momentum, weight_decay")
+        t = types[key] if isinstance(types[key], str) else types[key].__name__
         try:
             out[k] = {"float": float, "int": int, "bool": lambda x: x.lower() in ("1", "true", "yes"), "str": str}[t](v)
         except (ValueError, KeyError):
             raise ConfigError(f"--set {k}={v}: expected a {t}") from None
-    from_dict(TrainConfig, out, where="--set")  # validates values (e.g. momentum range)
+    for scope in {k.rpartition(".")[0] for k in out}:  # validates values (e.g. momentum range) per kind
+        from_dict(TrainConfig, {k.rpartition(".")[2]: v for k, v in out.items() if k.rpartition(".")[0] in ("", scope)},
+                  where="--set")
     return out
 
 

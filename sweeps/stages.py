@@ -107,7 +107,9 @@ def task_overrides(spec: SweepSpec, kind: str) -> dict:
     """The TrainConfig overrides of one task (the same in the planner and in the worker)."""
     from core.training.kinds import CLASSIFIERS
 
-    return {**spec.overrides, **(spec.cls_overrides if kind in CLASSIFIERS else {})}
+    plain = {k: v for k, v in spec.cls_overrides.items() if "." not in k}
+    own = {k.split(".", 1)[1]: v for k, v in spec.cls_overrides.items() if k.startswith(kind + ".")}
+    return {**spec.overrides, **(plain if kind in CLASSIFIERS else {}), **own}
 
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:

@@ -22,6 +22,7 @@ def node_loss_sweep(tmp_path_factory, smoke_data):
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {"driver": 1}})
     workers = [c.add_node(num_cpus=1) for _ in range(2)]
     c.wait_for_nodes()
+    head, worker_ids = c.head_node.node_id, {n.node_id for n in workers}
     try:
         w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
                      "--data-root", str(smoke_data), "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4",
@@ -42,7 +43,7 @@ def node_loss_sweep(tmp_path_factory, smoke_data):
         ray.shutdown()
         c.shutdown()
     return {"code": code, "out": out, "storage": storage, "nodes_seen": nodes_seen,
-            "workers": {n.node_id for n in workers}, "head": c.head_node.node_id}
+            "workers": worker_ids, "head": head}
 
 
 def test_trials_train_on_more_than_one_node(node_loss_sweep):

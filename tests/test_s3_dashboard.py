@@ -1,6 +1,6 @@
 """One smoke sweep serves three checks: its storage is an S3-protocol server on loopback (moto's
 server mode); it is watched through the Ray dashboard's state API while it runs; and its MTL model
-is forced to diverge (an L1 readout weight of 1e38 makes the neural loss infinite), so the sweep
+is forced to diverge (`--set mtl_monkey.lr=1e9`: only that kind's learning rate explodes), so the sweep
 must record it as diverged, go on, and report it."""
 
 import json
@@ -66,7 +66,7 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
     uri = f"s3://{BUCKET}/run1?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
     w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri, "--data-root", str(smoke_data),
                  "--kinds", "baseline,mtl_monkey", "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2",
-                 "--set", "readout_gamma=1e38", "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
+                 "--set", "mtl_monkey.lr=1e9", "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
     url, seen, unauthorized = None, [], None
     deadline = time.time() + 900
     while w.proc.poll() is None and time.time() < deadline:
@@ -125,10 +125,10 @@ def test_a_diverging_model_is_recorded_the_sweep_goes_on_and_the_report_says_so(
             "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     runs = pl.scan_parquet(f"s3://{BUCKET}/run1/lake/runs/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
     div = runs.filter(pl.col("status") == "diverged").row(0, named=True)
-    assert div["kind"] == "mtl_monkey" and div["diverged_epoch"] == 1 and "non-finite" in div["error"]
+    assert div["kind"] == "mtl_monkey" and div["diverged_epoch"] >= 1 and "non-finite" in div["error"]
     out = s3_sweep["out"]
     assert "mtl_monkey       ratio   1:2 seed 0  done: diverged" in out
     html = (s3_sweep["tmp"] / "report" / "report.html").read_text()
-    assert "mtl_monkey ratio 1:2 seed 0: diverged at epoch 1" in html and "Failed runs" in html
+    assert f"mtl_monkey ratio 1:2 seed 0: diverged at epoch {div['diverged_epoch']}" in html and "Failed runs" in html
     # what could still be computed was: the Baseline's scores
     assert (s3_sweep["tmp"] / "report" / "robustness.parquet").exists()

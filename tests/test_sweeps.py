@@ -107,6 +107,7 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: unreachable"),
     (["--storage", "/proc/no/such"], "--storage /proc/no/such: not writable"),
     (["--set", "lrr=1"], "--set: unknown key 'lrr'"),
+    (["--set", "mtl_foo.lr=1"], "--set mtl_foo.lr: unknown kind 'mtl_foo'"),
     (["--kinds", "mtl_foo"], "--kinds: unknown kind 'mtl_foo'"),
     (["--gpus-per-trial", "2"], "several GPUs per model (DDP) is not supported yet"),
     (["--sweep", "../../etc"], "--sweep '../../etc': expected letters, digits"),
