@@ -16,7 +16,7 @@ from core.errors import ConfigError
 from core.io import join_uri
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
-from core.training.kinds import KINDS, UPSTREAM
+from core.training.graph import KINDS, UPSTREAM
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")

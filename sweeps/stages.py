@@ -105,7 +105,7 @@ def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
 
 def task_overrides(spec: SweepSpec, kind: str) -> dict:
     """The TrainConfig overrides of one task (the same in the planner and in the worker)."""
-    from core.training.kinds import CLASSIFIERS
+    from core.training.graph import CLASSIFIERS
 
     plain = {k: v for k, v in spec.cls_overrides.items() if "." not in k}
     own = {k.split(".", 1)[1]: v for k, v in spec.cls_overrides.items() if k.startswith(kind + ".")}

@@ -28,11 +28,11 @@ def train_worker_pids() -> list[int]:
 def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run(tmp_path, smoke_data):
     # the uninterrupted reference: the same model trained in one process without Ray (same config,
     # hence the same run id; one thread, as a sweep trial with --cpus-per-trial 1)
-    ref = run_cli("-m", "core.training", "--kind", "baseline", "--preset", "smoke", "--seed", "0", "--max-epochs", "5",
+    ref = run_cli("-m", "core.training", "--kind", "baseline", "--preset", "smoke", "--seed", "0", "--max-epochs", "3",
                   "--threads", "1", "--data-root", str(smoke_data), "--out", str(tmp_path / "ref"), "--quiet", timeout=600)
     assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-2000:]
 
-    w = Watched(args(tmp_path / "killed", smoke_data, "--kinds", "baseline", "--max-epochs", "5", "--no-report"))
+    w = Watched(args(tmp_path / "killed", smoke_data, "--kinds", "baseline", "--max-epochs", "3", "--no-report"))
     w.wait_for(lambda out: "train epoch 1 " in out)
     pids = train_worker_pids()
     assert len(pids) == 1, pids
@@ -43,14 +43,14 @@ def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run
     runs = lake(tmp_path / "killed", "runs")
     ref_runs = pl.scan_parquet(str(tmp_path / "ref" / "runs" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert runs.height == 1 and runs["status"][0] == "ok" and runs["run_id"][0] == ref_runs["run_id"][0]
-    # resumed, not restarted: epoch 1 was reported once, and the fit went on to epoch 5
-    assert len(re.findall(r"train epoch 1 ", out)) == 1 and "train epoch 5 " in out
+    # resumed, not restarted: epoch 1 was reported once, and the fit went on to epoch 3
+    assert len(re.findall(r"train epoch 1 ", out)) == 1 and "train epoch 3 " in out
     for col in ("clean_accuracy", "val_accuracy", "epochs"):
         assert runs[col][0] == ref_runs[col][0], col
     ep = lake(tmp_path / "killed", "epochs").sort("epoch")
     ref_ep = pl.scan_parquet(str(tmp_path / "ref" / "epochs" / "**" / "*.parquet"), hive_partitioning=True).collect().sort("epoch")
-    assert ep["epoch"].to_list() == [1, 2, 3, 4, 5]
-    # the losses of every epoch, before and after the kill, equal the uninterrupted run's
+    assert ep["epoch"].to_list() == [1, 2, 3]
+    # the losses of every epoch, before and after the kill,, equal the uninterrupted run's
     assert ep["loss_classification"].to_list() == pytest.approx(ref_ep["loss_classification"].to_list(), rel=1e-9)
     assert ep["val_accuracy"].to_list() == ref_ep["val_accuracy"].to_list()
     acc = lake(tmp_path / "killed", "corruption_accuracy")

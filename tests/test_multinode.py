@@ -25,7 +25,7 @@ def node_loss_sweep(tmp_path_factory, smoke_data):
     head, worker_ids = c.head_node.node_id, {n.node_id for n in workers}
     try:
         w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
-                     "--data-root", str(smoke_data), "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "4",
+                     "--data-root", str(smoke_data), "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "3",
                      "--no-report"])
 
         def training_nodes():
@@ -60,7 +60,7 @@ def test_node_removed_mid_sweep_its_trial_is_rescheduled_and_finishes(node_loss_
     runs = lake(storage, "runs")
     assert runs.height == 2 and runs["run_id"].n_unique() == 2
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
-    assert (runs["epochs"] == 4).all()
+    assert (runs["epochs"] == 3).all()
     keys = {"epochs": ["run_id", "phase", "epoch"], "corruption_accuracy": ["run_id", "corruption", "severity"],
             "predictions": ["run_id", "condition", "severity", "image"]}
     for table, cols in keys.items():
@@ -68,4 +68,4 @@ def test_node_removed_mid_sweep_its_trial_is_rescheduled_and_finishes(node_loss_
         assert t.height and t.select(cols).is_duplicated().sum() == 0, table
     ep = lake(storage, "epochs")
     for rid in runs["run_id"]:
-        assert sorted(ep.filter(pl.col("run_id") == rid)["epoch"].to_list()) == [1, 2, 3, 4]
+        assert sorted(ep.filter(pl.col("run_id") == rid)["epoch"].to_list()) == [1, 2, 3]

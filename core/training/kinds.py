@@ -38,10 +38,7 @@ from core.training.cycler import ratio_value
 from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
 from core.training.fit import fit, predict_rates
 
-KINDS = ("baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_oracle", "mtl_shuffled")
-UPSTREAM = {"mtl_monkey": "monkey_predictor", "mtl_shuffled": "monkey_predictor",
-            "oracle_readout": "oracle", "mtl_oracle": "oracle_readout"}
-CLASSIFIERS = ("baseline", "oracle", "mtl_monkey", "mtl_oracle", "mtl_shuffled")
+from core.training.graph import CLASSIFIERS, KINDS, UPSTREAM  # noqa: E402,F401  (re-exported)
 NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
 VAL_FRACTION = 0.1
 
