@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import polars as pl
 
-from core.data.corruptions import CORRUPTIONS
-
 GROUP = ["kind", "ratio"]
 BASELINE = "baseline"
 CATEGORIES = ("noise", "blur", "weather", "digital")
@@ -99,6 +97,3 @@ def group_summary(runs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFra
         out = out.join(ov, on=GROUP, how="left", nulls_equal=True)
     return out.sort("kind", "ratio_value", nulls_last=True)
 
-
-def category_of(corruption: str) -> str:
-    return CORRUPTIONS[corruption]
