@@ -5,6 +5,10 @@ cross-entropy, backward, SGD step; no augmentation in either). Runs alternate be
 that drift on a shared machine hits both; prints the median images/s of each and their ratio.
 
     python benchmarks/train_throughput.py [--width 0.0625] [--images 2048] [--repeats 3] [--device auto]
+
+It also counts the model's FLOPs per training image (forward + backward, torch's FlopCounterMode)
+and, on a GPU, prints model FLOP utilisation: achieved FLOP/s over the device's dense bf16 peak
+(`--peak-tflops`, default from the device name: H100/H200 989.4).
 """
 
 from __future__ import annotations
@@ -52,6 +56,24 @@ def bare_loop(model, x_u8, y, batch, epochs, dev, amp) -> float:
     return statistics.mean(rates[1:]) if len(rates) > 1 else rates[0]
 
 
+PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
+
+
+def train_flops_per_image(model, x_u8, y, batch, dev, amp) -> float:
+    """FLOPs of one training step (forward + backward) divided by the batch size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    mean, std = model.pixel_mean, model.pixel_std
+    x = (x_u8[:batch].float() / 255.0 - mean) / std
+    counter = FlopCounterMode(display=False)
+    with counter:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x).float()
+        F.cross_entropy(logits, y[:batch]).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--width", type=float, default=1 / 16)
@@ -60,6 +82,7 @@ def main():
     p.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first of each is warm-up)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="auto")
+    p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: from the GPU's name)")
     args = p.parse_args()
     dev = resolve_device(args.device)
     amp = dev.type == "cuda"
@@ -89,8 +112,16 @@ def main():
         ours.append(o)
         print(f"repeat {r + 1}: bare {b:.1f} img/s, fit {o:.1f} img/s, ratio {o / b:.3f}")
     b, o = statistics.median(bare), statistics.median(ours)
-    print(f"device {dev}, vgg19_bn_fc width {args.width:g}, batch {args.batch}, {len(y_dev)} images: "
+    flops = train_flops_per_image(model(), x_dev, y_dev, args.batch, dev, amp)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    print(f"device {dev} ({name}), vgg19_bn_fc width {args.width:g}, batch {args.batch}, {len(y_dev)} images: "
           f"bare {b:.1f} img/s, fit {o:.1f} img/s, fit/bare ratio {o / b:.3f}")
+    print(f"model FLOPs per training image (fwd+bwd): {flops / 1e9:.3f} GFLOP; achieved: fit "
+          f"{o * flops / 1e12:.2f} TFLOP/s, bare {b * flops / 1e12:.2f} TFLOP/s")
+    peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+    if peak:
+        print(f"model FLOP utilisation against {peak:g} TFLOP/s dense bf16: fit {o * flops / 1e12 / peak:.1%}, "
+              f"bare {b * flops / 1e12 / peak:.1%}")
 
 
 if __name__ == "__main__":

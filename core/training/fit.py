@@ -202,7 +202,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         aug_gen.set_state(ck["aug_gen"].cpu())
         torch.set_rng_state(ck["torch_rng"].cpu())
         if dev.type == "cuda" and ck.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(ck["cuda_rng"], dev)
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
         state = ck["state"]
         if log:
             log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
