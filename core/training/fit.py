@@ -218,9 +218,14 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             x = model.prep(x_u8)
         return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
 
-    def check(loss, what, epoch):
-        if not torch.isfinite(loss):
-            raise _Diverged(f"non-finite {what} loss ({loss.item()}) in epoch {epoch}")
+    # Loss sums stay on the device and are read (and checked for NaN/inf) once per epoch: a
+    # per-step .item() would stall the GPU's queue at every step.
+    def check(sums, epoch):
+        for key, what in (("neural", "neural"), ("cls", "classification"), ("consistency", "consistency")):
+            v = float(sums[key])
+            if not math.isfinite(v):
+                raise _Diverged(f"non-finite {what} loss ({v}) in epoch {epoch}")
+            sums[key] = v
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp)
@@ -233,12 +238,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             rate = model.predict_neural(x).float()
         if mode == "neural":
             loss = poisson_loss(rate, src.targets[idx], src.mask[idx]) + model.readout.regularizer()
-            sums["neural"] += loss.item()
+            sums["neural"] += loss.detach()
         else:
             mse = masked_mse(rate, src.targets[idx], src.mask[idx])
             loss = weighting.neural(mse)
-            sums["neural"] += mse.item()
-        check(loss, "neural", epoch)
+            sums["neural"] += mse.detach() + 0.0 * loss.detach()  # NaN in the weighting shows too
         loss.backward()
         return len(idx)
 
@@ -261,17 +265,16 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                 ce = F.cross_entropy(logits, y)
                 cons = consistency_loss(f[nc:nc + len(a)].float(), f[nc + len(a):].float())
             loss = ce + cfg.consistency_weight * cons
-            sums["consistency"] += cons.item()
-            sums["cls"] += ce.item()
+            sums["consistency"] += cons.detach()
+            sums["cls"] += ce.detach() + 0.0 * loss.detach()
             n = nc + 2 * len(a)
         else:
             with autocast():
                 logits = model(prep(x_u8[idx], aug=True)).float()
             ce = F.cross_entropy(logits, y)
             loss = weighting.classification(ce) if weighting is not None else ce
-            sums["cls"] += ce.item()
+            sums["cls"] += ce.detach() + 0.0 * loss.detach()
             n = len(idx)
-        check(loss, "classification", epoch)
         loss.backward()
         return n
 
@@ -280,7 +283,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         while state["epoch"] < cfg.max_epochs:
             epoch = state["epoch"] + 1
             set_train_mode(model, frozen)
-            sums = {"cls": 0.0, "neural": 0.0, "consistency": 0.0}
+            sums = {k: torch.zeros((), device=dev) for k in ("cls", "neural", "consistency")}
             n_img, n_cls, n_neu = 0, 0, 0
             t0 = time.perf_counter()
             perm = torch.randperm(n_train, generator=gen).to(dev) if has_cls else None
@@ -298,8 +301,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                             n_img += cls_step(epoch, perm[s * B:(s + 1) * B], sums)
                             n_cls += 1
                 opt.step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
+            check(sums, epoch)  # reads the sums: also waits for the GPU's queued work
             dt = time.perf_counter() - t0
 
             row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_seconds": dt,
