@@ -147,3 +147,65 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
     fig.suptitle("Multi-task models across the ratio grid (mean ± sd over seeds)")
     fig.tight_layout()
     return fig
+
+
+def reconstruction_grid(clean: np.ndarray, target: np.ndarray, recons: dict, controls: dict, norms, target_kind: str,
+                        max_images: int = 6):
+    """Paper Fig. 5: for each norm budget one row per model and one for the MTL-Monkey spectral
+    control (the first model's where there is no MTL-Monkey), then the target and the clean image;
+    one column per test image. Each panel is scaled to its own range."""
+    kinds = _kinds(recons)
+    ctrl_kind = "mtl_monkey" if "mtl_monkey" in controls else kinds[0]
+    n = min(max_images, len(clean))
+    rows = []
+    for j, r in enumerate(norms):
+        rows += [(f"{label(k)}\nr={r:g}", recons[k][:n, j]) for k in kinds]
+        rows.append((f"{label(ctrl_kind)}\nspectral ctrl\nr={r:g}", controls[ctrl_kind][:n, j]))
+    rows.append(("target\n(" + ("Gaussian noise 2" if target_kind == "noisy" else "clean") + ")", target[:n].astype(float)))
+    if target_kind == "noisy":
+        rows.append(("clean", clean[:n].astype(float)))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.25 * n + 1.2, 1.25 * len(rows)), squeeze=False)
+    for i, (name, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[i, c]
+            ax.imshow(imgs[c], cmap="gray", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
+    fig.subplots_adjust(wspace=0.03, hspace=0.05)
+    return fig
+
+
+def rho_scatter(table: pl.DataFrame, norms, source: str, reference: str = "mtl_monkey"):
+    """Paper Fig. 7: per norm, ϱ̄ of the reference model (y) against each other model's and the
+    reference's spectral control (x), one point per image; above the diagonal = the reference puts
+    more of its power in the salient region."""
+    fig, axes = plt.subplots(1, len(norms), figsize=(3.6 * len(norms), 3.6), squeeze=False)
+    ref = table.filter((pl.col("kind") == reference) & (pl.col("variant") == "reconstruction"))
+    others = _kinds(k for k in table["kind"].unique().to_list() if k != reference)
+    for j, r in enumerate(norms):
+        ax = axes[0, j]
+        y = ref.filter(pl.col("norm") == r).sort("image")["rho_bar"].to_numpy()
+        series = [(label(k), COLORS.get(k, "#777"), "o",
+                   table.filter((pl.col("kind") == k) & (pl.col("variant") == "reconstruction") & (pl.col("norm") == r))
+                   .sort("image")["rho_bar"].to_numpy()) for k in others]
+        series.append((f"{label(reference)} spectral control", COLORS.get(reference, "#777"), "x",
+                       table.filter((pl.col("kind") == reference) & (pl.col("variant") == "spectral_control")
+                                    & (pl.col("norm") == r)).sort("image")["rho_bar"].to_numpy()))
+        vals = [y] + [s[3] for s in series]
+        lo = min(float(np.nanmin(v)) for v in vals if len(v))
+        hi = max(float(np.nanmax(v)) for v in vals if len(v))
+        pad = 0.05 * (hi - lo or 1)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999", lw=0.8, zorder=0)
+        for name, color, marker, x in series:
+            if len(x) == len(y):
+                ax.scatter(x, y, s=14, color=color, marker=marker, label=name, alpha=0.8)
+        ax.set_title(f"norm {r:g}", fontsize=10)
+        ax.set_xlabel("ϱ̄ other model", fontsize=9)
+        if j == 0:
+            ax.set_ylabel(f"ϱ̄ {label(reference)}", fontsize=9)
+    axes[0, -1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"saliency source: {source}", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -215,7 +215,14 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             figs.save(fig, fig_dir, name)
             rep.figures[name] = out / "figures" / f"{name}.png"
             captions[name] = caption
-        (tmp / "report.html").write_text(_render(lake, rep, captions, fig_dir, n_boot, level, seed), encoding="utf-8")
+        # sections added later by other commands (analysis.reconstruct) survive a rebuild
+        kept = _sections(Path(out))
+        if kept:
+            (tmp / SECTIONS).mkdir()
+            for name, frag in kept.items():
+                (tmp / SECTIONS / f"{name}.html").write_text(frag, encoding="utf-8")
+        (tmp / "report.html").write_text(_splice(_render(lake, rep, captions, fig_dir, n_boot, level, seed), kept),
+                                         encoding="utf-8")
         (tmp / "summary.json").write_text(json.dumps({
             "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
             "tables": sorted(rep.tables), "figures": sorted(made), "n_boot": n_boot, "seed": seed, "level": level,
@@ -282,6 +289,45 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
     parts.append("<h2>Files</h2><p>" + ", ".join(f"{n}.parquet/.csv" for n in t) + "; figures/*.png and *.svg</p></body></html>")
     return "\n".join(parts)
 
+
+
+SECTIONS = "sections"
+_BEGIN, _END = "<!-- sections:begin -->", "<!-- sections:end -->"
+
+
+def _sections(report_dir: Path) -> dict[str, str]:
+    d = Path(report_dir) / SECTIONS
+    return {f.stem: f.read_text(encoding="utf-8") for f in sorted(d.glob("*.html"))} if d.is_dir() else {}
+
+
+def _splice(page: str, sections: dict[str, str]) -> str:
+    """Put the added sections (in name order) before the report's Files heading, replacing any
+    earlier copy of them."""
+    block = _BEGIN + "\n".join(sections[k] for k in sorted(sections)) + _END
+    if _BEGIN in page and _END in page:
+        a, rest = page.split(_BEGIN, 1)
+        return a + block + rest.split(_END, 1)[1]
+    anchor = "<h2>Files</h2>"
+    return page.replace(anchor, block + anchor, 1) if anchor in page else page.replace("</body>", block + "</body>", 1)
+
+
+def add_section(report_dir: str | Path, name: str, fragment: str) -> Path:
+    """Add (or replace) a named HTML section in an existing report; a later rebuild of the report
+    keeps it. Both files are replaced atomically."""
+    from core.io import atomic_file
+
+    report_dir = Path(report_dir)
+    page = report_dir / "report.html"
+    if not page.is_file():
+        raise UserError(f"--report {report_dir}: no report.html there; run `python -m analysis --results ... --out "
+                        f"{report_dir}` (or the main job) first")
+    (report_dir / SECTIONS).mkdir(exist_ok=True)
+    with atomic_file(report_dir / SECTIONS / f"{name}.html") as tmp:
+        Path(tmp).write_text(fragment, encoding="utf-8")
+    text = _splice(page.read_text(encoding="utf-8"), _sections(report_dir))
+    with atomic_file(page) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return page
 
 
 def _ratio_value(r: str) -> float:

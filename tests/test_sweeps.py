@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -89,6 +90,44 @@ def test_the_main_job_ends_with_a_report_that_renders_in_chromium(resumed_sweep,
         assert im["complete"] and im["w"] > 0 and im["h"] > 0, im
     assert info["title"] == "Robustness report: smoke"
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_sweep, tmp_path):
+    """analysis.reconstruct on the smoke sweep's five classifiers: arrays, the ϱ̄ table, both figures,
+    and a section spliced into the sweep's report (kept when the report is rebuilt)."""
+    storage, data_root = resumed_sweep["storage"], resumed_sweep["data_root"]
+    out = tmp_path / "recon"
+    args = ["-m", "analysis.reconstruct", "--results", str(storage), "--data-root", str(data_root),
+            "--steps", "12", "--images", "3", "--norms", "5,60"]
+    r = run_cli(*args, "--out", str(out), timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    kinds = {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
+    t = pl.read_parquet(out / "rho.parquet")
+    assert set(t["kind"]) == kinds and set(t["source"]) == {"truth", "builtin"}
+    assert t.height == 5 * 3 * 2 * 2 * 2                            # kinds × images × norms × variants × sources
+    rec = t.filter(pl.col("variant") == "reconstruction")
+    assert (rec["achieved_norm"] <= rec["norm"] * (1 + 1e-4)).all()
+    assert rec.filter(pl.col("kind").str.starts_with("mtl_"))["optimizer"].unique().to_list() == ["sgd"]
+    assert rec.filter(~pl.col("kind").str.starts_with("mtl_"))["optimizer"].unique().to_list() == ["adam"]
+    with np.load(out / "reconstructions.npz") as z:
+        assert z["recon_mtl_monkey"].shape == (3, 2, 64, 64) and z["mask_truth"].shape == (3, 64, 64)
+    assert {p.name for p in (out / "figures").iterdir()} == {"reconstructions.png", "reconstructions.svg",
+                                                             "rho_scatter.png", "rho_scatter.svg"}
+    report = storage / "report" / "smoke" / "report.html"
+    assert f"section added to {report}" in r.stdout
+    assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
+    # the report rebuilt from the lake keeps the section, once
+    r = run_cli("-m", "analysis", "--results", str(storage), "--out", str(report.parent), "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
+    # bad input: one line, exit 2, nothing written
+    for extra, message in ((["--norms", "5,-1"], "--norms 5,-1: expected"),
+                           (["--models", "mtl_nope"], "--models mtl_nope: neither a model kind"),
+                           (["--layer", "conv9_9"], "--layer conv9_9: unknown layer")):
+        bad = tmp_path / "bad"
+        r = run_cli(*args, "--out", str(bad), *extra, timeout=300)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not bad.exists()
 
 
 def test_a_plain_rerun_trains_nothing(resumed_sweep):

@@ -211,6 +211,24 @@ def make_classification(cfg: WorldConfig, chunk: int = 2048) -> ClassificationSe
     return ClassificationSet(images, labels, [class_name(k) for k in range(cfg.n_classes)])
 
 
+def object_masks(cfg: WorldConfig, split: str = "test", n: int | None = None,
+                 chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The first n images of a split again, with the objects' true masks (the ground-truth saliency).
+
+    Re-renders with make_classification's RNG stream and chunking (the masks draw no random numbers),
+    so the images are byte-identical to the stored world; callers compare them to be sure."""
+    per_class = {"train": cfg.train_per_class, "val": cfg.val_per_class, "test": cfg.test_per_class}[split]
+    rng = _stream(cfg.seed, f"classification/{split}")
+    y = rng.permutation(np.repeat(np.arange(cfg.n_classes), per_class))
+    n = len(y) if n is None else min(n, len(y))
+    images, masks = [], []
+    for a in range(0, n, chunk):
+        img, m = render(rng, y[a:a + chunk], cfg.image_size, return_masks=True, clutter=cfg.clutter)
+        images.append(img)
+        masks.append(m)
+    return np.concatenate(images)[:n], np.concatenate(masks)[:n]
+
+
 @dataclass(frozen=True)
 class V1Population:
     """Parameters of the simulated V1 population (all arrays over neurons)."""

@@ -35,6 +35,7 @@ TABLES: dict[str, pa.Schema] = {
         ("status", STR), ("error", STR), ("diverged_epoch", I64),
         ("clean_accuracy", F64), ("val_accuracy", F64),
         ("fev", F64), ("feve", F64), ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
+        ("sim_match", F64),
         ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
         ("upstream", STR), ("config", STR), ("data", STR),
         ("git_sha", STR), ("versions", STR), ("created_at", STR),
@@ -43,10 +44,17 @@ TABLES: dict[str, pa.Schema] = {
         ("phase", STR), ("epoch", I64), ("lr", F64), ("train_seconds", F64), ("images_per_s", F64),
         ("loss_classification", F64), ("loss_neural", F64), ("loss_consistency", F64),
         ("log_var_classification", F64), ("log_var_neural", F64),
+        ("loss_similarity", F64), ("sim_layer_weights", STR),
         ("val_accuracy", F64), ("val_correlation", F64), ("n_reductions", I64),
     ]),
     "corruption_accuracy": pa.schema(KEY + [
         ("corruption", STR), ("category", STR), ("severity", I64), ("accuracy", F64), ("n_images", I64),
+    ]),
+    # adversarial robustness: PGD accuracy at each epsilon (median_l2 null), and the minimal L2
+    # perturbation of a decision-based attack (epsilon null; accuracy = share of images it failed on)
+    "adversarial": pa.schema(KEY + [
+        ("attack", STR), ("norm", STR), ("epsilon", F64), ("accuracy", F64), ("n_images", I64),
+        ("median_l2", F64), ("steps", I64), ("library", STR),
     ]),
     "predictions": pa.schema(KEY + [
         ("condition", STR), ("severity", I64), ("image", I64), ("label", I64), ("predicted", I64), ("correct", BOOL),

@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, choices=KINDS, help="model kind (the paper's Table 1)")
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
     p.add_argument("--ratio", default="1:1", help="neural:classification batches for mtl_* kinds (default 1:1)")
+    p.add_argument("--alpha", type=float, help="weight of the similarity loss for sim_* kinds (default 10, Li et al.)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--upstream", type=Path, help="folder of the upstream model (default: train it first)")
@@ -53,6 +54,11 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
             log(f"== training upstream {up_kind} into {up_out}")
         upstream = train(up_kind, preset, ratio, seed, up_out, None, sources, args, log, tintc_cache)
     overrides = {"device": args.device, "threads": args.threads}
+    if args.alpha is not None:
+        if args.alpha < 0:
+            raise ConfigError(f"--alpha {args.alpha}: expected >= 0")
+        if kind.startswith("sim_"):
+            overrides["sim_alpha"] = args.alpha
     if args.max_epochs:
         overrides["max_epochs"] = args.max_epochs
     tintc = tintc_cache() if (kind in CLASSIFIERS and not args.no_corruptions) else None

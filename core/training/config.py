@@ -10,7 +10,8 @@ from core.training.cycler import parse_ratio
 # How a model is trained. The paper's six model kinds (Table 1) are built from these in
 # core.training.kinds: baseline=classification, monkey_predictor=neural, oracle=oracle_pretrain then
 # classification on a frozen core, oracle readout=neural on a frozen core, mtl_*=mtl.
-MODES = ("classification", "neural", "oracle_pretrain", "mtl")
+# similarity = classification + α·representational-similarity loss (Li et al. 2019; sim_* kinds).
+MODES = ("classification", "neural", "oracle_pretrain", "mtl", "similarity")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class TrainConfig:
     augment: bool = True
     consistency_weight: float = 1.0     # mode oracle_pretrain
     freeze_through: str = ""            # freeze core layers up to and including this one (e.g. conv3_1)
+    sim_alpha: float = 10.0             # mode similarity: weight α of the similarity loss
+    sim_pairs: int = 16                 # image pairs from the regularisation pool per classification batch
+    sim_layers: str = "conv2_1,conv3_1,conv4_1"   # layers whose similarities are mixed by softmax(γ)
+    sim_source: str = "predicted"       # sim_monkey targets: the Monkey Predictor's responses, or "true" rates
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     amp: bool = True                    # bf16 autocast on CUDA (ignored on CPU)
@@ -51,6 +56,8 @@ class TrainConfig:
         for k in ("lr", "width", "batch_size", "max_epochs"):
             if getattr(self, k) <= 0:
                 raise ConfigError(f"{k}={getattr(self, k)}; expected > 0")
+        if self.sim_alpha < 0 or self.sim_pairs < 1:
+            raise ConfigError(f"sim_alpha={self.sim_alpha}, sim_pairs={self.sim_pairs}; expected alpha >= 0, pairs >= 1")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum={self.momentum}; expected 0 <= momentum < 1")
 

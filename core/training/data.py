@@ -51,6 +51,7 @@ class TrainData:
     neural_val: NeuralBatchSource | None = None
     neural_test: dict | None = None     # images u8 (M,1,H,W), responses (M,R,K), mask, true_rates (numpy)
     corrupted: tuple[torch.Tensor, torch.Tensor] | None = None           # two corrupted copies of cls train
+    sim_pool: object | None = None      # core.training.similarity.SimilarityPool (mode similarity)
 
     @property
     def n_neurons(self) -> int:
@@ -69,4 +70,5 @@ class TrainData:
             self.neural_val.to(device) if self.neural_val is not None else None,
             self.neural_test,
             tuple(c.to(device) for c in self.corrupted) if self.corrupted is not None else None,
+            self.sim_pool.to(device) if self.sim_pool is not None else None,
         )

@@ -31,6 +31,7 @@ from core.training.config import TrainConfig
 from core.training.cycler import schedule
 from core.training.data import NeuralBatchSource, TrainData
 from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
+from core.training.similarity import pair_cosine, similarity_loss
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -160,10 +161,21 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
 
     mode = cfg.mode
     weighting = UncertaintyWeighting().to(dev) if mode == "mtl" else None
+    simreg = None
+    if mode == "similarity":
+        from core.training.similarity import SimilarityRegularizer
+
+        if data.sim_pool is None or len(data.sim_pool) < 2:
+            raise ValueError("mode similarity needs a pool of at least 2 regularisation images (TrainData.sim_pool)")
+        layers = [s.strip() for s in cfg.sim_layers.split(",") if s.strip()]
+        size = data.image_size
+        simreg = SimilarityRegularizer({k: model.core.feature_shape(k, size)[0] for k in layers}).to(dev)
+    # the loss's own trainable parts (uncertainty weights or γ) are saved and restored with the model
+    aux = weighting if weighting is not None else simreg
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": params, "weight_decay": cfg.weight_decay}]
-    if weighting is not None:
-        groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+    if aux is not None:
+        groups.append({"params": list(aux.parameters()), "weight_decay": 0.0})
     if cfg.resolved_optimizer == "adam":
         opt = torch.optim.Adam(groups, lr=cfg.lr)
     else:
@@ -171,7 +183,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
                                                        patience=cfg.patience, threshold=cfg.threshold)
 
-    has_cls = mode in ("classification", "oracle_pretrain", "mtl")
+    has_cls = mode in ("classification", "oracle_pretrain", "mtl", "similarity")
     has_neural = mode in ("neural", "mtl")
     if has_cls and (data.cls is None or not model.has_classifier):
         raise ValueError(f"mode {mode} needs classification data and a model with a classification head")
@@ -194,8 +206,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        if weighting is not None:
-            weighting.load_state_dict(ck["weighting"])
+        if aux is not None:
+            aux.load_state_dict(ck["weighting"])
         if stream is not None:
             stream.load(ck["stream"])
         gen.set_state(ck["gen"].cpu())
@@ -221,7 +233,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     # Loss sums stay on the device and are read (and checked for NaN/inf) once per epoch: a
     # per-step .item() would stall the GPU's queue at every step.
     def check(sums, epoch):
-        for key, what in (("neural", "neural"), ("cls", "classification"), ("consistency", "consistency")):
+        for key, what in (("neural", "neural"), ("similarity", "similarity"), ("cls", "classification"),
+                          ("consistency", "consistency")):
             v = float(sums[key])
             if not math.isfinite(v):
                 raise _Diverged(f"non-finite {what} loss ({v}) in epoch {epoch}")
@@ -273,8 +286,23 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                 logits = model(prep(x_u8[idx], aug=True)).float()
             ce = F.cross_entropy(logits, y)
             loss = weighting.classification(ce) if weighting is not None else ce
-            sums["cls"] += ce.detach() + 0.0 * loss.detach()
             n = len(idx)
+            if simreg is not None:
+                pool = data.sim_pool
+                i, j = pool.sample_pairs(cfg.sim_pairs, gen)
+                i, j = i.to(dev), j.to(dev)
+                both = torch.cat([i, j])
+                with autocast():
+                    feats = model.core.forward_intermediates(prep(pool.images[both], aug=False), simreg.layers)
+                k = len(i)
+                pair = torch.arange(k, device=dev)
+                s_model = simreg.model_similarity(feats, pair, pair + k)
+                s_target = pair_cosine(pool.vectors[both], pair, pair + k)
+                sim = similarity_loss(s_model, s_target)
+                loss = loss + cfg.sim_alpha * sim
+                sums["similarity"] += sim.detach()
+                n += 2 * k
+            sums["cls"] += ce.detach() + 0.0 * loss.detach()
         loss.backward()
         return n
 
@@ -283,7 +311,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         while state["epoch"] < cfg.max_epochs:
             epoch = state["epoch"] + 1
             set_train_mode(model, frozen)
-            sums = {k: torch.zeros((), device=dev) for k in ("cls", "neural", "consistency")}
+            sums = {k: torch.zeros((), device=dev) for k in ("cls", "neural", "consistency", "similarity")}
             n_img, n_cls, n_neu = 0, 0, 0
             t0 = time.perf_counter()
             perm = torch.randperm(n_train, generator=gen).to(dev) if has_cls else None
@@ -310,6 +338,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                    "loss_classification": sums["cls"] / max(n_cls, 1) if has_cls else float("nan"),
                    "loss_neural": sums["neural"] / max(n_neu, 1) if has_neural else float("nan"),
                    "loss_consistency": sums["consistency"] / max(n_cls, 1) if mode == "oracle_pretrain" else float("nan"),
+                   "loss_similarity": sums["similarity"] / max(n_cls, 1) if simreg is not None else float("nan"),
+                   "sim_layer_weights": ",".join(f"{w:.4f}" for w in simreg.weights().tolist()) if simreg is not None else "",
                    "log_var_classification": weighting.log_var_cls.item() if weighting is not None else float("nan"),
                    "log_var_neural": weighting.log_var_neural.item() if weighting is not None else float("nan"),
                    "val_accuracy": _accuracy(model, *data.cls["val"], use_amp) if has_cls else float("nan"),
@@ -320,15 +350,15 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             if metric > state["best_metric"]:
                 state["best_metric"] = metric
                 state["best_state"] = copy.deepcopy(model.state_dict())
-                if weighting is not None:
-                    state["best_weighting"] = copy.deepcopy(weighting.state_dict())
+                if aux is not None:
+                    state["best_weighting"] = copy.deepcopy(aux.state_dict())
             lr_before = opt.param_groups[0]["lr"]
             sched.step(metric)
             if opt.param_groups[0]["lr"] < lr_before:
                 state["n_reductions"] += 1
                 model.load_state_dict(state["best_state"])
-                if weighting is not None:
-                    weighting.load_state_dict(state["best_weighting"])
+                if aux is not None:
+                    aux.load_state_dict(state["best_weighting"])
             row["n_reductions"] = state["n_reductions"]
             state["history"].append(row)
             state["epoch"] = epoch
@@ -338,7 +368,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "weighting": weighting.state_dict() if weighting is not None else None,
+                    "weighting": aux.state_dict() if aux is not None else None,
                     "stream": stream.state() if stream is not None else None,
                     "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,

@@ -38,7 +38,7 @@ from core.training.cycler import ratio_value
 from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
 from core.training.fit import fit, predict_rates
 
-from core.training.graph import CLASSIFIERS, KINDS, UPSTREAM  # noqa: E402,F401  (re-exported)
+from core.training.graph import CLASSIFIERS, KINDS, SIM_KINDS, UPSTREAM  # noqa: E402,F401  (re-exported)
 NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
 VAL_FRACTION = 0.1
 
@@ -95,6 +95,8 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
         cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, **common)
     elif kind == "baseline":
         cfg = TrainConfig(mode="classification", lr=preset.lr, **common)
+    elif kind in SIM_KINDS:
+        cfg = TrainConfig(mode="similarity", lr=preset.lr, **common)
     else:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     return replace(cfg, **overrides) if overrides else cfg
@@ -158,6 +160,29 @@ def mtl_data(sources: Sources, predictor: MultiTaskModel, shuffle_seed: int | No
     return TrainData(cls.n_classes, x, srcs["train"], srcs["val"])
 
 
+def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):
+    """The regularisation pool of a sim_* kind: the neural training images, with the Monkey
+    Predictor's responses to them (sim_monkey; `source="true"`: the simulated population's
+    noise-free rates), the same shuffled across images (sim_shuffled), or their pixels (sim_pixel)."""
+    from core.training.similarity import SimilarityPool
+
+    neural = sources.neural
+    idx = np.unique(np.asarray(neural.train_image_index))
+    images = as_u8(np.asarray(neural.images)[idx])
+    if kind == "sim_pixel":
+        return SimilarityPool.pixels(images)
+    if source == "true":
+        if neural.true_rates is None:
+            raise ConfigError("sim_source=true needs the simulated population's true rates (synthetic world only)")
+        vectors = torch.from_numpy(np.asarray(neural.true_rates, dtype=np.float32)[idx])
+    elif source == "predicted":
+        vectors = predicted_targets(predictor, np.asarray(neural.images)[idx])
+    else:
+        raise ConfigError(f"sim_source={source!r}; expected predicted or true")
+    pool = SimilarityPool.from_targets(images, vectors)
+    return pool.shuffled(20_000 + seed) if kind == "sim_shuffled" else pool
+
+
 def standardised_on(model: MultiTaskModel, images) -> MultiTaskModel:
     """Give `model` the pixel statistics of `images` (its input standardisation travels with it)."""
     model.set_pixel_stats(*pixel_stats(images))
@@ -181,6 +206,20 @@ def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | 
 
 
 # ----------------------------------------------------------------------------- one model
+
+
+def similarity_match_on(model: MultiTaskModel, neural, cfg: TrainConfig) -> float:
+    """Brain-likeness of the model's image-pair geometry on the neural test images (against the
+    repeat-averaged responses), the factor the similarity family's regression uses in place of FEVe."""
+    from core.training.similarity import similarity_match
+
+    dev = next(model.parameters()).device
+    resp = np.asarray(neural.test_responses, dtype=np.float64)          # (M, R, K)
+    mask = np.asarray(neural.test_mask, dtype=bool)
+    mean = np.where(mask, resp, 0).sum(1) / np.maximum(mask.sum(1), 1)   # repeat mean per image and neuron
+    layers = [s.strip() for s in cfg.sim_layers.split(",") if s.strip()]
+    images = as_u8(np.asarray(neural.images)[np.asarray(neural.test_image_index)])
+    return similarity_match(model.to(dev), images, torch.from_numpy(mean.astype(np.float32)), layers)
 
 
 @dataclass
@@ -271,6 +310,11 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         assert all(k.startswith("readout.") for k in missing.missing_keys), missing
         tr, va = _neural_sources(neural)
         res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
+    elif kind in SIM_KINDS:
+        model = standardised_on(build_model(**build), cls.images["train"])
+        data = TrainData(cls.n_classes, _cls_tensors(cls),
+                         sim_pool=sim_pool(sources, kind, upstream_model, seed, cfg.sim_source))
+        res = fit_phase(model, data, cfg, "train")
     else:  # mtl_*
         build.update(n_neurons=K)
         model = standardised_on(build_model(**build), cls.images["train"])
@@ -288,13 +332,18 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
                 model, np.asarray(cls.images["test"][:n]), np.asarray(cls.labels["test"][:n]), tintc)
         if model.readout is not None:
             metrics.update(neural_test_metrics(model, neural))
+        if model.has_classifier and kind in CLASSIFIERS:
+            metrics["sim_match"] = similarity_match_on(model, neural, cfg)
     val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]
     run = {
         "run_id": run_id, "kind": kind, "ratio": ratio, "ratio_value": ratio_value(ratio) if ratio else float("nan"),
-        "seed": seed, "preset": preset.name, "family": "mtl" if kind.startswith("mtl_") else kind,
+        "seed": seed, "preset": preset.name,
+        "family": "mtl" if kind.startswith("mtl_") else ("similarity" if kind in SIM_KINDS else kind),
         "status": res.status, "error": res.error, "diverged_epoch": res.diverged_epoch,
         "val_accuracy": max(val_acc) if val_acc else float("nan"),
-        **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true")},
+        **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true",
+                                                      "sim_match")},
+        "alpha": cfg.sim_alpha if kind in SIM_KINDS else float("nan"),
         "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
         "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id,
         "config": json.dumps(asdict(cfg), sort_keys=True), "data": json.dumps(sources.info, sort_keys=True),

@@ -1,0 +1,512 @@
+"""Constrained reconstruction, spectral control and saliency ratios (paper §4.4–4.5, Figs. 5 and 7).
+
+For a trained model f (a layer, default conv3_1), a target x0 (default: the test image with Gaussian
+noise, severity 2, byte-identical to the TIN-TC cache) and a norm budget r:
+
+    x* = argmin_x ||f(x) − f(x0)||²  subject to  ||x||₂ ≤ r
+
+by projected gradient descent (project onto the ball after every step), in the model's standardised
+input space, batched over images × norms, on the GPU when there is one. The loss is the mean squared
+activation difference per image; following the authors' demo the start is noise and the gradient is
+smoothed by a Gaussian blur (σ = 1 pixel) before each step. Paper defaults: SGD lr 5 for MTL models,
+Adam lr 0.01 for the Baseline and Oracle, 8000 steps.
+
+The spectral control is the target with the reconstruction's Fourier amplitude spectrum and its own
+phase. ϱ̄ (analysis.saliency) measures how much of the image power sits in the salient region.
+
+    python -m analysis.reconstruct --results PATH_OR_URI --out DIR [--models ...] [--norms 5,15,60] [--images N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from core.errors import ConfigError, DataError, UserError, cli_main
+
+STEPS = {"smoke": 60, "demo": 400, "study": 2000, "paper": 8000}
+IMAGES = {"smoke": 4, "demo": 8, "study": 16, "paper": 70}
+RECON_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle", "sim_monkey", "sim_shuffled", "sim_pixel")
+TARGET_CORRUPTION, TARGET_SEVERITY = "gaussian_noise", 2
+TINTC_SEED = 0  # the base seed of the TIN-TC cache (core.data.corruptions.condition_seed)
+
+
+def default_optimizer(kind: str) -> tuple[str, float]:
+    """The paper's choice: SGD lr 5 for the MTL models, Adam lr 0.01 for Baseline and Oracle (the
+    similarity family, co-trained too, gets the MTL models' choice)."""
+    return ("sgd", 5.0) if kind.startswith(("mtl_", "sim_")) else ("adam", 0.01)
+
+
+# ----------------------------------------------------------------------------- the optimisation
+
+
+def project(x, radius):
+    """Scale each sample of x (B, ...) onto the ball ||x_b||₂ ≤ radius_b (no change inside it)."""
+    import torch
+
+    norm = x.flatten(1).norm(dim=1)
+    scale = torch.clamp(radius / norm.clamp_min(1e-12), max=1.0)
+    return x * scale.view(-1, *([1] * (x.dim() - 1)))
+
+
+def _blur(g, sigma: float):
+    import torch
+    import torch.nn.functional as F
+
+    k = int(math.ceil(3 * sigma))
+    t = torch.arange(-k, k + 1, dtype=g.dtype, device=g.device)
+    w = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    w = w / w.sum()
+    c = g.shape[1]
+    g = F.conv2d(F.pad(g, (k, k, 0, 0), mode="reflect"), w.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(g, (0, 0, k, k), mode="reflect"), w.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+@dataclass
+class Reconstruction:
+    x: np.ndarray          # (N, R, C, H, W) reconstructions, image-major
+    loss: np.ndarray       # (N, R) final mean squared activation difference
+    norm: np.ndarray       # (N, R) achieved ||x||₂
+    seconds: float
+    target_activation: np.ndarray = None   # (N,) mean square of f(target): loss / this = relative loss
+
+
+def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam", lr: float = 0.01,
+                blur_sigma: float = 1.0, seed: int = 0, init_fraction: float = 0.1,
+                callback: Callable | None = None, log: Callable | None = None, label: str = "") -> Reconstruction:
+    """Projected-gradient reconstruction of f(target) for every (image, norm) pair at once.
+
+    target: tensor (N, C, H, W) in f's input space, on f's device. norms: R budgets. The start is
+    Gaussian noise of norm `init_fraction`·r; `callback(step, x)` sees every iterate (after projection)."""
+    import torch
+
+    if optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"optimizer {optimizer!r}: expected sgd or adam")
+    if steps < 1:
+        raise ConfigError(f"steps {steps}: expected at least 1")
+    norms = [float(r) for r in norms]
+    if not norms or min(norms) <= 0:
+        raise ConfigError(f"norms {norms}: expected positive budgets")
+    N, R = len(target), len(norms)
+    dev = target.device
+    radius = torch.tensor(norms, device=dev, dtype=torch.float32).repeat(N)          # (N*R,), image-major
+    with torch.no_grad():
+        goal1 = f(target).float()
+        goal = goal1.repeat_interleave(R, dim=0)
+        target_act = goal1.square().flatten(1).mean(1).cpu().numpy()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((N * R, *target.shape[1:]), generator=gen).to(dev)
+    x = x * (init_fraction * radius / x.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
+    x = x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+    x.requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=lr) if optimizer == "sgd" else torch.optim.Adam([x], lr=lr)
+
+    def per_image_loss(z):
+        return (f(z).float() - goal).square().flatten(1).mean(1)
+
+    t0 = time.perf_counter()
+    every = max(1, steps // 5)
+    for step in range(1, steps + 1):
+        opt.zero_grad(set_to_none=True)
+        per_image_loss(x).sum().backward()  # samples are independent (eval mode): sum = per-sample gradients
+        if blur_sigma and blur_sigma > 0:
+            x.grad = _blur(x.grad, blur_sigma)
+        opt.step()
+        with torch.no_grad():
+            x.copy_(project(x, radius))
+        if callback is not None:
+            callback(step, x.detach())
+        if log and (step % every == 0 or step == steps):
+            with torch.no_grad():
+                cur = per_image_loss(x)
+            log(f"  {label} step {step}/{steps}: activation loss {cur.mean().item():.4g} "
+                f"({time.perf_counter() - t0:.1f}s)")
+    with torch.no_grad():
+        loss = per_image_loss(x)
+        norm = x.flatten(1).norm(dim=1)
+    shape = (N, R)
+    return Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
+                          loss.cpu().numpy().reshape(shape), norm.cpu().numpy().reshape(shape),
+                          time.perf_counter() - t0, target_act)
+
+
+def spectral_control(recon: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """The original with the reconstruction's Fourier amplitude spectrum and the original's phase
+    (over the last two axes; original broadcasts against recon)."""
+    fr = np.fft.fft2(np.asarray(recon, dtype=np.float64))
+    fo = np.fft.fft2(np.asarray(original, dtype=np.float64))
+    return np.real(np.fft.ifft2(np.abs(fr) * np.exp(1j * np.angle(fo))))
+
+
+# ----------------------------------------------------------------------------- lake → models and images
+
+
+def _storage_of(lake_root: str) -> str:
+    return lake_root[: -len("/lake")] if lake_root.rstrip("/").endswith("/lake") else lake_root.rsplit("/", 1)[0]
+
+
+def select_models(runs, models: list[str] | None, ratio: str | None, seed: int | None):
+    """One finished classifier per requested kind (or the given run ids), as a list of row dicts."""
+    import polars as pl
+
+    ok = runs.filter(pl.col("status") == "ok")
+    if models:
+        by_id = {r["run_id"]: r for r in ok.iter_rows(named=True)}
+        chosen, kinds = [], []
+        for m in models:
+            if m in by_id:
+                chosen.append(by_id[m])
+            elif m in RECON_KINDS:
+                kinds.append(m)
+            else:
+                raise UserError(f"--models {m}: neither a model kind ({', '.join(RECON_KINDS)}) nor a finished run id "
+                                "in this sweep")
+    else:
+        chosen, kinds = [], [k for k in RECON_KINDS if k in set(ok["kind"].to_list())]
+    for k in kinds:
+        rows = ok.filter(pl.col("kind") == k)
+        if seed is not None:
+            rows = rows.filter(pl.col("seed") == seed)
+        if k.startswith("mtl_"):
+            ratios = sorted(set(rows["ratio"].to_list()), key=lambda r: (abs(math.log(_ratio(r))), _ratio(r)))
+            want = ratio or (ratios[0] if ratios else None)   # default: the ratio closest to 1:1
+            rows = rows.filter(pl.col("ratio") == want)
+        if rows.is_empty():
+            raise UserError(f"--models {k}: no finished {k} model" + (f" at ratio {ratio}" if ratio and k.startswith("mtl_") else "")
+                            + (f" with seed {seed}" if seed is not None else "") + " in this sweep")
+        chosen.append(rows.sort("seed").row(0, named=True))
+    if not chosen:
+        raise DataError("the sweep holds no finished classifier to reconstruct from")
+    return chosen
+
+
+def _ratio(r: str) -> float:
+    n, c = r.split(":")
+    return float(n) / float(c)
+
+
+def fetch_model(storage: str, run_id: str, tmp: Path) -> Path:
+    """The model folder of a run: local path as is, a URI copied into tmp."""
+    import pyarrow.fs as pafs
+
+    from core.io import join_uri
+    from core.results.lake import _fs
+
+    src = join_uri(storage, "models", run_id)
+    fs, path = _fs(src)
+    if isinstance(fs, pafs.LocalFileSystem):
+        if not Path(path, "model.pt").is_file():
+            raise DataError(f"{path}/model.pt: missing; the lake records run {run_id} but its model is not in the storage")
+        return Path(path)
+    dest = tmp / run_id
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        pafs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    except (OSError, FileNotFoundError) as e:
+        raise DataError(f"{src}: cannot copy the model ({e})") from None
+    return dest
+
+
+def load_images(run: dict, data_root, tin_root, neural_data, n: int, log):
+    """(clean uint8 (n, H, W), the preset name, the world config or None) for a run's data."""
+    from core.data.canonical import ClassificationSet
+    from core.presets import get_preset
+
+    preset = get_preset(run["preset"])
+    data = json.loads(run.get("data") or "{}")
+    path = data.get("classification_path")
+    if path and Path(path, "manifest.json").is_file():
+        cls = ClassificationSet.load(path)
+    else:
+        from core.training.kinds import load_sources
+
+        cls = load_sources(preset, data_root, tin_root, neural_data, log=log).cls
+    test = np.asarray(cls.images["test"])
+    if n > len(test):
+        raise UserError(f"--images {n}: the test split holds {len(test)} images")
+    world = None
+    if preset.world is not None and tin_root is None:
+        from core.data.synthetic import world_config
+
+        world = world_config(preset.world)
+    return test[:n], preset.name, world
+
+
+def noisy_targets(clean: np.ndarray) -> np.ndarray:
+    from core.data.corruptions import condition_seed, corrupt_gray
+
+    return np.stack([corrupt_gray(img, TARGET_CORRUPTION, TARGET_SEVERITY,
+                                  condition_seed(TINTC_SEED, i, TARGET_CORRUPTION, TARGET_SEVERITY))
+                     for i, img in enumerate(clean)])
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.reconstruct", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--results", required=True, metavar="PATH_OR_URI", help="a sweep's --storage (holding lake/ and models/)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="local folder for arrays, tables and figures (replaced as a whole when complete)")
+    p.add_argument("--sweep", help="which sweep in the lake (default: the most recently written)")
+    p.add_argument("--models", help=f"comma list of model kinds ({', '.join(RECON_KINDS)}) or run ids "
+                   "(default: one finished model of each kind)")
+    p.add_argument("--ratio", help="ratio of the MTL models (default: the one closest to 1:1)")
+    p.add_argument("--model-seed", type=int, help="seed of the models (default: the lowest)")
+    p.add_argument("--norms", default="5,15,60", help="norm budgets r in standardised input units (default 5,15,60; "
+                   "a 64x64 image of unit variance has norm 64)")
+    p.add_argument("--images", type=int, help="test images (default per preset: smoke 4, demo 8, study 16, paper 70)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default per preset: smoke 60, demo 400, study 2000, paper 8000)")
+    p.add_argument("--layer", default="conv3_1", help="layer whose activations are matched (default conv3_1)")
+    p.add_argument("--target", choices=["noisy", "clean"], default="noisy",
+                   help="noisy: Gaussian noise severity 2 (paper Fig. 5, the default); clean: the undistorted image "
+                        "(the paper's saliency analysis, Fig. 7)")
+    p.add_argument("--optimizer", action="append", default=[], metavar="KIND=OPT:LR",
+                   help="per kind, e.g. mtl_monkey=sgd:5 or baseline=adam:0.01 (repeatable; defaults: MTL kinds sgd:5, "
+                        "others adam:0.01)")
+    p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur of the gradient, pixels (0: none; default 1)")
+    p.add_argument("--saliency-maps", type=Path, metavar="PATH",
+                   help="saliency maps computed elsewhere (e.g. DeepGaze II): .npy (N,H,W), .npz with 'maps', or a "
+                        "folder of <index>.npy/.png; used in addition to the built-in spectral-residual source")
+    p.add_argument("--report", type=Path, metavar="DIR", help="report folder to add a section to (default: the "
+                   "sweep's STORAGE/report/<sweep> when it is a local folder holding report.html)")
+    p.add_argument("--no-report", action="store_true", help="do not touch any report")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise the optimisation starts from")
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where the sweep's data live, if the "
+                   "recorded path is gone (default ./data)")
+    p.add_argument("--tin-root", type=Path, help="Tiny ImageNet folder (real-data sweeps)")
+    p.add_argument("--neural-data", type=Path, help="neural data set (real-data sweeps)")
+    return p
+
+
+def parse_norms(text: str) -> list[float]:
+    try:
+        norms = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--norms {text}: expected comma-separated positive numbers, e.g. 5,15,60") from None
+    if not norms or min(norms) <= 0 or not all(math.isfinite(v) for v in norms):
+        raise UserError(f"--norms {text}: expected comma-separated positive numbers, e.g. 5,15,60")
+    return norms
+
+
+def parse_optimizers(items: list[str]) -> dict[str, tuple[str, float]]:
+    out = {}
+    for it in items:
+        try:
+            kind, spec = it.split("=", 1)
+            name, lr = spec.split(":", 1)
+            lr_v = float(lr)
+        except ValueError:
+            raise UserError(f"--optimizer {it}: expected KIND=OPT:LR, e.g. mtl_monkey=sgd:5") from None
+        if kind not in RECON_KINDS or name not in ("sgd", "adam") or not lr_v > 0:
+            raise UserError(f"--optimizer {it}: expected KIND in {', '.join(RECON_KINDS)}, OPT sgd or adam, LR > 0")
+        out[kind] = (name, lr_v)
+    return out
+
+
+def run(args, log=print) -> dict:
+    import polars as pl
+    import torch
+
+    from analysis import saliency as sal
+    from analysis.report import load
+    from core.io import atomic_dir
+    from core.training.fit import resolve_device
+    from core.training.kinds import load_model
+
+    norms = parse_norms(args.norms)
+    opts = parse_optimizers(args.optimizer)
+    if args.images is not None and args.images < 1:
+        raise UserError(f"--images {args.images}: expected at least 1")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps {args.steps}: expected at least 1")
+    if args.blur_sigma < 0:
+        raise UserError(f"--blur-sigma {args.blur_sigma}: expected 0 or more")
+    if args.saliency_maps is not None and not args.saliency_maps.exists():
+        raise UserError(f"--saliency-maps {args.saliency_maps}: no such file or folder")
+    lake = load(str(args.results), args.sweep)
+    models = select_models(lake.runs, [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
+                           args.ratio, args.model_seed)
+    preset = models[0]["preset"]
+    n_img = args.images or IMAGES.get(preset, 8)
+    steps = args.steps or STEPS.get(preset, 400)
+    dev = resolve_device(args.device)
+    storage = _storage_of(lake.root)
+    t0 = time.time()
+    log(f"reconstruct: sweep '{lake.sweep}', {len(models)} models ({', '.join(m['kind'] for m in models)}), "
+        f"{n_img} images × norms {norms}, {steps} steps, layer {args.layer}, on {dev}")
+
+    clean, _, world = load_images(models[0], args.data_root, args.tin_root, args.neural_data, n_img, log)
+    target_u8 = noisy_targets(clean) if args.target == "noisy" else clean
+    saliency = {"builtin": sal.cumulative_mask(sal.spectral_residual(clean.astype(np.float64)))}
+    maps = {"builtin": sal.spectral_residual(clean.astype(np.float64))}
+    if world is not None:
+        from core.data.synthetic import object_masks
+
+        imgs, masks = object_masks(world, "test", n_img)
+        if not np.array_equal(imgs, clean):
+            raise DataError("the stored synthetic world differs from its generator (its test images do not re-render); "
+                            "ground-truth masks are unavailable")
+        saliency["truth"] = masks
+        maps["truth"] = masks.astype(np.float64)
+    if args.saliency_maps is not None:
+        m = sal.load_maps(args.saliency_maps, n_img, clean.shape[1:])
+        saliency["file"], maps["file"] = sal.cumulative_mask(m), m
+
+    rows, arrays, summaries = [], {}, []
+    with tempfile.TemporaryDirectory() as tmpd:
+        for run_row in models:
+            kind = run_row["kind"]
+            folder = fetch_model(storage, run_row["run_id"], Path(tmpd))
+            model, _ = load_model(folder, device=str(dev))
+            model.eval().requires_grad_(False)
+            if dev.type == "cuda":
+                model.to(memory_format=torch.channels_last)
+            try:
+                model.features(torch.zeros(1, 1, *clean.shape[1:], device=dev), args.layer)
+            except KeyError as e:
+                raise UserError(f"--layer {args.layer}: {e.args[0]}") from None
+            with torch.no_grad():
+                x0 = model.prep(torch.from_numpy(target_u8[:, None]).to(dev))
+            opt, lr = opts.get(kind, default_optimizer(kind))
+            label = f"{kind}[{run_row['ratio'] or '-'}, seed {run_row['seed']}]"
+            log(f"reconstruct: {label} with {opt} lr {lr:g}")
+            rec = reconstruct(lambda z: model.features(z, args.layer), x0, norms, steps, opt, lr, args.blur_sigma,
+                              args.seed, log=log, label=label)
+            x0_np = x0.float().cpu().numpy()[:, 0]                                # (N, H, W)
+            xr = rec.x[:, :, 0]                                                  # (N, R, H, W)
+            ctrl = spectral_control(xr, x0_np[:, None])
+            with torch.no_grad():
+                goal = model.features(x0, args.layer).float()
+                c_t = torch.from_numpy(ctrl.reshape(-1, 1, *ctrl.shape[-2:]).astype(np.float32)).to(dev)
+                c_loss = (model.features(c_t, args.layer).float() - goal.repeat_interleave(len(norms), 0)
+                          ).square().flatten(1).mean(1).cpu().numpy().reshape(len(clean), len(norms))
+            arrays[f"recon_{kind}"], arrays[f"control_{kind}"] = xr.astype(np.float32), ctrl.astype(np.float32)
+            arrays[f"loss_{kind}"], arrays[f"norm_{kind}"] = rec.loss, rec.norm
+            for source, masks in saliency.items():
+                r_o = sal.rho(x0_np, masks)
+                for variant, imgs, losses in (("reconstruction", xr, rec.loss), ("spectral_control", ctrl, c_loss)):
+                    rb = sal.rho_bar(imgs, x0_np[:, None], masks[:, None])
+                    rr = sal.rho(imgs, masks[:, None])
+                    for i in range(len(clean)):
+                        for j, r in enumerate(norms):
+                            rows.append({"run_id": run_row["run_id"], "kind": kind, "ratio": run_row["ratio"],
+                                         "seed": run_row["seed"], "image": i, "norm": r, "variant": variant,
+                                         "source": source, "rho": float(rr[i, j]), "rho_original": float(r_o[i]),
+                                         "rho_bar": float(rb[i, j]), "activation_loss": float(losses[i, j]),
+                                         "relative_loss": float(losses[i, j] / rec.target_activation[i])
+                                         if rec.target_activation[i] > 0 else float("nan"),
+                                         "achieved_norm": float(np.linalg.norm(imgs[i, j])),
+                                         "target_norm": float(np.linalg.norm(x0_np[i])),
+                                         "optimizer": opt, "lr": lr, "steps": steps, "layer": args.layer,
+                                         "target": args.target})
+            rel = rec.loss / np.where(rec.target_activation > 0, rec.target_activation, np.nan)[:, None]
+            summaries.append(f"{label}: {rec.seconds:.1f}s, activation loss relative to ||f(x0)||² (median) "
+                             + ", ".join(f"r={r:g}: {np.nanmedian(rel[:, j]) if np.isfinite(rel[:, j]).any() else float('nan'):.3g}"
+                                         for j, r in enumerate(norms))
+                             + "; achieved norm ≤ budget: " + str(bool((rec.norm <= np.array(norms) * (1 + 1e-4)).all())))
+            log("reconstruct: " + summaries[-1])
+            dead = int((rec.target_activation == 0).sum())
+            if dead:
+                summaries.append(f"{label}: {args.layer} is all zero for {dead} of {len(clean)} targets (a dead layer): "
+                                 "its reconstructions of those images stay at the starting noise and say nothing")
+                log("reconstruct: warning: " + summaries[-1])
+    table = pl.DataFrame(rows)
+    primary = "truth" if "truth" in saliency else ("file" if "file" in saliency else "builtin")
+    med = (table.group_by("source", "variant", "kind", "norm").agg(pl.col("rho_bar").median().alias("median_rho_bar"),
+                                                                    pl.len().alias("images"))
+           .sort("source", "variant", "kind", "norm"))
+    from analysis import figures as figs
+
+    with atomic_dir(args.out, overwrite=True) as tmp:
+        np.savez_compressed(tmp / "reconstructions.npz", clean=clean, target=target_u8,
+                            norms=np.array(norms), kinds=np.array([m["kind"] for m in models]),
+                            **{f"saliency_{k}": v for k, v in maps.items()},
+                            **{f"mask_{k}": v for k, v in saliency.items()}, **arrays)
+        table.write_parquet(tmp / "rho.parquet")
+        table.write_csv(tmp / "rho.csv")
+        med.write_parquet(tmp / "median_rho.parquet")
+        med.write_csv(tmp / "median_rho.csv")
+        kinds = [m["kind"] for m in models]
+        grid = figs.reconstruction_grid(clean, target_u8, {k: arrays[f"recon_{k}"] for k in kinds},
+                                        {k: arrays[f"control_{k}"] for k in kinds}, norms, args.target)
+        figs.save(grid, tmp / "figures", "reconstructions")
+        made = ["reconstructions"]
+        if "mtl_monkey" in kinds and len(kinds) > 1:
+            sc = figs.rho_scatter(table.filter(pl.col("source") == primary), norms, primary)
+            figs.save(sc, tmp / "figures", "rho_scatter")
+            made.append("rho_scatter")
+        summary = {"sweep": lake.sweep, "lake": lake.root, "models": [{k: m[k] for k in ("run_id", "kind", "ratio", "seed")}
+                                                                         for m in models],
+                   "images": n_img, "norms": norms, "steps": steps, "layer": args.layer, "target": args.target,
+                   "device": str(dev), "saliency_sources": sorted(saliency), "primary_source": primary,
+                   "figures": made, "log": summaries, "seconds": round(time.time() - t0, 1),
+                   "median_rho_bar": med.filter(pl.col("source") == primary).to_dicts()}
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+        section = _section_html(tmp, summary, med.filter(pl.col("source") == primary), made)
+        (tmp / "section.html").write_text(section, encoding="utf-8")
+    report_dir = None if args.no_report else (args.report or _default_report(storage, lake.sweep))
+    if report_dir is not None:
+        from analysis.report import add_section
+
+        add_section(report_dir, "reconstruction", section)
+        log(f"reconstruct: section added to {Path(report_dir) / 'report.html'}")
+    log(f"reconstruct: {args.out} (figures {', '.join(made)}; {time.time() - t0:.1f}s)")
+    summary["report"] = str(report_dir) if report_dir else None
+    summary["out"] = str(args.out)
+    return summary
+
+
+def _default_report(storage: str, sweep: str) -> Path | None:
+    if "://" in storage:
+        return None
+    p = Path(storage) / "report" / sweep
+    return p if (p / "report.html").is_file() else None
+
+
+def _section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
+    import html
+
+    import polars as pl
+
+    from analysis.report import _html_table, _img
+
+    caps = {"reconstructions": "Constrained reconstructions (paper Fig. 5): rows are models per norm budget, then the "
+                               "MTL-Monkey spectral control, the target and the clean image; columns are test images",
+            "rho_scatter": f"ϱ̄ of MTL-Monkey against each other model and its spectral control, per norm "
+                           f"(paper Fig. 7; saliency: {summary['primary_source']})"}
+    wide = med.with_columns(pl.col("median_rho_bar").round(3)).pivot(on="norm", index=["variant", "kind"],
+                                                                     values="median_rho_bar")
+    parts = ["<h2>Representation analysis: constrained reconstruction</h2>",
+             f"<p>{len(summary['models'])} models, {summary['images']} test images ({html.escape(summary['target'])} "
+             f"target), layer <code>{html.escape(summary['layer'])}</code>, {summary['steps']} projected-gradient "
+             f"steps per reconstruction, norms {', '.join(f'{r:g}' for r in summary['norms'])}, on "
+             f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "
+             f"(also in rho.parquet: {', '.join(summary['saliency_sources'])}).</p>",
+             "<p>Median ϱ̄ per model kind (columns: norm budget); ϱ̄ &gt; 0 means more power in the salient "
+             "region than the target has.</p>", _html_table(wide, floats=3),
+             "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary["log"]) + "</ul>"]
+    for name in made:
+        parts.append(f"<h3>{html.escape(caps[name].split(':')[0])}</h3>" + _img(folder / "figures" / f"{name}.png", caps[name]))
+    return "\n".join(parts)
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

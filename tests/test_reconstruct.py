@@ -1,0 +1,140 @@
+"""Constrained reconstruction, spectral control and saliency ratios (analysis.reconstruct, analysis.saliency)."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import saliency as sal
+from analysis.reconstruct import default_optimizer, parse_norms, project, reconstruct, spectral_control
+from core.data.synthetic import make_classification, object_masks, world_config
+from core.errors import DataError, UserError
+
+
+def test_projection_scales_only_what_lies_outside_the_ball():
+    x = torch.tensor([[3.0, 4.0], [0.3, 0.4]])
+    p = project(x, torch.tensor([1.0, 1.0]))
+    assert torch.allclose(p[0], torch.tensor([0.6, 0.8]))        # norm 5 -> 1
+    assert torch.equal(p[1], x[1])                               # norm 0.5 stays
+
+
+def test_every_iterate_stays_inside_the_ball():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, stride=2))
+    target = torch.randn(3, 1, 16, 16) * 2                      # norms ~32: budgets below bind
+    norms = [1.0, 4.0, 10.0]
+    seen = []
+
+    def watch(step, x):
+        seen.append(x.flatten(1).norm(dim=1).view(3, 3) / torch.tensor(norms))
+
+    for opt, lr in (("sgd", 5.0), ("adam", 0.05)):
+        rec = reconstruct(net, target, norms, steps=40, optimizer=opt, lr=lr, blur_sigma=1.0, callback=watch)
+        assert rec.x.shape == (3, 3, 1, 16, 16) and rec.loss.shape == (3, 3)
+        assert np.all(rec.norm <= np.array(norms) * (1 + 1e-5))
+    ratios = torch.stack(seen)
+    assert len(seen) == 80 and float(ratios.max()) <= 1 + 1e-5
+    assert float(ratios[-1].min()) > 0.99                      # the budgets are active: it spends them
+
+
+def test_a_linear_map_is_inverted_when_the_budget_allows():
+    """With r > ||x0|| the constraint is inactive and x0 is the unique minimiser of ||Ax − Ax0||²."""
+    g = torch.Generator().manual_seed(1)
+    q, _ = torch.linalg.qr(torch.randn(64, 64, generator=g))
+    A = q * torch.linspace(0.5, 2.0, 64)                         # well conditioned, invertible
+
+    def f(z):
+        return z.flatten(1) @ A.T
+
+    x0 = torch.randn(2, 1, 8, 8, generator=g)
+    big = float(x0.flatten(1).norm(dim=1).max()) * 1.5
+    rec = reconstruct(f, x0, [big], steps=600, optimizer="sgd", lr=8.0, blur_sigma=0.0)
+    np.testing.assert_allclose(rec.x[:, 0], x0.numpy(), atol=1e-4)
+    assert rec.loss.max() < 1e-8
+    # and a budget below ||x0|| lands on the sphere, short of x0
+    small = float(x0.flatten(1).norm(dim=1).min()) * 0.5
+    rec = reconstruct(f, x0, [small], steps=300, optimizer="sgd", lr=8.0, blur_sigma=0.0)
+    np.testing.assert_allclose(rec.norm, small, rtol=1e-5)
+    assert rec.loss.min() > 1e-3
+
+
+def test_spectral_control_has_the_reconstructions_amplitude_and_the_originals_phase():
+    rng = np.random.default_rng(0)
+    original = rng.normal(size=(3, 32, 32)) + 0.3
+    recon = rng.normal(size=(3, 2, 32, 32)) * np.linspace(0.2, 3, 32)   # different spectra
+    ctrl = spectral_control(recon, original[:, None])
+    assert ctrl.shape == recon.shape and np.isrealobj(ctrl)
+    fc, fr, fo = np.fft.fft2(ctrl), np.fft.fft2(recon), np.fft.fft2(original)[:, None]
+    np.testing.assert_allclose(np.abs(fc), np.abs(fr), rtol=1e-9, atol=1e-9)
+    ok = np.broadcast_to(np.abs(fo) > 1e-9, fc.shape) & (np.abs(fr) > 1e-9)
+    dphi = np.angle(fc * np.conj(fo))[ok]
+    np.testing.assert_allclose(dphi, 0, atol=1e-8)
+
+
+def test_rho_and_rho_bar_by_hand():
+    orig = np.array([[1.0, 2.0], [3.0, 4.0]])                    # ||.||² = 30
+    rec = np.array([[2.0, 0.0], [0.0, 1.0]])                     # ||.||² = 5
+    mask = np.array([[True, False], [False, False]])
+    assert sal.rho(orig, mask) == pytest.approx(1 / 30)
+    assert sal.rho(rec, mask) == pytest.approx(4 / 5)
+    assert sal.rho_bar(rec, orig, mask) == pytest.approx((4 / 5 - 1 / 30) / (1 - 1 / 30))
+    assert sal.rho_bar(orig, orig, mask) == pytest.approx(0.0)
+    assert sal.rho_bar(orig * mask, orig, mask) == pytest.approx(1.0)   # all power in the salient region
+
+
+def test_the_mask_holds_seven_tenths_of_the_mass():
+    rng = np.random.default_rng(0)
+    maps = rng.gamma(0.5, size=(5, 32, 32))
+    masks = sal.cumulative_mask(maps, 0.7)
+    p = maps / maps.sum((1, 2), keepdims=True)
+    for m, pi in zip(masks, p):
+        held = pi[m].sum()
+        assert held >= 0.7 - 1e-12
+        assert held - pi[m].min() < 0.7                         # minimal: drop the weakest pixel and it falls short
+        assert pi[m].min() >= pi[~m].max()                      # the highest-density pixels
+    # a map with its mass in one pixel gives a one-pixel mask
+    one = np.zeros((8, 8))
+    one[3, 4] = 5.0
+    assert sal.cumulative_mask(one).sum() == 1
+    with pytest.raises(DataError):
+        sal.cumulative_mask(np.zeros((4, 4)))
+
+
+def test_builtin_saliency_finds_the_synthetic_objects():
+    cfg = world_config("smoke")
+    images, masks = object_masks(cfg, "test", 16)
+    assert np.array_equal(images, make_classification(cfg).images["test"][:16])   # the same images, re-rendered
+    found = sal.cumulative_mask(sal.spectral_residual(images.astype(float)))
+    inside = (found & masks).sum((1, 2)) / found.sum((1, 2))   # share of the salient pixels on the object
+    assert np.median(inside) > 1.5 * masks.mean()               # well above the object's share of the image
+
+
+def test_user_maps_from_npy_npz_and_a_folder(tmp_path):
+    from PIL import Image
+
+    maps = np.random.default_rng(0).random((3, 32, 32))
+    np.save(tmp_path / "m.npy", maps)
+    np.savez(tmp_path / "m.npz", maps=maps)
+    d = tmp_path / "maps"
+    d.mkdir()
+    for i, m in enumerate(maps):
+        Image.fromarray((m * 255).astype(np.uint8)).save(d / f"{i}.png")
+    for src in (tmp_path / "m.npy", tmp_path / "m.npz", d):
+        out = sal.load_maps(src, 2, (64, 64))
+        assert out.shape == (2, 64, 64) and (out >= 0).all()
+    np.testing.assert_allclose(sal.load_maps(tmp_path / "m.npy", 3, (32, 32)), maps)
+    with pytest.raises(DataError, match="3 maps for 4 images"):
+        sal.load_maps(tmp_path / "m.npy", 4, (32, 32))
+    np.savez(tmp_path / "bad.npz", other=maps)
+    with pytest.raises(DataError, match="no array named 'maps'"):
+        sal.load_maps(tmp_path / "bad.npz", 2, (32, 32))
+    (d / "2.png").unlink()
+    with pytest.raises(DataError, match="missing 2.npy or 2.png"):
+        sal.load_maps(d, 3, (32, 32))
+
+
+def test_defaults_and_flag_parsing():
+    assert default_optimizer("mtl_monkey") == ("sgd", 5.0) and default_optimizer("baseline") == ("adam", 0.01)
+    assert parse_norms("5,15,60") == [5.0, 15.0, 60.0]
+    for bad in ("5,-1", "a,b", ""):
+        with pytest.raises(UserError):
+            parse_norms(bad)
