@@ -120,7 +120,8 @@ def robustness_vs_neural(models: pl.DataFrame, reg: pl.DataFrame | None, kind: s
             ax.legend(fontsize=8, frameon=False)
     else:
         ax.text(0.5, 0.5, f"no {label(kind)} models with a robustness score", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("FEVe (fraction of explainable variance explained)" if neural == "feve" else neural)
+    ax.set_xlabel({"feve": "FEVe (fraction of explainable variance explained)",
+                   "sim_match": "similarity match (model vs neural image-pair geometry)"}.get(neural, neural))
     ax.set_ylabel("robustness score (%)")
     ax.set_title(f"{label(kind)}: robustness against neural performance")
     ax.grid(alpha=0.3)
@@ -207,5 +208,41 @@ def rho_scatter(table: pl.DataFrame, norms, source: str, reference: str = "mtl_m
             ax.set_ylabel(f"ϱ̄ {label(reference)}", fontsize=9)
     axes[0, -1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"saliency source: {source}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def adversarial_curves(adv: pl.DataFrame):
+    """PGD accuracy against ε for L2 and L∞ (mean over each kind's models), and the median minimal
+    L2 perturbation of the decision-based attack per kind as a bar chart."""
+    pgd = adv.filter(pl.col("attack") == "pgd")
+    dec = adv.filter(pl.col("attack") != "pgd")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
+    for ax, norm in zip(axes[:2], ("l2", "linf")):
+        d = pgd.filter(pl.col("norm") == norm)
+        for kind in _kinds(d["kind"].to_list()):
+            g = d.filter(pl.col("kind") == kind).group_by("epsilon").agg(pl.col("accuracy").mean()).sort("epsilon")
+            x = g["epsilon"].to_numpy() * (255 if norm == "linf" else 1)
+            ax.plot(x, g["accuracy"], marker="o", ms=3, color=COLORS.get(kind, "#777"), label=label(kind))
+        ax.set_xlabel("ε (L2, pixels in [0, 1])" if norm == "l2" else "ε (L∞, in 1/255)")
+        ax.set_ylabel("accuracy under PGD")
+        ax.set_title(f"PGD {norm.upper().replace('LINF', 'L∞')}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, frameon=False)
+    ax = axes[2]
+    if dec.height:
+        g = dec.group_by("kind").agg(pl.col("median_l2").median(), pl.col("n_images").sum())
+        kinds = _kinds(g["kind"].to_list())
+        vals = [float(g.filter(pl.col("kind") == k)["median_l2"][0]) for k in kinds]
+        finite = [v if np.isfinite(v) else 0.0 for v in vals]
+        ax.bar(range(len(kinds)), finite, color=[COLORS.get(k, "#777") for k in kinds])
+        for i, v in enumerate(vals):
+            if not np.isfinite(v):  # the model gives every image one class: no start, no perturbation found
+                ax.text(i, 0, "none\nfound", ha="center", va="bottom", fontsize=7, color="#a00")
+        ax.set_xticks(range(len(kinds)), [label(k) for k in kinds], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("median minimal L2 perturbation")
+        ax.set_title(f"HopSkipJump (decision-based), {dec['steps'][0]} steps")
+    else:
+        ax.text(0.5, 0.5, "no decision-based attack results", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig

@@ -97,7 +97,8 @@ def interaction(pools: dict[str, pl.DataFrame], neural: str = "feve", reference:
     return out.with_columns(pl.col("term").str.replace(r"C\(pool, Treatment\('[^']*'\)\)", "pool"))
 
 
-def regressions(model_table: pl.DataFrame, pools: dict[str, str], neural: str = "feve") -> tuple[pl.DataFrame, list[str]]:
+def regressions(model_table: pl.DataFrame, pools: dict[str, str], neural: str = "feve",
+                interaction_label: str = "interaction") -> tuple[pl.DataFrame, list[str]]:
     """All regressions that can be fitted from `model_table` (one row per model, status ok), with one
     message per regression that could not be, saying what is missing. `pools` maps kind -> label."""
     ok = model_table.filter(pl.col("status") == "ok")
@@ -111,7 +112,8 @@ def regressions(model_table: pl.DataFrame, pools: dict[str, str], neural: str = 
             notes.append(str(e))
     if len(have) >= 2:
         try:
-            tables.append(interaction(have, neural, reference=list(have)[-1]))
+            tables.append(interaction(have, neural, reference=list(have)[-1])
+                          .with_columns(pl.lit(interaction_label).alias("model")))
         except TooFewModels as e:
             notes.append(str(e))
     elif len(pools) >= 2:

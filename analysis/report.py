@@ -24,7 +24,10 @@ from core.io import atomic_dir, join_uri
 from core.results import read_table
 
 EXPECTED_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle")
+SIM_EXPECTED = ("baseline", "sim_monkey", "sim_shuffled", "sim_pixel")
 POOLS = {"mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled"}
+# the similarity family: the brain-likeness factor is the similarity match; Sim-Shuffled is the reference
+SIM_POOLS = {"sim_monkey": "Sim-Monkey", "sim_pixel": "Sim-Pixel", "sim_shuffled": "Sim-Shuffled"}
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Lake:
     acc: pl.DataFrame
     preds: pl.DataFrame
     sweeps: list[str]
+    adversarial: pl.DataFrame = None
 
 
 @dataclass
@@ -81,11 +85,23 @@ def load(results: str, sweep: str | None = None) -> Lake:
     if dup.height:
         raise DataError(f"{root}/runs: run {dup['run_id'][0]} is recorded {dup.height} times in sweep {sweep!r}")
 
+    # the similarity family's grid coordinate is alpha (its `ratio` is empty in the lake): its models
+    # are grouped as "α=<value>" wherever the MTL models are grouped by ratio
+    sim = runs.filter(pl.col("alpha").is_not_null() & pl.col("alpha").is_not_nan() & pl.col("kind").str.starts_with("sim_"))
+    setting = {r["run_id"]: f"α={r['alpha']:g}" for r in sim.select("run_id", "alpha").iter_rows(named=True)}
+
+    def with_setting(t):
+        if not setting or t.is_empty():
+            return t
+        return t.with_columns(pl.when(pl.col("run_id").is_in(list(setting))).then(pl.col("run_id").replace(setting))
+                              .otherwise(pl.col("ratio")).alias("ratio"))
+
     def table(name):
         t = pl.from_arrow(read_table(root, name))
-        return t.filter(pl.col("sweep") == sweep) if t.height else t
+        return with_setting(t.filter(pl.col("sweep") == sweep) if t.height else t)
 
-    return Lake(root, sweep, runs, table("corruption_accuracy"), table("predictions"), sweeps)
+    return Lake(root, sweep, with_setting(runs), table("corruption_accuracy"), table("predictions"), sweeps,
+                table("adversarial"))
 
 
 def _html_table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
@@ -136,7 +152,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         notes.append(f"{r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}{where}"
                      + (f" ({r['error'][:160]})" if r["error"] else "") + "; left out of scores and regressions")
     ok = runs.filter(pl.col("status") == "ok")
-    missing = [k for k in EXPECTED_KINDS if k not in set(ok["kind"].to_list())]
+    sim_family = any(k.startswith("sim_") for k in runs["kind"].to_list())
+    mtl_family = any(k.startswith(("mtl_", "oracle")) for k in runs["kind"].to_list()) or not sim_family
+    expected = tuple(dict.fromkeys((EXPECTED_KINDS if mtl_family else ()) + (SIM_EXPECTED if sim_family else ())))
+    missing = [k for k in expected if k not in set(ok["kind"].to_list())]
     if missing:
         notes.append(f"no finished models of kind {', '.join(missing)}: comparisons involving them are missing")
     seeds = ok.group_by("kind", "ratio").agg(pl.col("seed").n_unique().alias("n"))
@@ -182,13 +201,32 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
 
     reg = None
     if models is not None:
-        reg, reg_notes = regressions(models, POOLS)
-        notes.extend(f"regression: {m}" for m in reg_notes)
+        tables = []
+        if mtl_family:
+            r, reg_notes = regressions(models, POOLS)
+            notes.extend(f"regression: {m}" for m in reg_notes)
+            tables.append(r)
+        if sim_family:
+            r, reg_notes = regressions(models, SIM_POOLS, neural="sim_match", interaction_label="interaction (similarity)")
+            notes.extend(f"regression (similarity family, sim_match as the brain-likeness factor): {m}" for m in reg_notes)
+            tables.append(r)
+        reg = pl.concat(tables)
         if reg.height:
             rep.tables["regression"] = reg
             rep.regression_text = format_table(reg)
     elif scores is None and not acc.is_empty():
         notes.append("regression: needs robustness scores, which need the Baseline")
+    adv = lake.adversarial
+    if adv is not None and not adv.is_empty():
+        adv = adv.filter(pl.col("run_id").is_in(ok["run_id"].implode()))
+        rep.tables["adversarial"] = adv.drop("sweep", "stage")
+        rep.tables["adversarial_summary"] = (
+            adv.group_by("kind", "attack", "norm", "epsilon").agg(
+                pl.len().alias("models"), pl.col("accuracy").mean(), pl.col("median_l2").mean(),
+                pl.col("n_images").sum()).sort("attack", "norm", "kind", "epsilon", nulls_last=True))
+    elif not ok.filter(pl.col("kind").is_in(list(EXPECTED_KINDS + SIM_EXPECTED))).is_empty():
+        notes.append("no adversarial results in the lake (runs written before the attacks were added, or a preset "
+                     "with adv_images 0)")
     if not bad.is_empty():
         rep.tables["failed_runs"] = bad.select("run_id", "kind", "ratio", "seed", "status", "diverged_epoch", "error")
 
@@ -210,6 +248,13 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
                                           "MTL-Monkey: robustness against FEVe, coloured by clean accuracy (Fig. 3C)")
         if models is not None and models.filter(pl.col("kind").str.starts_with("mtl_")).height:
             made["metrics_vs_ratio"] = (figs.metrics_vs_ratio(models), "Clean accuracy and FEVe against the batch ratio")
+        if models is not None and models.filter(pl.col("kind") == "sim_monkey").height:
+            r = reg.filter(pl.col("model") == "Sim-Monkey") if reg is not None and reg.height else None
+            made["robustness_vs_sim_match"] = (figs.robustness_vs_neural(models, r, kind="sim_monkey", neural="sim_match"),
+                                               "Sim-Monkey: robustness against the similarity match, coloured by clean accuracy")
+        if "adversarial" in rep.tables:
+            made["adversarial"] = (figs.adversarial_curves(rep.tables["adversarial"]),
+                                   "Adversarial robustness: PGD accuracy against ε (L2 and L∞), mean over each kind's models")
         captions = {}
         for name, (fig, caption) in made.items():
             figs.save(fig, fig_dir, name)
@@ -243,7 +288,8 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
         data = {"data": first["data"]}
     versions = first.get("versions") or "{}"
     kinds = runs.group_by("kind").agg(pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok")).sort("kind")
-    ratios = sorted({r for r in runs["ratio"].to_list() if r}, key=_ratio_value)
+    ratios = sorted({r for r in runs["ratio"].to_list() if r and ":" in r}, key=_ratio_value)
+    alphas = sorted({r for r in runs["ratio"].to_list() if r and r.startswith("α=")}, key=lambda a: float(a[2:]))
     seeds = sorted(set(runs["seed"].to_list()))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Robustness report: {html.escape(lake.sweep)}</title>"
              f"<style>{CSS}</style></head><body>",
@@ -252,7 +298,9 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
              f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
-             f"<li>ratios (neural : classification batches): {html.escape(', '.join(ratios) or '–')}; seeds: {', '.join(map(str, seeds))}</li>",
+             f"<li>ratios (neural : classification batches): {html.escape(', '.join(ratios) or '–')}"
+             + (f"; similarity-loss weights: {html.escape(', '.join(alphas))}" if alphas else "")
+             + f"; seeds: {', '.join(map(str, seeds))}</li>",
              f"<li>data: <code>{html.escape(json.dumps(data, sort_keys=True)[:600])}</code></li>",
              f"<li>code {html.escape(str(first.get('git_sha')))}; versions <code>{html.escape(versions)}</code></li>",
              f"<li>bootstrap: {n_boot} replicates over test images and seeds, {level:.0%} percentile intervals, seed {seed}</li></ul>",
@@ -277,7 +325,9 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
     if "regression" in t:
         parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
                      "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "
-                     "whether the neural coefficient differs between real and shuffled targets. std_coef: the same fit on z-scored variables.</p>")
+                     "whether the neural coefficient differs between real and shuffled targets. For the similarity family the brain-likeness "
+                     "factor is <code>sim_match</code> (model vs neural image-pair similarity) in place of FEVe, with Sim-Shuffled as the "
+                     "reference pool. std_coef: the same fit on z-scored variables.</p>")
         parts.append(f"<pre>{html.escape(rep.regression_text)}</pre>")
     for name in captions:
         parts.append(f"<h2>{html.escape(captions[name].split(' (')[0])}</h2>" + _img(fig_dir / f"{name}.png", captions[name]))

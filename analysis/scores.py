@@ -75,7 +75,7 @@ def model_table(runs: pl.DataFrame, acc: pl.DataFrame, baseline_kind: str = BASE
     """One row per trained classifier: its own robustness (one seed) overall and per category, relative
     to the Baseline's mean over seeds, beside clean accuracy, FEVe and correlations from `runs`."""
     info = runs.select("run_id", "kind", "ratio", "ratio_value", "seed", "status", "clean_accuracy", "fev", "feve",
-                       "corr_trial", "corr_avg", "corr_true")
+                       "corr_trial", "corr_avg", "corr_true", *[c for c in ("alpha", "sim_match") if c in runs.columns])
     if acc.is_empty():
         return info.filter(pl.lit(False))
     by = ["run_id"]
@@ -91,7 +91,8 @@ def group_summary(runs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFra
         pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok"),
         pl.col("seed").unique().sort().cast(pl.String).str.join(",").alias("seeds"),
         pl.col("ratio_value").first(),
-        pl.col("clean_accuracy").mean(), pl.col("feve").mean(), pl.col("corr_avg").mean(), pl.col("corr_true").mean()))
+        pl.col("clean_accuracy").mean(), pl.col("feve").mean(), pl.col("corr_avg").mean(), pl.col("corr_true").mean(),
+        *([pl.col("sim_match").mean()] if "sim_match" in runs.columns else [])))
     if scores is not None and not scores.is_empty():
         ov = scores.filter(pl.col("level") == "overall").select(GROUP + ["robustness"])
         out = out.join(ov, on=GROUP, how="left", nulls_equal=True)

@@ -26,6 +26,12 @@ class Preset:
     model: str = "vgg19_bn_fc"
     lr: float = 0.1               # SGD lr of classification-bearing fits
     augment: bool = True
+    # adversarial evaluation of every classifier (core.evaluate.adversarial): PGD on the first
+    # adv_images test images with adv_steps steps per epsilon, HopSkipJump on adv_decision_images
+    adv_images: int = 0
+    adv_steps: int = 10
+    adv_decision_images: int = 0
+    adv_decision_steps: int = 8
 
 
 # Short CPU presets (smoke, demo), measured on the demo world: a width-1/16 VGG-19 with the
@@ -41,14 +47,17 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
-                    model="vgg11_bn_fc", lr=0.05, augment=False),
+                    model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=16, adv_steps=3,
+                    adv_decision_images=2, adv_decision_steps=2),
     # demo: patience 8 = no LR drop inside the 8-epoch cap (the first ~4 epochs sit at chance, and
     # patience 2 with 2 allowed drops stopped the Baseline at epoch 5, at chance, in a measured run)
     "demo": Preset("demo", "demo", 1 / 16, 32, 8, 8, 3, 8, 2, ("1:2", "2:1"), (0,),
-                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False),
-    "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2)),
+                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=100, adv_steps=10,
+                   adv_decision_images=16, adv_decision_steps=6),
+    "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
+                    adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),
-                    neural_lr=5e-4),
+                    neural_lr=5e-4, adv_images=1000, adv_steps=40, adv_decision_images=200, adv_decision_steps=40),
 }
 
 

@@ -16,7 +16,7 @@ from core.errors import ConfigError
 from core.io import join_uri
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
-from core.training.graph import KINDS, UPSTREAM
+from core.training.graph import FAMILIES, KINDS, UPSTREAM
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -68,6 +68,16 @@ def _seed(t: str) -> int:
         raise ConfigError(f"--seeds: {t!r} is not an integer; expected non-negative integers like 0,1,2") from None
     if v < 0:
         raise ConfigError(f"--seeds: {v} is negative; expected non-negative integers like 0,1,2")
+    return v
+
+
+def _alpha(t: str) -> float:
+    try:
+        v = float(t)
+    except ValueError:
+        raise ConfigError(f"--alphas: {t!r} is not a number; expected non-negative weights like 1,10") from None
+    if not v >= 0 or v == float("inf"):
+        raise ConfigError(f"--alphas: {t}; expected finite non-negative weights like 1,10")
     return v
 
 
@@ -143,8 +153,12 @@ def resolve_common(args, kinds: str = "all"):
     preset = get_preset(args.preset)
     ratios = _list(args.ratios, "ratios", _ratio) if args.ratios else list(preset.ratios)
     seeds = _list(args.seeds, "seeds", _seed) if args.seeds else list(preset.seeds)
+    family = getattr(args, "family", "mtl")
+    if family not in FAMILIES:
+        raise ConfigError(f"--family {family!r}: expected one of {', '.join(FAMILIES)}")
+    alphas = _list(args.alphas, "alphas", _alpha) if getattr(args, "alphas", None) else [10.0]
     if kinds == "all":
-        kind_list = list(KINDS)
+        kind_list = list(FAMILIES[family])
     else:
         kind_list = _list(kinds, "kinds", str)
         bad = [k for k in kind_list if k not in KINDS]
@@ -178,7 +192,7 @@ def resolve_common(args, kinds: str = "all"):
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere
     spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=storage,
-                     data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list,
+                     data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list, alphas=alphas,
                      tin_root=args.tin_root, neural_data=args.neural_data, gpus_per_trial=args.gpus_per_trial,
                      cpus_per_trial=cpus - TRIAL_DRIVER_CPU if not args.gpus_per_trial else cpus,
                      device=args.device, overrides=overrides, cls_overrides=parse_set(args.set))
@@ -398,7 +412,8 @@ def summarize(spec, seconds: float) -> None:
         return
     by_kind = runs.group_by("kind").agg(
         pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok"),
-        pl.col("clean_accuracy").mean().alias("clean_acc"), pl.col("feve").mean().alias("FEVe"))
+        pl.col("clean_accuracy").mean().alias("clean_acc"), pl.col("feve").mean().alias("FEVe"),
+        pl.col("sim_match").mean().alias("sim_match"))
     try:
         rob = robustness_scores(acc, by=["kind"]).filter(pl.col("scope") == "overall").select("kind", "robustness")
         by_kind = by_kind.join(rob, on="kind", how="left")

@@ -1,12 +1,16 @@
 """The main job: the paper's stage graph over a ratio x seed grid, on Ray Tune + Ray Train.
 
     python sweeps/ratio_grid.py                       # demo preset, synthetic world, local Ray
+    python sweeps/ratio_grid.py --family similarity   # Li et al.'s similarity family over alpha x seed
     python sweeps/ratio_grid.py --preset paper --tin-root PATH --neural-data PATH --address auto --storage s3://bucket/run
 
 Stages (each model a Ray Tune trial running one Ray Train TorchTrainer), in waves:
   1. monkey_predictor, oracle, baseline[seed]
   2. oracle_readout, mtl_monkey[ratio x seed], mtl_shuffled[ratio x seed]
   3. mtl_oracle[ratio x seed]
+With --family similarity: baseline[seed], monkey_predictor, then sim_monkey, sim_shuffled and
+sim_pixel over --alphas x seeds (--family both runs the two families together).
+Every classifier is also attacked (PGD L2/Linf at several epsilons, HopSkipJump's minimal L2).
 Results land in STORAGE/lake (Parquet: runs, epochs, corruption_accuracy, predictions);
 finished models are skipped on a re-run, so --resume (or any re-run) completes only what is missing.
 At the end the analysis (python -m analysis) writes the scores, regression, bootstrap intervals,
@@ -30,9 +34,15 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python sweeps/ratio_grid.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(p)
+    p.add_argument("--family", default="mtl", choices=["mtl", "similarity", "both"],
+                   help="mtl: Safarani et al.'s multi-task co-training (default); similarity: Li et al.'s "
+                        "representational-similarity regularisation (sim_monkey, sim_shuffled, sim_pixel); both")
+    p.add_argument("--alphas", help="comma-separated weights of the similarity loss for --family similarity "
+                   "(default 10, as Li et al.)")
     p.add_argument("--kinds", default="all",
-                   help="comma-separated model kinds to run (default all: baseline, monkey_predictor, oracle, "
-                        "oracle_readout, mtl_monkey, mtl_shuffled, mtl_oracle); upstream kinds are added as needed")
+                   help="comma-separated model kinds to run (default all of the family: baseline, monkey_predictor, "
+                        "oracle, oracle_readout, mtl_monkey, mtl_shuffled, mtl_oracle; or baseline, monkey_predictor, "
+                        "sim_monkey, sim_shuffled, sim_pixel); upstream kinds are added as needed")
     p.add_argument("--report", metavar="DIR", help="where the analysis writes report.html, tables and figures "
                    "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
     p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")

@@ -3,9 +3,12 @@
 Stages run in waves, in dependency order; the stages of a wave are independent and run
 concurrently as one Tune grid over their tasks (one task = one model):
 
-    wave 1: monkey_predictor, oracle, baseline[seed]
-    wave 2: oracle_readout, mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed]
+    wave 1: monkey_predictor, oracle, baseline[seed], sim_pixel[alpha, seed]
+    wave 2: oracle_readout, mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
+            sim_monkey[alpha, seed], sim_shuffled[alpha, seed]
     wave 3: mtl_oracle[ratio, seed]
+
+(The sim_* kinds are the similarity family, Li et al. 2019: `--family similarity`.)
 
 Every task has a run id (hash of its resolved config, data and upstream run id). A task whose
 record is already in the results lake is skipped, so a re-run or `--resume` never repeats work
@@ -30,11 +33,12 @@ from core.presets import get_preset
 # core.training.kinds (torch, torchvision, the corruption package) is imported inside the functions
 # that need it: the Tune trial process that only launches a TorchTrainer never does.
 WAVES = (
-    ("monkey_predictor", "oracle", "baseline"),
-    ("oracle_readout", "mtl_monkey", "mtl_shuffled"),
+    ("monkey_predictor", "oracle", "baseline", "sim_pixel"),
+    ("oracle_readout", "mtl_monkey", "mtl_shuffled", "sim_monkey", "sim_shuffled"),
     ("mtl_oracle",),
 )
 GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
+ALPHA_KINDS = ("sim_monkey", "sim_shuffled", "sim_pixel")  # alpha x seed
 SEEDED_KINDS = ("baseline",)                                # seed only
 SINGLE_KINDS = ("monkey_predictor", "oracle", "oracle_readout")  # one model (first seed)
 
@@ -50,6 +54,7 @@ class SweepSpec:
     ratios: list[str]
     seeds: list[int]
     kinds: list[str]
+    alphas: list[float] = field(default_factory=lambda: [10.0])   # similarity-loss weights (sim_* kinds)
     tin_root: str | None = None
     neural_data: str | None = None
     gpus_per_trial: float = 0.0
@@ -67,9 +72,14 @@ class Task:
     seed: int
     run_id: str
     upstream_id: str = ""
+    alpha: float | None = None   # sim_* kinds: weight of the similarity loss
+
+    def setting(self) -> str:
+        """The grid coordinate besides the seed: the ratio, or α for the similarity family."""
+        return f"α={self.alpha:g}" if self.alpha is not None else (self.ratio or "-")
 
     def label(self) -> str:
-        return f"{self.kind}[{self.ratio or '-'}, seed {self.seed}]"
+        return f"{self.kind}[{self.setting()}, seed {self.seed}]"
 
 
 # ----------------------------------------------------------------------------- storage
@@ -103,13 +113,14 @@ def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
 # ----------------------------------------------------------------------------- tasks
 
 
-def task_overrides(spec: SweepSpec, kind: str) -> dict:
+def task_overrides(spec: SweepSpec, kind: str, alpha: float | None = None) -> dict:
     """The TrainConfig overrides of one task (the same in the planner and in the worker)."""
     from core.training.graph import CLASSIFIERS
 
     plain = {k: v for k, v in spec.cls_overrides.items() if "." not in k}
     own = {k.split(".", 1)[1]: v for k, v in spec.cls_overrides.items() if k.startswith(kind + ".")}
-    return {**spec.overrides, **(plain if kind in CLASSIFIERS else {}), **own}
+    grid = {"sim_alpha": alpha} if alpha is not None else {}
+    return {**spec.overrides, **(plain if kind in CLASSIFIERS else {}), **own, **grid}
 
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
@@ -127,15 +138,19 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
                 continue
             if kind in GRID_KINDS:
                 cells = [(r, s) for r in spec.ratios for s in spec.seeds]
+            elif kind in ALPHA_KINDS:
+                cells = [(a, s) for a in spec.alphas for s in spec.seeds]
             elif kind in SEEDED_KINDS:
                 cells = [("", s) for s in spec.seeds]
             else:
                 cells = [("", root_seed)]
             up = ids.get(UPSTREAM[kind], "") if kind in UPSTREAM else ""
-            for ratio, seed in cells:
-                cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind))
+            for cell, seed in cells:
+                alpha = float(cell) if kind in ALPHA_KINDS else None
+                ratio = "" if alpha is not None else cell
+                cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind, alpha))
                 rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up)
-                tasks.append(Task(kind, ratio, seed, rid, up))
+                tasks.append(Task(kind, ratio, seed, rid, up, alpha))
                 if kind in SINGLE_KINDS:
                     ids[kind] = rid
         waves.append(tasks)
@@ -195,13 +210,13 @@ def train_worker(config: dict) -> None:
 
     def report(row, ckpt_path):
         metrics = {k: row[k] for k in ("epoch", "phase", "val_accuracy", "val_correlation", "lr", "images_per_s")}
-        metrics.update(kind=task.kind, ratio=task.ratio, seed=task.seed, done=False)
+        metrics.update(kind=task.kind, ratio=task.setting(), seed=task.seed, done=False)
         if ckpt_path is not None and config.get("checkpoint_every_epoch", True):
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
         else:
             ray.train.report(metrics)
 
-    overrides = {**task_overrides(spec, task.kind), "device": spec.device, "threads": threads}
+    overrides = {**task_overrides(spec, task.kind, task.alpha), "device": spec.device, "threads": threads}
     res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
                    tintc=tintc, report=report, log=None, overrides=overrides)
     if res.run["run_id"] != task.run_id:
@@ -211,12 +226,13 @@ def train_worker(config: dict) -> None:
         _upload_model(spec, work, task.run_id)
         root = lake_root(spec)
         for table, rows in (("epochs", res.epochs), ("corruption_accuracy", res.corruption_accuracy),
-                            ("predictions", res.predictions), ("runs", [res.run])):  # runs last: it marks completion
+                            ("predictions", res.predictions), ("adversarial", res.adversarial),
+                            ("runs", [res.run])):  # runs last: it marks completion
             write_table(root, table, rows, spec.sweep, task.kind, task.run_id)
     r = res.run
     corr = [e["val_correlation"] for e in res.epochs if e.get("val_correlation") == e.get("val_correlation")]
     # the final report repeats the best validation metrics: a Tune search with a metric needs them in every report
-    ray.train.report({"kind": task.kind, "ratio": task.ratio, "seed": task.seed, "done": True, "status": r["status"],
+    ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "status": r["status"],
                       "clean_accuracy": r["clean_accuracy"], "feve": r["feve"], "epoch": r["epochs"],
                       "val_accuracy": r["val_accuracy"], "val_correlation": max(corr) if corr else float("nan")})
 
@@ -275,5 +291,5 @@ def write_failed(spec: SweepSpec, task: Task, error: str) -> None:
 
     write_table(lake_root(spec), "runs", [{
         "run_id": task.run_id, "kind": task.kind, "ratio": task.ratio, "seed": task.seed, "preset": spec.preset,
-        "status": "failed", "error": error[:2000], "upstream": task.upstream_id, "created_at": now(),
+        "alpha": task.alpha if task.alpha is not None else float("nan"), "status": "failed", "error": error[:2000], "upstream": task.upstream_id, "created_at": now(),
         "config": json.dumps(spec.overrides), **provenance()}], spec.sweep, task.kind, task.run_id)

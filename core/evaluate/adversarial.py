@@ -48,8 +48,9 @@ def _fmodel(model):
 
 
 def pgd_accuracy(model, images_u8: np.ndarray, labels: np.ndarray, norm: str = "l2", epsilons=L2_EPS,
-                 steps: int = 10, batch: int = 128, seed: int = 0) -> np.ndarray:
-    """Per image and ε: still correct under PGD (bool (len(eps), N)), cumulative over smaller ε."""
+                 steps: int = 10, batch: int = 128, seed: int = 0, cumulative: bool = True) -> np.ndarray:
+    """Per image and ε: still correct under PGD (bool (len(eps), N)), cumulative over smaller ε
+    (`cumulative=False`: each ε's own attack only)."""
     if norm not in ("l2", "linf"):
         raise ValueError(f"norm {norm!r}; expected l2 or linf")
     eps = [float(e) for e in epsilons]
@@ -64,32 +65,45 @@ def pgd_accuracy(model, images_u8: np.ndarray, labels: np.ndarray, norm: str = "
     out = []
     for a in range(0, len(labels), batch):
         x = torch.from_numpy(np.asarray(images_u8[a:a + batch], dtype=np.float32) / 255.0)[:, None].to(dev)
-        y = torch.as_tensor(np.asarray(labels[a:a + batch]), dtype=torch.long, device=dev)
+        y = torch.as_tensor(np.array(labels[a:a + batch]), dtype=torch.long, device=dev)
         _, _, success = attack(fmodel, x, y, epsilons=eps)          # (len(eps), B): fooled
         out.append((~success).cpu().numpy())
     robust = np.concatenate(out, axis=1)
-    return np.logical_and.accumulate(robust, axis=0)
+    return np.logical_and.accumulate(robust, axis=0) if cumulative else robust
 
 
-def minimal_l2(model, images_u8: np.ndarray, labels: np.ndarray, steps: int = 8, batch: int = 64,
-               seed: int = 0) -> np.ndarray:
-    """HopSkipJump's L2 perturbation for each image (inf where it found none; 0 where the image is
-    already misclassified)."""
+def minimal_l2(model, images_u8: np.ndarray, labels: np.ndarray, pool_u8: np.ndarray, pool_pred: np.ndarray,
+               steps: int = 8, seed: int = 0) -> np.ndarray:
+    """HopSkipJump's L2 perturbation for each image, inf where it has no starting point.
+
+    HopSkipJump starts from an image the model already labels differently. Foolbox's default start
+    (uniform noise blended in) fails on weak models that give noise the true class, so the start is
+    the nearest image of `pool_u8` whose predicted label (`pool_pred`) differs from the label."""
     model.eval()
     fb, fmodel = _fmodel(model)
     dev = next(model.parameters()).device
     attack = fb.attacks.HopSkipJumpAttack(steps=steps, initial_gradient_eval_steps=50, max_gradient_eval_steps=200)
     torch.manual_seed(seed)
     np.random.seed(seed)
-    dist = []
-    for a in range(0, len(labels), batch):
-        x = torch.from_numpy(np.asarray(images_u8[a:a + batch], dtype=np.float32) / 255.0)[:, None].to(dev)
-        y = torch.as_tensor(np.asarray(labels[a:a + batch]), dtype=torch.long, device=dev)
-        _, adv, success = attack(fmodel, x, y, epsilons=None)
-        d = (adv - x).flatten(1).norm(dim=1)
-        d = torch.where(success, d, torch.full_like(d, float("inf")))
-        dist.append(d.cpu().numpy())
-    return np.concatenate(dist)
+    x = np.asarray(images_u8, dtype=np.float32).reshape(len(labels), -1) / 255.0
+    pool = np.asarray(pool_u8, dtype=np.float32).reshape(len(pool_pred), -1) / 255.0
+    dist = np.full(len(labels), np.inf)
+    starts, which = [], []
+    for i, y in enumerate(np.asarray(labels)):
+        cand = np.flatnonzero(np.asarray(pool_pred) != y)
+        if len(cand):
+            starts.append(pool[cand[np.argmin(((pool[cand] - x[i]) ** 2).sum(1))]])
+            which.append(i)
+    if not which:
+        return dist
+    shape = (len(which), 1, *np.asarray(images_u8).shape[1:])
+    xt = torch.from_numpy(x[which].reshape(shape)).to(dev)
+    st = torch.from_numpy(np.stack(starts).reshape(shape)).to(dev)
+    y = torch.as_tensor(np.asarray(labels)[which], dtype=torch.long, device=dev)
+    _, adv, success = attack(fmodel, xt, y, epsilons=None, starting_points=st)
+    d = (adv - xt).flatten(1).norm(dim=1)
+    dist[which] = torch.where(success, d, torch.full_like(d, float("inf"))).cpu().numpy()
+    return dist
 
 
 def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_images: int, n_decision: int,
@@ -113,7 +127,7 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
             pred = _PixelModel(model)(xt).argmax(1).cpu().numpy()
         ok = np.flatnonzero(pred == y)[:n_decision]
         if len(ok):
-            d = minimal_l2(model, x[ok], y[ok], decision_steps, seed=seed)
+            d = minimal_l2(model, x[ok], y[ok], x, pred, decision_steps, seed=seed)
             rows.append({"attack": "hop_skip_jump", "norm": "l2", "epsilon": None,
                          "accuracy": float(np.isinf(d).mean()), "n_images": int(len(ok)),
                          "median_l2": float(np.median(d)), "steps": decision_steps,

@@ -68,7 +68,8 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
     res = run_kind(kind, preset, ratio, seed, out, sources, upstream, args.data_root, tintc=tintc,
                    log=log, overrides=overrides)
     for table, rows in (("runs", [res.run]), ("epochs", res.epochs),
-                        ("corruption_accuracy", res.corruption_accuracy), ("predictions", res.predictions)):
+                        ("corruption_accuracy", res.corruption_accuracy), ("predictions", res.predictions),
+                        ("adversarial", res.adversarial)):
         write_table(out, table, rows, args.sweep, kind, res.run["run_id"])
     r = res.run
     print(f"{kind}: status {r['status']}, clean accuracy {r['clean_accuracy']:.4f}, FEVe {r['feve']:.4f}, "

@@ -36,7 +36,7 @@ from core.results.lake import now, provenance
 from core.training.config import TrainConfig
 from core.training.cycler import ratio_value
 from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
-from core.training.fit import fit, predict_rates
+from core.training.fit import fit, predict_rates, resolve_device
 
 from core.training.graph import CLASSIFIERS, KINDS, SIM_KINDS, UPSTREAM  # noqa: E402,F401  (re-exported)
 NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
@@ -229,6 +229,7 @@ class RunOutput:
     corruption_accuracy: list[dict]
     predictions: list[dict]
     folder: Path
+    adversarial: list[dict] = field(default_factory=list)
 
 
 # where and how fast a model ran does not change which model it is
@@ -239,6 +240,8 @@ def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, 
                upstream_id: str = "", extra: dict | None = None) -> str:
     """Run id: kind plus a hash of the resolved config, data content and upstream run id."""
     c = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
+    if cfg.mode != "similarity":  # the sim_* settings do not touch other models: their ids stay as before
+        c = {k: v for k, v in c.items() if not k.startswith("sim_")}
     data = data_info.get("classification", "") + data_info.get("neural", "")
     return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': c, 'data': data, 'upstream': upstream_id, **(extra or {})}, 12)}"
 
@@ -324,7 +327,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     model.cpu().eval()
     save_model(model, build, out / "model.pt")
     metrics = {"clean_accuracy": float("nan")}
-    acc_rows, pred_rows = [], []
+    acc_rows, pred_rows, adv_rows = [], [], []
     if res.status == "ok":
         if model.has_classifier and kind in CLASSIFIERS:
             n = preset.eval_images or len(cls.labels["test"])  # the TIN-TC cache holds the first n test images
@@ -334,6 +337,14 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
             metrics.update(neural_test_metrics(model, neural))
         if model.has_classifier and kind in CLASSIFIERS:
             metrics["sim_match"] = similarity_match_on(model, neural, cfg)
+            if preset.adv_images > 0:
+                from core.evaluate.adversarial import adversarial_records
+
+                dev = resolve_device(cfg.device)
+                adv_rows = adversarial_records(model.to(dev), np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]),
+                                               preset.adv_images, preset.adv_decision_images, preset.adv_steps,
+                                               preset.adv_decision_steps, seed=seed)
+                model.cpu()
     val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]
     run = {
         "run_id": run_id, "kind": kind, "ratio": ratio, "ratio_value": ratio_value(ratio) if ratio else float("nan"),
@@ -352,4 +363,4 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     (out / "run.json").write_text(json.dumps(run, indent=1, default=float) + "\n")
     key = {"run_id": run_id, "kind": kind, "ratio": ratio, "seed": seed}
     return RunOutput(run, [{**key, **r} for r in epochs], [{**key, **r} for r in acc_rows],
-                     [{**key, **r} for r in pred_rows], out)
+                     [{**key, **r} for r in pred_rows], out, [{**key, **r} for r in adv_rows])

@@ -1,0 +1,157 @@
+"""The similarity family (Li et al. 2019): loss, regulariser, pools, the fit mode and the sim_* kinds."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.synthetic import make_classification, make_neural, world_config
+from core.models import build_model
+from core.training.config import TrainConfig
+from core.training.data import TrainData, as_u8
+from core.training.fit import fit
+from core.training.similarity import (SimilarityPool, SimilarityRegularizer, pair_cosine, similarity_loss,
+                                      similarity_match)
+
+
+@pytest.fixture(scope="module")
+def world():
+    cfg = world_config("smoke")
+    return make_classification(cfg), make_neural(cfg)[0]
+
+
+def test_the_loss_is_zero_on_agreement_and_grows_with_mismatch():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(200, generator=g) * 1.6 - 0.8
+    noise = torch.randn(200, generator=g)
+    assert similarity_loss(target, target).item() == 0.0
+    losses = [similarity_loss((target + d * noise).clamp(-0.99, 0.99), target).item() for d in (0.01, 0.05, 0.1, 0.3)]
+    assert all(a < b for a, b in zip(losses, losses[1:])) and losses[0] > 0
+    # by hand: one pair, atanh(0.5) vs atanh(0)
+    assert similarity_loss(torch.tensor([0.5]), torch.tensor([0.0])).item() == pytest.approx(np.arctanh(0.5) ** 2)
+
+
+def test_features_with_the_targets_geometry_give_zero_loss():
+    """Features equal to the (pool-centred) target vectors, seen as 1x1 maps: S_model = S_target."""
+    g = torch.Generator().manual_seed(1)
+    vectors = torch.randn(12, 5, generator=g) + 3.0
+    pool = SimilarityPool.from_targets(torch.zeros(12, 1, 8, 8, dtype=torch.uint8), vectors)
+    reg = SimilarityRegularizer({"a": 5, "b": 5})
+    feats = {"a": vectors.view(12, 5, 1, 1), "b": 2 * vectors.view(12, 5, 1, 1)}  # same geometry at both layers
+    i, j = torch.triu_indices(12, 12, 1)
+    s_model = reg.model_similarity(feats, i, j)          # first call: μ = these images' channel means
+    s_target = pair_cosine(pool.vectors, i, j)
+    assert torch.allclose(s_model, s_target, atol=1e-6)
+    assert similarity_loss(s_model, s_target).item() < 1e-10
+    # a mismatched geometry is penalised
+    other = torch.randn(12, 5, generator=g)
+    s_bad = SimilarityRegularizer({"a": 5}).model_similarity({"a": other.view(12, 5, 1, 1)}, i, j)
+    assert similarity_loss(s_bad, s_target).item() > 0.05
+
+
+def test_running_means_follow_momentum_without_gradient():
+    reg = SimilarityRegularizer({"a": 2})
+    f1 = torch.ones(4, 2, 3, 3, requires_grad=True)
+    reg.model_similarity({"a": f1}, torch.tensor([0]), torch.tensor([1]))
+    assert torch.equal(reg.mu_0, torch.ones(2)) and not reg.mu_0.requires_grad
+    reg.model_similarity({"a": torch.full((4, 2, 3, 3), 3.0)}, torch.tensor([0]), torch.tensor([1]))
+    assert torch.allclose(reg.mu_0, torch.full((2,), 0.9 * 1 + 0.1 * 3))
+
+
+def test_the_gradient_reaches_the_layers_and_gamma(world):
+    cls, _ = world
+    torch.manual_seed(0)
+    model = build_model("vgg11_bn_fc", cls.n_classes, 0, width=1 / 16)
+    layers = ["conv2_1", "conv3_1", "conv4_1"]
+    reg = SimilarityRegularizer({k: model.core.feature_shape(k, 64)[0] for k in layers})
+    x = model.prep(as_u8(cls.images["train"][:16]))
+    feats = model.core.forward_intermediates(x, layers)
+    i, j = torch.arange(8), torch.arange(8, 16)
+    target = torch.linspace(-0.5, 0.5, 8)
+    similarity_loss(reg.model_similarity(feats, i, j), target).backward()
+    first = model.core.features.conv1_1
+    grad = next(p.grad for n, p in first.named_parameters() if n.endswith("weight"))
+    assert grad is not None and grad.abs().sum() > 0
+    assert reg.gamma.grad is not None and reg.gamma.grad.abs().sum() > 0
+    # layers above the deepest regularised one get no gradient from this loss
+    top = model.core.features.conv5_1
+    assert all(p.grad is None for p in top.parameters())
+
+
+def test_pools_pixels_and_shuffled_targets(world):
+    _, neural = world
+    imgs = as_u8(neural.images[:30])
+    px = SimilarityPool.pixels(imgs)
+    assert px.vectors.shape == (30, 64 * 64) and torch.allclose(px.vectors.mean(0), torch.zeros(64 * 64), atol=1e-5)
+    rates = torch.rand(30, 7)
+    pool = SimilarityPool.from_targets(imgs, rates)
+    sh = pool.shuffled(3)
+    # each neuron's values are kept, their assignment to images is not
+    assert torch.allclose(sh.vectors.sort(0).values, pool.vectors.sort(0).values)
+    assert not torch.allclose(sh.vectors, pool.vectors)
+    i, j = pool.sample_pairs(500, torch.Generator().manual_seed(0))
+    assert (i != j).all() and i.max() < 30 and j.max() < 30
+
+
+def test_fit_in_similarity_mode(world):
+    cls, neural = world
+    torch.manual_seed(0)
+    model = build_model("vgg11_bn_fc", cls.n_classes, 0, width=1 / 16)
+    x = {s: (as_u8(cls.images[s]), torch.as_tensor(np.array(cls.labels[s]))) for s in ("train", "val")}
+    pool = SimilarityPool.from_targets(as_u8(neural.images[:40]), torch.as_tensor(neural.true_rates[:40], dtype=torch.float32))
+    cfg = TrainConfig(mode="similarity", model="vgg11_bn_fc", width=1 / 16, batch_size=16, max_epochs=2, patience=5,
+                      lr=0.05, augment=False, device="cpu", sim_alpha=10.0)
+    res = fit(model, TrainData(cls.n_classes, x, sim_pool=pool), cfg, log=None)
+    assert res.status == "ok" and len(res.epochs) == 2
+    assert all(np.isfinite(e["loss_similarity"]) and e["loss_similarity"] > 0 for e in res.epochs)
+    w = [float(v) for v in res.epochs[-1]["sim_layer_weights"].split(",")]
+    assert len(w) == 3 and sum(w) == pytest.approx(1, abs=1e-3) and w != [pytest.approx(1 / 3)] * 3  # γ was trained
+    with pytest.raises(ValueError, match="pool of at least 2"):
+        fit(model, TrainData(cls.n_classes, x), cfg, log=None)
+
+
+def test_similarity_match_is_one_for_a_model_that_carries_the_targets(world):
+    """A model whose every regularised layer is its input: the match of pixel geometry with pixels is 1."""
+    _, neural = world
+
+    class Core(torch.nn.Module):
+        def forward_intermediates(self, x, names):
+            return {n: x.flatten(1)[:, :, None, None] for n in names}  # one channel per pixel
+
+    class Identity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.core = Core()
+
+        def prep(self, x_u8):
+            return x_u8.float() / 255.0
+
+    imgs = as_u8(neural.images[:25])
+    assert similarity_match(Identity(), imgs, imgs.flatten(1).float(), ["a", "b"]) == pytest.approx(1.0, abs=1e-5)
+    shuffled = imgs.flatten(1).float()[torch.randperm(25, generator=torch.Generator().manual_seed(0))]
+    assert similarity_match(Identity(), imgs, shuffled, ["a"]) < 0.5
+
+
+def test_run_kind_sim_pixel_records_alpha_and_similarity_match(world, tmp_path, smoke_data):
+    from core.presets import get_preset
+    from core.training.kinds import load_sources, run_kind, run_id_for, base_config
+
+    preset = get_preset("smoke")
+    sources = load_sources(preset, smoke_data, log=None)
+    out = run_kind("sim_pixel", preset, "", 0, tmp_path / "m", sources, data_root=smoke_data, log=None,
+                   overrides={"device": "cpu", "sim_alpha": 3.0, "max_epochs": 1})
+    r = out.run
+    assert r["status"] == "ok" and r["alpha"] == 3.0 and r["family"] == "similarity" and r["ratio"] == ""
+    assert np.isfinite(r["sim_match"]) and -1 <= r["sim_match"] <= 1
+    assert json.loads(r["config"])["sim_alpha"] == 3.0
+    # alpha is part of the model's identity; the sim_* settings are not part of other kinds' ids
+    a = run_id_for("sim_pixel", "smoke", "", 0, base_config("sim_pixel", preset, "1:1", 0, sim_alpha=1.0), sources.info)
+    b = run_id_for("sim_pixel", "smoke", "", 0, base_config("sim_pixel", preset, "1:1", 0, sim_alpha=10.0), sources.info)
+    c = run_id_for("baseline", "smoke", "", 0, base_config("baseline", preset, "1:1", 0, sim_alpha=1.0), sources.info)
+    d = run_id_for("baseline", "smoke", "", 0, base_config("baseline", preset, "1:1", 0), sources.info)
+    assert a != b and c == d
+    # every classifier is attacked: PGD rows at each epsilon for both norms
+    adv = out.adversarial
+    assert {(x["attack"], x["norm"]) for x in adv} >= {("pgd", "l2"), ("pgd", "linf")}
