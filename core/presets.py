@@ -52,8 +52,8 @@ PRESETS = {
     # demo: patience 8 = no LR drop inside the 8-epoch cap (the first ~4 epochs sit at chance, and
     # patience 2 with 2 allowed drops stopped the Baseline at epoch 5, at chance, in a measured run)
     "demo": Preset("demo", "demo", 1 / 16, 32, 8, 8, 3, 8, 2, ("1:2", "2:1"), (0,),
-                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=100, adv_steps=10,
-                   adv_decision_images=16, adv_decision_steps=6),
+                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=50, adv_steps=5,
+                   adv_decision_images=8, adv_decision_steps=4),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
                     adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),

@@ -155,3 +155,32 @@ def test_run_kind_sim_pixel_records_alpha_and_similarity_match(world, tmp_path, 
     # every classifier is attacked: PGD rows at each epsilon for both norms
     adv = out.adversarial
     assert {(x["attack"], x["norm"]) for x in adv} >= {("pgd", "l2"), ("pgd", "linf")}
+
+
+def test_the_sweep_plans_the_similarity_family_over_alpha_and_seed(smoke_data):
+    import argparse
+
+    from core.presets import get_preset
+    from core.training.kinds import load_sources
+    from sweeps.cli import resolve_common
+    from sweeps.stages import plan
+
+    args = argparse.Namespace(preset="smoke", ratios=None, seeds="0,1", tin_root=None, neural_data=None,
+                              gpus_per_trial=0.0, cpus_per_trial=0.0, max_concurrent=0, max_epochs=None, sweep=None,
+                              address=None, storage=str(smoke_data / "plan-probe"), data_root=str(smoke_data),
+                              device="cpu", set="", num_cpus=2, family="similarity", alphas="1,10")
+    spec, _ = resolve_common(args)
+    assert sorted(spec.kinds) == ["baseline", "monkey_predictor", "sim_monkey", "sim_pixel", "sim_shuffled"]
+    waves = plan(spec, load_sources(get_preset("smoke"), smoke_data, log=None).info)
+    w1 = {(t.kind, t.alpha, t.seed) for t in waves[0]}
+    w2 = {(t.kind, t.alpha, t.seed) for t in waves[1]}
+    assert {("sim_pixel", a, s) for a in (1.0, 10.0) for s in (0, 1)} <= w1
+    assert w2 == {(k, a, s) for k in ("sim_monkey", "sim_shuffled") for a in (1.0, 10.0) for s in (0, 1)}
+    tasks = [t for w in waves for t in w]
+    assert len({t.run_id for t in tasks}) == len(tasks) == 1 + 2 + 3 * 4   # predictor, 2 baselines, 12 sim models
+    mp = next(t.run_id for t in tasks if t.kind == "monkey_predictor")
+    assert all(t.upstream_id == mp for t in tasks if t.kind in ("sim_monkey", "sim_shuffled"))
+    assert next(t for t in tasks if t.kind == "sim_monkey" and t.alpha == 10.0).label() == "sim_monkey[α=10, seed 0]"
+    for bad, msg in (("1,x", "--alphas: 'x' is not a number"), ("-1", "--alphas: -1")):
+        with pytest.raises(Exception, match=msg):
+            resolve_common(argparse.Namespace(**{**vars(args), "alphas": bad}))
