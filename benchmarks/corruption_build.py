@@ -6,7 +6,7 @@
    on the fly as the authors did (with the same number of processes for the corruption work);
    printed as a speed ratio (goal >= 10x).
 
-    python benchmarks/corruption_build.py [--images 48] [--workers N]
+    python benchmarks/corruption_build.py [--images 48] [--workers N] [--width 0.0625] [--device cpu]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main():
     p.add_argument("--images", type=int, default=48)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--width", type=float, default=1 / 16)
+    p.add_argument("--device", default="cpu", help="where the model runs (cpu, cuda)")
     args = p.parse_args()
     cls = make_classification(world_config("demo"))
     images = np.asarray(cls.images["test"][: args.images])
@@ -50,7 +51,7 @@ def main():
               f"speed-up {speedup:.2f}, parallel efficiency {speedup / args.workers:.3f} (identical bytes: {same})")
 
         torch.manual_seed(0)
-        model = build_model("vgg19_bn_fc", cls.n_classes, 0, width=args.width).eval()
+        model = build_model("vgg19_bn_fc", cls.n_classes, 0, width=args.width).eval().to(args.device)
         t = time.perf_counter()
         cached = C.load_tintc(d / "all")
         acc_cached = classification_records(model, images, labels, cached)[1]
