@@ -154,7 +154,7 @@ def _storage_of(lake_root: str) -> str:
     return lake_root[: -len("/lake")] if lake_root.rstrip("/").endswith("/lake") else lake_root.rsplit("/", 1)[0]
 
 
-def select_models(runs, models: list[str] | None, ratio: str | None, seed: int | None):
+def select_models(runs, models: list[str] | None, ratio: str | None, seed: int | None, alpha: float | None = None):
     """One finished classifier per requested kind (or the given run ids), as a list of row dicts."""
     import polars as pl
 
@@ -180,6 +180,10 @@ def select_models(runs, models: list[str] | None, ratio: str | None, seed: int |
             ratios = sorted(set(rows["ratio"].to_list()), key=lambda r: (abs(math.log(_ratio(r))), _ratio(r)))
             want = ratio or (ratios[0] if ratios else None)   # default: the ratio closest to 1:1
             rows = rows.filter(pl.col("ratio") == want)
+        elif k.startswith("sim_"):
+            alphas = sorted(a for a in set(rows["alpha"].to_list()) if a is not None and a == a)
+            want_a = alpha if alpha is not None else (alphas[-1] if alphas else None)   # default: the largest α
+            rows = rows.filter(pl.col("alpha") == want_a)
         if rows.is_empty():
             raise UserError(f"--models {k}: no finished {k} model" + (f" at ratio {ratio}" if ratio and k.startswith("mtl_") else "")
                             + (f" with seed {seed}" if seed is not None else "") + " in this sweep")
@@ -262,6 +266,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help=f"comma list of model kinds ({', '.join(RECON_KINDS)}) or run ids "
                    "(default: one finished model of each kind)")
     p.add_argument("--ratio", help="ratio of the MTL models (default: the one closest to 1:1)")
+    p.add_argument("--alpha", type=float, help="similarity-loss weight of the sim_* models (default: the largest)")
     p.add_argument("--model-seed", type=int, help="seed of the models (default: the lowest)")
     p.add_argument("--norms", default="5,15,60", help="norm budgets r in standardised input units (default 5,15,60; "
                    "a 64x64 image of unit variance has norm 64)")
@@ -337,7 +342,7 @@ def run(args, log=print) -> dict:
         raise UserError(f"--saliency-maps {args.saliency_maps}: no such file or folder")
     lake = load(str(args.results), args.sweep)
     models = select_models(lake.runs, [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
-                           args.ratio, args.model_seed)
+                           args.ratio, args.model_seed, args.alpha)
     preset = models[0]["preset"]
     n_img = args.images or IMAGES.get(preset, 8)
     steps = args.steps or STEPS.get(preset, 400)
