@@ -47,7 +47,7 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
-                    model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=16, adv_steps=3,
+                    model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=16, adv_steps=2,
                     adv_decision_images=2, adv_decision_steps=2),
     # demo: patience 8 = no LR drop inside the 8-epoch cap (the first ~4 epochs sit at chance, and
     # patience 2 with 2 allowed drops stopped the Baseline at epoch 5, at chance, in a measured run)

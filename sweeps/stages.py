@@ -99,15 +99,16 @@ def model_dir(spec: SweepSpec, run_id: str) -> str:
     return join_uri(spec.storage, "models", run_id)
 
 
-def finished_run_ids(spec: SweepSpec) -> dict[str, str]:
-    """run_id -> status of the runs already recorded for this sweep."""
+def finished_run_ids(spec: SweepSpec, any_sweep: bool = False) -> dict[str, str]:
+    """run_id -> status of the runs already recorded for this sweep (or, with `any_sweep`, for any
+    sweep in the storage: a run id is a content hash, and models are stored by run id)."""
     from core.results import read_table
 
     t = read_table(lake_root(spec), "runs")
     if t.num_rows == 0:
         return {}
     rows = t.select(["run_id", "status", "sweep"]).to_pylist()
-    return {r["run_id"]: r["status"] for r in rows if r["sweep"] == spec.sweep}
+    return {r["run_id"]: r["status"] for r in rows if any_sweep or r["sweep"] == spec.sweep}
 
 
 # ----------------------------------------------------------------------------- tasks

@@ -40,7 +40,7 @@ def test_pgd_accuracy_starts_at_clean_accuracy_and_falls_with_epsilon(trained, n
     assert acc[-1] <= 0.5 * clean, acc
     # each epsilon's own attack (no accumulation) falls too: the attack, not the bookkeeping, lowers it
     raw = pgd_accuracy(m, x, y, norm, eps, steps=4, cumulative=False).mean(1)
-    assert raw[0] == pytest.approx(clean) and raw[-1] < raw[len(raw) // 2] <= raw[0], raw
+    assert raw[0] == pytest.approx(clean) and raw[-1] <= 0.5 * raw[0] and raw[len(raw) // 2] < raw[0], raw
 
 
 def test_hopskipjump_moves_closer_than_its_starting_image(trained):

@@ -99,7 +99,7 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     storage, data_root = resumed_sweep["storage"], resumed_sweep["data_root"]
     out = tmp_path / "recon"
     args = ["-m", "analysis.reconstruct", "--results", str(storage), "--data-root", str(data_root),
-            "--steps", "12", "--images", "3", "--norms", "5,60"]
+            "--sweep", "smoke", "--steps", "12", "--images", "3", "--norms", "5,60"]
     r = run_cli(*args, "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     kinds = {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -118,17 +118,22 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     assert f"section added to {report}" in r.stdout
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
     # the report rebuilt from the lake keeps the section, once
-    r = run_cli("-m", "analysis", "--results", str(storage), "--out", str(report.parent), "--bootstrap", "20")
-    assert r.returncode == 0, r.stderr[-2000:]
+    from analysis.report import build
+
+    build(str(storage), report.parent, sweep="smoke", n_boot=20, log=lambda *a: None)
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
     # bad input: one line, exit 2, nothing written
-    for extra, message in ((["--norms", "5,-1"], "--norms 5,-1: expected"),
-                           (["--models", "mtl_nope"], "--models mtl_nope: neither a model kind"),
+    bad = tmp_path / "bad"
+    r = run_cli(*args, "--out", str(bad), "--norms", "5,-1", timeout=300)
+    assert r.returncode == 2 and "--norms 5,-1: expected" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    from analysis.reconstruct import main as reconstruct_main
+    from core.errors import UserError
+
+    for extra, message in ((["--models", "mtl_nope"], "--models mtl_nope: neither a model kind"),
                            (["--layer", "conv9_9"], "--layer conv9_9: unknown layer")):
-        bad = tmp_path / "bad"
-        r = run_cli(*args, "--out", str(bad), *extra, timeout=300)
-        assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert not bad.exists()
+        with pytest.raises(UserError, match=message):
+            reconstruct_main([*args[2:], "--out", str(bad), "--no-report", *extra])
+    assert not bad.exists()
 
 
 def test_a_plain_rerun_trains_nothing(resumed_sweep):
@@ -160,12 +165,15 @@ def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     assert time.time() - t < 30 and not (tmp_path / "d").exists()
 
 
-def test_hparam_search_few_trials(tmp_path, smoke_data):
-    storage = tmp_path / "results"
+def test_hparam_search_few_trials(resumed_sweep):
+    """In the grid's storage: the search reuses the grid's Monkey Predictor (same run id) instead of
+    training it again, and records its trials as their own sweep."""
+    storage, smoke_data = resumed_sweep["storage"], resumed_sweep["data_root"]
     r = run_cli("sweeps/hparam_search.py", "--preset", "smoke", "--storage", str(storage), "--data-root",
                 str(smoke_data), "--trials", "2", "--num-cpus", "2", "--max-epochs", "2", "--grace-period", "1",
                 timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "using the Monkey Predictor monkey_predictor-" in r.stdout and "training the Monkey Predictor" not in r.stdout
     assert "best, as grid flags:" in r.stdout and "python sweeps/ratio_grid.py --preset smoke --ratios" in r.stdout
     runs = lake(storage, "runs")
     trials = runs.filter((pl.col("sweep") == "smoke-hparam") & (pl.col("kind") == "mtl_monkey"))

@@ -31,18 +31,21 @@ def test_six_kinds_on_smoke(tmp_path, data_root):
     ep = lake(tmp_path / "mo" / "upstream" / "oracle_readout" / "upstream" / "oracle", "epochs")
     assert sorted(set(ep["phase"])) == ["pretrain", "retrain"]
 
-    train(tmp_path / "mp", "monkey_predictor", data_root)
-    train(tmp_path / "mm", "mtl_monkey", data_root, "--upstream", str(tmp_path / "mp"), "--ratio", "1:2")
-    train(tmp_path / "ms", "mtl_shuffled", data_root, "--upstream", str(tmp_path / "mp"), "--ratio", "1:2")
+    # mtl_monkey trains its Monkey Predictor first (OUT/upstream/monkey_predictor); the others reuse it
+    r = train(tmp_path / "mm", "mtl_monkey", data_root, "--ratio", "1:2")
+    assert "monkey_predictor: status ok" in r.stdout
+    mp_dir = tmp_path / "mm" / "upstream" / "monkey_predictor"
+    train(tmp_path / "ms", "mtl_shuffled", data_root, "--upstream", str(mp_dir), "--ratio", "1:2")
     train(tmp_path / "b", "baseline", data_root)
     # the similarity family from the same command line, on the same Monkey Predictor
-    r = train(tmp_path / "ss", "sim_shuffled", data_root, "--upstream", str(tmp_path / "mp"), "--alpha", "3")
+    r = train(tmp_path / "ss", "sim_shuffled", data_root, "--upstream", str(mp_dir), "--alpha", "3")
     ss = lake(tmp_path / "ss", "runs").row(0, named=True)
-    assert ss["status"] == "ok" and ss["alpha"] == 3.0 and ss["upstream"] == mp_id(tmp_path) and -1 <= ss["sim_match"] <= 1
+    mp_id = json.loads((mp_dir / "run.json").read_text())["run_id"]
+    assert ss["status"] == "ok" and ss["alpha"] == 3.0 and ss["upstream"] == mp_id and -1 <= ss["sim_match"] <= 1
     adv = lake(tmp_path / "ss", "adversarial")
     assert set(adv["attack"]) <= {"pgd", "hop_skip_jump"} and adv.filter(pl.col("attack") == "pgd").height == 10
 
-    mp = json.loads((tmp_path / "mp" / "run.json").read_text())
+    mp = json.loads((mp_dir / "run.json").read_text())
     assert mp["kind"] == "monkey_predictor" and 0 < mp["fev"] < 1 and mp["status"] == "ok"
     for folder, kind in (("mm", "mtl_monkey"), ("ms", "mtl_shuffled"), ("b", "baseline"), ("mo", "mtl_oracle")):
         runs = lake(tmp_path / folder, "runs")
@@ -58,10 +61,6 @@ def test_six_kinds_on_smoke(tmp_path, data_root):
         if kind.startswith("mtl_"):
             assert row["upstream"] and row["ratio"] in ("1:2", "2:1") and row["feve"] == row["feve"]
     assert lake(tmp_path / "mm", "runs")["upstream"][0] == mp["run_id"]
-
-
-def mp_id(tmp_path):
-    return json.loads((tmp_path / "mp" / "run.json").read_text())["run_id"]
 
 
 def test_cli_resume_and_bad_flags(tmp_path, data_root):

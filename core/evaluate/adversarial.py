@@ -111,7 +111,7 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
     """Rows of the `adversarial` table for one model: PGD-L2 and PGD-L∞ accuracy per ε on the first
     n_images test images, and HopSkipJump's median minimal L2 on the first n_decision of them that
     the model classifies correctly."""
-    import foolbox
+    fb, _ = _fmodel(model)
 
     x, y = np.asarray(images_u8[:n_images]), np.asarray(labels[:n_images])
     rows = []
@@ -119,7 +119,7 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
         robust = pgd_accuracy(model, x, y, norm, eps, steps, seed=seed)
         for e, r in zip(eps, robust):
             rows.append({"attack": "pgd", "norm": norm, "epsilon": float(e), "accuracy": float(r.mean()),
-                         "n_images": len(y), "median_l2": None, "steps": steps, "library": f"foolbox {foolbox.__version__}"})
+                         "n_images": len(y), "median_l2": None, "steps": steps, "library": f"foolbox {fb.__version__}"})
     if n_decision > 0:
         with torch.no_grad():
             dev = next(model.parameters()).device
@@ -131,5 +131,5 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
             rows.append({"attack": "hop_skip_jump", "norm": "l2", "epsilon": None,
                          "accuracy": float(np.isinf(d).mean()), "n_images": int(len(ok)),
                          "median_l2": float(np.median(d)), "steps": decision_steps,
-                         "library": f"foolbox {foolbox.__version__}"})
+                         "library": f"foolbox {fb.__version__}"})
     return rows

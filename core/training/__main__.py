@@ -19,7 +19,7 @@ from core.errors import ConfigError, cli_main
 
 def parser() -> argparse.ArgumentParser:
     from core.presets import PRESETS
-    from core.training.kinds import KINDS
+    from core.training.graph import KINDS   # light: flag errors answer before torch is imported
 
     p = argparse.ArgumentParser(prog="python -m core.training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,12 +81,16 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     from core.presets import get_preset
     from core.training.cycler import parse_ratio
-    from core.training.kinds import load_sources
 
-    parse_ratio(args.ratio)
+    parse_ratio(args.ratio)   # flag checks first: they answer before torch is imported
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: expected a non-negative integer")
+    if args.upstream is not None and not (args.upstream / "model.pt").is_file():
+        raise ConfigError(f"--upstream {args.upstream}/model.pt: missing; expected a model folder written by "
+                          "`python -m core.training`")
     preset = get_preset(args.preset)
+    from core.training.kinds import load_sources
+
     log = None if args.quiet else print
     sources = load_sources(preset, args.data_root, args.tin_root, args.neural_data, log=log)
     cache = {}
