@@ -354,8 +354,8 @@ def run(args, log=print) -> dict:
 
     clean, _, world = load_images(models[0], args.data_root, args.tin_root, args.neural_data, n_img, log)
     target_u8 = noisy_targets(clean) if args.target == "noisy" else clean
-    saliency = {"builtin": sal.cumulative_mask(sal.spectral_residual(clean.astype(np.float64)))}
     maps = {"builtin": sal.spectral_residual(clean.astype(np.float64))}
+    saliency = {"builtin": sal.cumulative_mask(maps["builtin"])}
     if world is not None:
         from core.data.synthetic import object_masks
 

@@ -21,6 +21,12 @@ def _mask(responses, mask):
     return r, m
 
 
+def repeat_mean(responses, mask=None) -> np.ndarray:
+    """Mean over the valid repeats per image and neuron: (M, R, K) -> (M, K) (0 where none)."""
+    r, m = _mask(responses, mask)
+    return (r * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
+
+
 def variance_components(responses, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """(TotalVar, NoiseVar) per neuron."""
     r, m = _mask(responses, mask)
@@ -28,7 +34,7 @@ def variance_components(responses, mask=None) -> tuple[np.ndarray, np.ndarray]:
     mean = (r * m).sum(axis=(0, 1)) / np.maximum(n, 1)
     total = (((r - mean) ** 2) * m).sum(axis=(0, 1)) / np.maximum(n - 1, 1)
     n_img = m.sum(axis=1)  # (M, K)
-    img_mean = (r * m).sum(axis=1) / np.maximum(n_img, 1)
+    img_mean = repeat_mean(r, m)
     img_var = (((r - img_mean[:, None]) ** 2) * m).sum(axis=1) / np.maximum(n_img - 1, 1)
     has = n_img >= 2
     noise = (img_var * has).sum(axis=0) / np.maximum(has.sum(axis=0), 1)
@@ -68,7 +74,7 @@ def correlation_to_average(responses, predictions, mask=None) -> np.ndarray:
     """Pearson correlation per neuron between the repeat-averaged response and the prediction."""
     r, m = _mask(responses, mask)
     n = m.sum(axis=1)
-    avg = (r * m).sum(axis=1) / np.maximum(n, 1)
+    avg = repeat_mean(r, m)
     return _corr(avg, np.asarray(predictions, np.float64), (n > 0).astype(float))
 
 

@@ -37,12 +37,17 @@ class _PixelModel(nn.Module):
             return self.model(z).float()
 
 
-def _fmodel(model):
+def _foolbox():
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # foolbox imports scipy.ndimage.filters
-        import foolbox as fb
+        import foolbox
+    return foolbox
+
+
+def _fmodel(model):
+    fb = _foolbox()
     dev = next(model.parameters()).device
     return fb, fb.PyTorchModel(_PixelModel(model).eval(), bounds=(0.0, 1.0), device=dev)
 
@@ -111,8 +116,9 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
     """Rows of the `adversarial` table for one model: PGD-L2 and PGD-L∞ accuracy per ε on the first
     n_images test images, and HopSkipJump's median minimal L2 on the first n_decision of them that
     the model classifies correctly."""
-    fb, _ = _fmodel(model)
+    from core.evaluate import predict_classes
 
+    fb = _foolbox()
     x, y = np.asarray(images_u8[:n_images]), np.asarray(labels[:n_images])
     rows = []
     for norm, eps in (("l2", l2_eps), ("linf", linf_eps)):
@@ -121,10 +127,7 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
             rows.append({"attack": "pgd", "norm": norm, "epsilon": float(e), "accuracy": float(r.mean()),
                          "n_images": len(y), "median_l2": None, "steps": steps, "library": f"foolbox {fb.__version__}"})
     if n_decision > 0:
-        with torch.no_grad():
-            dev = next(model.parameters()).device
-            xt = torch.from_numpy(x.astype(np.float32) / 255.0)[:, None].to(dev)
-            pred = _PixelModel(model)(xt).argmax(1).cpu().numpy()
+        pred = predict_classes(model, x)
         ok = np.flatnonzero(pred == y)[:n_decision]
         if len(ok):
             d = minimal_l2(model, x[ok], y[ok], x, pred, decision_steps, seed=seed)

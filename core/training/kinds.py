@@ -211,12 +211,11 @@ def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | 
 def similarity_match_on(model: MultiTaskModel, neural, cfg: TrainConfig) -> float:
     """Brain-likeness of the model's image-pair geometry on the neural test images (against the
     repeat-averaged responses), the factor the similarity family's regression uses in place of FEVe."""
+    from core.measures import repeat_mean
     from core.training.similarity import similarity_match
 
     dev = next(model.parameters()).device
-    resp = np.asarray(neural.test_responses, dtype=np.float64)          # (M, R, K)
-    mask = np.asarray(neural.test_mask, dtype=bool)
-    mean = np.where(mask, resp, 0).sum(1) / np.maximum(mask.sum(1), 1)   # repeat mean per image and neuron
+    mean = repeat_mean(neural.test_responses, neural.test_mask)         # (M, K)
     layers = [s.strip() for s in cfg.sim_layers.split(",") if s.strip()]
     images = as_u8(np.asarray(neural.images)[np.asarray(neural.test_image_index)])
     return similarity_match(model.to(dev), images, torch.from_numpy(mean.astype(np.float32)), layers)
