@@ -158,6 +158,8 @@ def select_models(runs, models: list[str] | None, ratio: str | None, seed: int |
     """One finished classifier per requested kind (or the given run ids), as a list of row dicts."""
     import polars as pl
 
+    from core.training.cycler import ratio_value
+
     ok = runs.filter(pl.col("status") == "ok")
     if models:
         by_id = {r["run_id"]: r for r in ok.iter_rows(named=True)}
@@ -177,7 +179,7 @@ def select_models(runs, models: list[str] | None, ratio: str | None, seed: int |
         if seed is not None:
             rows = rows.filter(pl.col("seed") == seed)
         if k.startswith("mtl_"):
-            ratios = sorted(set(rows["ratio"].to_list()), key=lambda r: (abs(math.log(_ratio(r))), _ratio(r)))
+            ratios = sorted(set(rows["ratio"].to_list()), key=lambda r: (abs(math.log(ratio_value(r))), ratio_value(r)))
             want = ratio or (ratios[0] if ratios else None)   # default: the ratio closest to 1:1
             rows = rows.filter(pl.col("ratio") == want)
         elif k.startswith("sim_"):
@@ -191,11 +193,6 @@ def select_models(runs, models: list[str] | None, ratio: str | None, seed: int |
     if not chosen:
         raise DataError("the sweep holds no finished classifier to reconstruct from")
     return chosen
-
-
-def _ratio(r: str) -> float:
-    n, c = r.split(":")
-    return float(n) / float(c)
 
 
 def fetch_model(storage: str, run_id: str, tmp: Path) -> Path:

@@ -93,16 +93,16 @@ def main(argv=None) -> int:
     # the Monkey Predictor: from the lake, or trained first
     waves = plan(spec, sources.info)
     predictor = [t for w in waves for t in w if t.kind == "monkey_predictor"][0]
-    if finished_run_ids(spec, any_sweep=True).get(predictor.run_id) == "ok" and \
-            finished_run_ids(spec).get(predictor.run_id) != "ok":
-        if log:  # the same model (same run id) from another sweep in this storage, e.g. the grid's
+    # any sweep's record will do: the same run id is the same model (e.g. the grid's, in this storage)
+    if finished_run_ids(spec, any_sweep=True).get(predictor.run_id) == "ok":
+        if log:
             log(f"using the Monkey Predictor {predictor.run_id} already in the lake")
-    elif finished_run_ids(spec).get(predictor.run_id) != "ok":
+    else:
         if log:
             log("training the Monkey Predictor first")
         run_wave(spec, [predictor], tintc, 1, log)
-    if finished_run_ids(spec, any_sweep=True).get(predictor.run_id) != "ok":
-        raise ConfigError("the Monkey Predictor did not finish; see the Ray logs under STORAGE/ray")
+        if finished_run_ids(spec).get(predictor.run_id) != "ok":
+            raise ConfigError("the Monkey Predictor did not finish; see the Ray logs under STORAGE/ray")
 
     space = {
         "lr": tune.loguniform(1e-3, 0.3),

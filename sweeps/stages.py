@@ -19,16 +19,19 @@ calls the plain `core` functions; the worker writes the model's lake records its
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
-from core.io import join_uri
+from core.io import atomic_file, join_uri
 from core.presets import get_preset
+from core.training.graph import SIM_KINDS
 
 # core.training.kinds (torch, torchvision, the corruption package) is imported inside the functions
 # that need it: the Tune trial process that only launches a TorchTrainer never does.
@@ -38,7 +41,7 @@ WAVES = (
     ("mtl_oracle",),
 )
 GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
-ALPHA_KINDS = ("sim_monkey", "sim_shuffled", "sim_pixel")  # alpha x seed
+ALPHA_KINDS = SIM_KINDS                                     # alpha x seed
 SEEDED_KINDS = ("baseline",)                                # seed only
 SINGLE_KINDS = ("monkey_predictor", "oracle", "oracle_readout")  # one model (first seed)
 
@@ -179,6 +182,30 @@ def _upload_model(spec: SweepSpec, out: Path, run_id: str) -> None:
         fs.move(f"{path}/.{name}.tmp", f"{path}/{name}")
 
 
+PAUSE_ENV = "BRAINROBUST_PAUSE_AFTER_EPOCH"
+
+
+def _fault_pause(row: dict, run_id: str) -> None:
+    """Fault-injection point for the tests: with BRAINROBUST_PAUSE_AFTER_EPOCH=N:DIR, the worker,
+    once epoch N is checkpointed and reported, writes DIR/<run_id>.json (its pid, the epoch) and
+    waits there (at most 10 minutes), so a test can kill it at a known point inside the fit instead
+    of racing printed lines. Unset (always, outside the tests), it does nothing."""
+    spec = os.environ.get(PAUSE_ENV, "")
+    if not spec:
+        return
+    epoch, folder = spec.split(":", 1)
+    if row["epoch"] != int(epoch):
+        return
+    marker = Path(folder) / f"{run_id}.json"
+    if marker.exists():   # paused once already (this is the restarted worker): go on
+        return
+    with atomic_file(marker) as tmp:
+        Path(tmp).write_text(json.dumps({"pid": os.getpid(), "epoch": row["epoch"], "phase": row.get("phase", "")}))
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        time.sleep(0.2)
+
+
 def train_worker(config: dict) -> None:
     """Runs inside a Ray Train worker: one model, plain `core`, records into the lake."""
     import ray.train
@@ -216,6 +243,7 @@ def train_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
         else:
             ray.train.report(metrics)
+        _fault_pause(row, task.run_id)
 
     overrides = {**task_overrides(spec, task.kind, task.alpha), "device": spec.device, "threads": threads}
     res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,

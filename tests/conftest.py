@@ -155,3 +155,10 @@ def read_lake(storage: Path, table: str):
     if not list((storage / "lake" / table).rglob("*.parquet")):
         return pl.DataFrame()
     return pl.scan_parquet(str(storage / "lake" / table / "**" / "*.parquet"), hive_partitioning=True).collect()
+
+
+def pytest_collection_modifyitems(config, items):
+    """BRAINROBUST_REVERSE_TESTS=1 runs the suite in reverse order: a check that no test relies on
+    what an earlier one wrote."""
+    if os.environ.get("BRAINROBUST_REVERSE_TESTS") == "1":
+        items.reverse()

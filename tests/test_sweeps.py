@@ -17,6 +17,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
 
 
+def grid_runs(storage):
+    """The grid's own records (the hparam search test adds its trials to the same storage as another sweep)."""
+    return lake(storage, "runs").filter(pl.col("sweep") == "smoke")
+
+
 def sweep_args(storage, data_root, *extra):
     return ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(data_root),
             "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", *extra]
@@ -51,14 +56,14 @@ def test_killed_driver_then_resume_completes_only_the_missing_work(resumed_sweep
     storage, before, stdout = resumed_sweep["storage"], resumed_sweep["before"], resumed_sweep["stdout"]
     assert 2 <= before.height < 7
     assert f"{before.height} already in the lake, {7 - before.height} to train" in stdout
-    runs = lake(storage, "runs")
+    runs = grid_runs(storage)
     assert set(runs["kind"]) == ALL_KINDS and runs.height == 7 and runs["run_id"].n_unique() == 7
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
     # nothing finished before the kill was trained again
     for f, t in resumed_sweep["stamps"].items():
         assert f.stat().st_mtime_ns == t, f
     # every table is complete and duplicate-free
-    acc, preds, ep = lake(storage, "corruption_accuracy"), lake(storage, "predictions"), lake(storage, "epochs")
+    acc, preds, ep = (lake(storage, t).filter(pl.col("sweep") == "smoke") for t in ("corruption_accuracy", "predictions", "epochs"))
     classifiers = runs.filter(pl.col("kind").is_in(["baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"]))
     assert acc.height == 70 * classifiers.height
     assert acc.select("run_id", "corruption", "severity").is_duplicated().sum() == 0
@@ -96,10 +101,14 @@ def test_the_main_job_ends_with_a_report_that_renders_in_chromium(resumed_sweep,
 def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_sweep, tmp_path):
     """analysis.reconstruct on the smoke sweep's five classifiers: arrays, the ϱ̄ table, both figures,
     and a section spliced into the sweep's report (kept when the report is rebuilt)."""
+    import shutil
+
     storage, data_root = resumed_sweep["storage"], resumed_sweep["data_root"]
     out = tmp_path / "recon"
+    report_dir = tmp_path / "report"   # a copy: the main job's own report stays as the report test expects it
+    shutil.copytree(storage / "report" / "smoke", report_dir)
     args = ["-m", "analysis.reconstruct", "--results", str(storage), "--data-root", str(data_root),
-            "--sweep", "smoke", "--steps", "12", "--images", "3", "--norms", "5,60"]
+            "--sweep", "smoke", "--steps", "12", "--images", "3", "--norms", "5,60", "--report", str(report_dir)]
     r = run_cli(*args, "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     kinds = {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -114,7 +123,7 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
         assert z["recon_mtl_monkey"].shape == (3, 2, 64, 64) and z["mask_truth"].shape == (3, 64, 64)
     assert {p.name for p in (out / "figures").iterdir()} == {"reconstructions.png", "reconstructions.svg",
                                                              "rho_scatter.png", "rho_scatter.svg"}
-    report = storage / "report" / "smoke" / "report.html"
+    report = report_dir / "report.html"
     assert f"section added to {report}" in r.stdout
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
     # the report rebuilt from the lake keeps the section, once
@@ -142,7 +151,7 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     r = run_cli(*sweep_args(storage, data_root, "--no-report"), timeout=300)
     assert r.returncode == 0 and "7 already in the lake, 0 to train" in r.stdout
     assert time.time() - t < 60 and "report:" not in r.stdout
-    assert lake(storage, "runs").height == 7
+    assert grid_runs(storage).height == 7
 
 
 @pytest.mark.parametrize("flags, message", [

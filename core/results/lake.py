@@ -37,6 +37,7 @@ TABLES: dict[str, pa.Schema] = {
         ("fev", F64), ("feve", F64), ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
         ("sim_match", F64),
         ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
+        ("resumed", STR),   # "phase:epoch" for each training phase resumed from its checkpoint after a fault
         ("upstream", STR), ("config", STR), ("data", STR),
         ("git_sha", STR), ("versions", STR), ("created_at", STR),
     ]),

@@ -62,5 +62,10 @@ class TrainConfig:
             raise ConfigError(f"momentum={self.momentum}; expected 0 <= momentum < 1")
 
     @property
+    def sim_layer_list(self) -> list[str]:
+        """`sim_layers` as a list of layer names."""
+        return [s.strip() for s in self.sim_layers.split(",") if s.strip()]
+
+    @property
     def resolved_optimizer(self) -> str:
         return ("adam" if self.mode == "neural" else "sgd") if self.optimizer == "auto" else self.optimizer

@@ -47,6 +47,7 @@ class FitResult:
     train_seconds: float = 0.0
     images_per_s: float = 0.0
     device: str = "cpu"
+    resumed_after_epoch: int | None = None       # the checkpoint's epoch, when the fit resumed from one
 
 
 def resolve_device(name: str) -> torch.device:
@@ -167,9 +168,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
 
         if data.sim_pool is None or len(data.sim_pool) < 2:
             raise ValueError("mode similarity needs a pool of at least 2 regularisation images (TrainData.sim_pool)")
-        layers = [s.strip() for s in cfg.sim_layers.split(",") if s.strip()]
         size = data.image_size
-        simreg = SimilarityRegularizer({k: model.core.feature_shape(k, size)[0] for k in layers}).to(dev)
+        simreg = SimilarityRegularizer({k: model.core.feature_shape(k, size)[0] for k in cfg.sim_layer_list}).to(dev)
     # the loss's own trainable parts (uncertainty weights or γ) are saved and restored with the model
     aux = weighting if weighting is not None else simreg
     params = [p for p in model.parameters() if p.requires_grad]
@@ -201,6 +201,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_state": None, "n_reductions": 0,
              "train_seconds": 0.0, "images": 0}
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
+    resumed_after = None
     if ckpt_path is not None and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
@@ -216,6 +217,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         if dev.type == "cuda" and ck.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
         state = ck["state"]
+        resumed_after = state["epoch"]
         if log:
             log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
     elif has_neural:
@@ -392,4 +394,5 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         model.load_state_dict(state["best_state"])
     model.eval()
     return FitResult(status, state["history"], state["best_metric"], stop_reason, diverged_epoch, error,
-                     state["train_seconds"], state["images"] / max(state["train_seconds"], 1e-9), str(dev))
+                     state["train_seconds"], state["images"] / max(state["train_seconds"], 1e-9), str(dev),
+                     resumed_after)

@@ -216,9 +216,8 @@ def similarity_match_on(model: MultiTaskModel, neural, cfg: TrainConfig) -> floa
 
     dev = next(model.parameters()).device
     mean = repeat_mean(neural.test_responses, neural.test_mask)         # (M, K)
-    layers = [s.strip() for s in cfg.sim_layers.split(",") if s.strip()]
     images = as_u8(np.asarray(neural.images)[np.asarray(neural.test_image_index)])
-    return similarity_match(model.to(dev), images, torch.from_numpy(mean.astype(np.float32)), layers)
+    return similarity_match(model.to(dev), images, torch.from_numpy(mean.astype(np.float32)), cfg.sim_layer_list)
 
 
 @dataclass
@@ -268,6 +267,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
             raise ConfigError(f"--upstream {upstream}: holds a {up_record.get('kind')} model; {kind} needs {UPSTREAM[kind]}")
     run_id = run_id_for(kind, preset.name, ratio, seed, cfg, sources.info, upstream_id)
     epochs: list[dict] = []
+    resumed: list[str] = []   # "phase:epoch" of every phase that resumed from a checkpoint (after a fault)
 
     def fit_phase(model, data, c, phase):
         def rep(row, ckpt):
@@ -276,6 +276,8 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         res = fit(model, data, c, report=rep, checkpoint_dir=out / "checkpoint" / phase, log=log,
                   fail_at_epoch=fail_at_epoch)
         epochs.extend({**r, "phase": phase} for r in res.epochs)
+        if res.resumed_after_epoch is not None:
+            resumed.append(f"{phase}:{res.resumed_after_epoch}")
         return res
 
     build = dict(name=cfg.model, n_classes=cls.n_classes, n_neurons=0, width=cfg.width, classify=True,
@@ -355,7 +357,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
                                                       "sim_match")},
         "alpha": cfg.sim_alpha if kind in SIM_KINDS else float("nan"),
         "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
-        "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id,
+        "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id, "resumed": ",".join(resumed),
         "config": json.dumps(asdict(cfg), sort_keys=True), "data": json.dumps(sources.info, sort_keys=True),
         "created_at": now(), **provenance(),
     }
