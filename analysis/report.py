@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis import bootstrap as bs
+from analysis import controls as ctl
 from analysis import figures as figs
 from analysis.regression import format_table, regressions
 from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table,
@@ -48,6 +49,7 @@ class Report:
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     regression_text: str = ""
+    controls: list = field(default_factory=list)      # analysis.controls.Control, the verdict's lines
 
 
 def lake_root(results: str) -> str:
@@ -152,6 +154,15 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         notes.append(f"{r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}{where}"
                      + (f" ({r['error'][:160]})" if r["error"] else "") + "; left out of scores and regressions")
     ok = runs.filter(pl.col("status") == "ok")
+    # model health first: a model at chance, collapsed, with a dead layer or a worse-than-constant
+    # neural prediction is named here and kept out of every score, figure and regression
+    health = ctl.model_health(ok, lake.preds)
+    rep.tables["health"] = health
+    sick = health.filter(~pl.col("healthy"))
+    for r in sick.iter_rows(named=True):
+        notes.append(f"{r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['problem']}; "
+                     "left out of scores, figures and regressions")
+    ok = ok.filter(~pl.col("run_id").is_in(sick["run_id"].implode()))
     sim_family = any(k.startswith("sim_") for k in runs["kind"].to_list())
     mtl_family = any(k.startswith(("mtl_", "oracle")) for k in runs["kind"].to_list()) or not sim_family
     expected = tuple(dict.fromkeys((EXPECTED_KINDS if mtl_family else ()) + (SIM_EXPECTED if sim_family else ())))
@@ -198,6 +209,9 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         rep.tables["clean_accuracy_ci"] = bs.clean_accuracy_bca(cor, n_boot=n_boot, seed=seed, level=level)
     else:
         notes.append("no per-image predictions: no bootstrap error bars")
+
+    rep.controls = ctl.run_controls(health, rep.tables.get("bootstrap_kind"))
+    rep.tables["controls"] = pl.DataFrame([vars(c) for c in rep.controls])
 
     reg = None
     if models is not None:
@@ -271,6 +285,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         (tmp / "summary.json").write_text(json.dumps({
             "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
             "tables": sorted(rep.tables), "figures": sorted(made), "n_boot": n_boot, "seed": seed, "level": level,
+            "controls": ctl.verdict(rep.controls), "control_lines": [vars(c) for c in rep.controls],
         }, indent=2))
     log(f"analysis: {len(rep.tables)} tables, {len(made)} figures, report {out / 'report.html'} ({time.time() - t0:.1f}s)")
     return rep
@@ -295,6 +310,7 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              f"<style>{CSS}</style></head><body>",
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
+             _controls_html(rep.controls),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
              f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
@@ -339,6 +355,17 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
     parts.append("<h2>Files</h2><p>" + ", ".join(f"{n}.parquet/.csv" for n in t) + "; figures/*.png and *.svg</p></body></html>")
     return "\n".join(parts)
 
+
+def _controls_html(controls: list) -> str:
+    """The verdict box that opens the report: green, amber or red, one line per control."""
+    v = ctl.verdict(controls)
+    colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
+    title = {"pass": "Controls: all passed", "unclear": "Controls: undecided (see the amber lines)",
+             "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
+    items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828'}[c.status]}'>"
+                    f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)
+    return (f"<div id='controls' class='controls-{v}' style='border:2px solid {colour};padding:.5em 1em;margin:1em 0'>"
+            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul></div>")
 
 
 SECTIONS = "sections"

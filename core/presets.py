@@ -25,6 +25,8 @@ class Preset:
     eval_images: int = 0          # cap on test images for TIN-TC (0: all)
     model: str = "vgg19_bn_fc"
     lr: float = 0.1               # SGD lr of classification-bearing fits
+    dropout: float = 0.5          # in the two 1x1-conv FC layers of the head (the authors: 0.5)
+    readout_lr: float = 0.0       # mtl_*: the readout's own Adam lr (0: SGD with the rest, as the authors)
     augment: bool = True
     # adversarial evaluation of every classifier (core.evaluate.adversarial): PGD on the first
     # adv_images test images with adv_steps steps per epsilon, HopSkipJump on adv_decision_images
@@ -32,6 +34,9 @@ class Preset:
     adv_steps: int = 10
     adv_decision_images: int = 0
     adv_decision_steps: int = 8
+    # the Oracle's corrupted training pool: this many variants of every training image, each a
+    # random corruption x severity; a fresh one is drawn each time the image is used (core.training.fit)
+    oracle_variants: int = 8
 
 
 # Short CPU presets (smoke, demo), measured on the demo world: a width-1/16 VGG-19 with the
@@ -47,13 +52,13 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
-                    model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=16, adv_steps=2,
-                    adv_decision_images=2, adv_decision_steps=2),
-    # demo: patience 8 = no LR drop inside the 8-epoch cap (the first ~4 epochs sit at chance, and
-    # patience 2 with 2 allowed drops stopped the Baseline at epoch 5, at chance, in a measured run)
-    "demo": Preset("demo", "demo", 1 / 16, 32, 8, 8, 3, 8, 2, ("1:2", "2:1"), (0,),
-                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False, adv_images=50, adv_steps=5,
-                   adv_decision_images=8, adv_decision_steps=4),
+                    model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                    adv_images=16, adv_steps=2, adv_decision_images=2, adv_decision_steps=2, oracle_variants=2),
+    # demo: patience 8 = no LR drop inside the 8-epoch cap; width 1/8, no dropout and the readout's
+    # own Adam: see the measurements above
+    "demo": Preset("demo", "demo", 1 / 8, 32, 8, 8, 3, 8, 2, ("1:2", "2:1"), (0,),
+                   eval_images=100, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                   adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
                     adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),

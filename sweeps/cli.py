@@ -309,7 +309,7 @@ def concurrency(spec, requested: int) -> int:
 def prepare_data(spec, log):
     """The driver builds shared inputs once, before any trial: the world, TIN-TC, Oracle copies."""
     from core.data.corruptions import ensure_tintc
-    from core.training.kinds import CLASSIFIERS, load_sources, oracle_copies
+    from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank
 
     preset = get_preset(spec.preset)
     sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)
@@ -327,7 +327,8 @@ def prepare_data(spec, log):
         ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
                      progress=log is not None)
     if "oracle" in spec.kinds:
-        oracle_copies(sources, Path(spec.data_root), spec.seeds[0], log)
+        for seed in spec.seeds:   # one Oracle per seed, each with its own corruption draws
+            oracle_bank(sources, Path(spec.data_root), seed, preset.oracle_variants, log)
     return sources, tintc
 
 
@@ -392,6 +393,10 @@ def write_report(spec, args) -> None:
         return
     if rep.regression_text:
         print(rep.regression_text)
+    if rep.controls:
+        from analysis.controls import format_controls
+
+        print(format_controls(rep.controls))
     print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
 
 

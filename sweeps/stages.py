@@ -3,8 +3,8 @@
 Stages run in waves, in dependency order; the stages of a wave are independent and run
 concurrently as one Tune grid over their tasks (one task = one model):
 
-    wave 1: monkey_predictor, oracle, baseline[seed], sim_pixel[alpha, seed]
-    wave 2: oracle_readout, mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
+    wave 1: monkey_predictor, oracle[seed], baseline[seed], sim_pixel[alpha, seed]
+    wave 2: oracle_readout[seed], mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
             sim_monkey[alpha, seed], sim_shuffled[alpha, seed]
     wave 3: mtl_oracle[ratio, seed]
 
@@ -42,8 +42,8 @@ WAVES = (
 )
 GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
 ALPHA_KINDS = SIM_KINDS                                     # alpha x seed
-SEEDED_KINDS = ("baseline",)                                # seed only
-SINGLE_KINDS = ("monkey_predictor", "oracle", "oracle_readout")  # one model (first seed)
+SEEDED_KINDS = ("baseline", "oracle", "oracle_readout")     # seed only (MTL-Oracle seed s reads Oracle seed s)
+SINGLE_KINDS = ("monkey_predictor",)                        # one model (first seed)
 
 
 @dataclass
@@ -148,15 +148,18 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
                 cells = [("", s) for s in spec.seeds]
             else:
                 cells = [("", root_seed)]
-            up = ids.get(UPSTREAM[kind], "") if kind in UPSTREAM else ""
             for cell, seed in cells:
+                # a seeded upstream (Oracle, its readout) is the one of the same seed; the Monkey Predictor is one
+                up = ids.get((UPSTREAM[kind], seed), ids.get((UPSTREAM[kind], None), "")) if kind in UPSTREAM else ""
                 alpha = float(cell) if kind in ALPHA_KINDS else None
                 ratio = "" if alpha is not None else cell
                 cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind, alpha))
                 rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up)
                 tasks.append(Task(kind, ratio, seed, rid, up, alpha))
                 if kind in SINGLE_KINDS:
-                    ids[kind] = rid
+                    ids[(kind, None)] = rid
+                elif kind in SEEDED_KINDS:
+                    ids[(kind, seed)] = rid
         waves.append(tasks)
     return waves
 

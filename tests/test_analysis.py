@@ -147,8 +147,12 @@ def naive_bootstrap(preds, n_boot, rng):
         a = {}
         for kind, ss in seeds.items():
             chosen = rng.choice(ss, len(ss))
+            k = len(ss)
             for c in corrs:
-                a[(kind, c)] = np.mean([np.mean([table[(kind, s, c, sev, i)] for i in imgs]) for s in chosen for sev in (1, 2)])
+                per_seed = {s: np.mean([np.mean([table[(kind, s, c, sev, i)] for i in imgs]) for sev in (1, 2)]) for s in ss}
+                every, drawn = np.mean([per_seed[s] for s in ss]), np.mean([per_seed[s] for s in chosen])
+                # the seed draw's deviation, rescaled by sqrt(k/(k-1)) (unbiased seed variance)
+                a[(kind, c)] = every + np.sqrt(k / (k - 1)) * (drawn - every)
         out.append(100 * np.mean([a[("mtl_monkey", c)] / a[("baseline", c)] for c in corrs]))
     return np.array(out)
 

@@ -157,3 +157,27 @@ def test_results_writer_is_atomic_and_partitioned(tmp_path):
         write_table(tmp_path, "corruption_accuracy", [{"run_id": "r2", "severity": "not an int"}], "sw", "baseline", "r2")
     assert sorted(p.name for p in (tmp_path / "corruption_accuracy" / "sweep=sw" / "stage=baseline").iterdir()) == ["r1.parquet"]
     assert read_table(tmp_path, "runs").num_rows == 0
+
+
+def test_oracle_bank_draws_every_condition_reproducibly_and_never_a_test_seed(images, monkeypatch):
+    # the draws: every corruption and severity turns up, independently per image and variant
+    draws = [C.oracle_draw(7, i, v) for i in range(300) for v in range(4)]
+    assert {d[0] for d in draws} == set(C.CORRUPTIONS) and {d[1] for d in draws} == {1, 2, 3, 4, 5}
+    assert len({(d[0], d[1]) for d in draws[:8]}) > 1
+    # seeded: the same bank twice, another seed another bank
+    bank = C.corruption_bank(images, seed=7, n_variants=3, workers=1)
+    assert bank.shape == (3, *images.shape) and bank.dtype == np.uint8
+    assert np.array_equal(bank, C.corruption_bank(images, seed=7, n_variants=3, workers=1))
+    assert not np.array_equal(bank, C.corruption_bank(images, seed=8, n_variants=3, workers=1))
+    # every variant is the draw's corruption of its image
+    c, s, words = C.oracle_draw(7, 2, 1)
+    assert np.array_equal(bank[1, 2], C.corrupt_gray(images[2], c, s, words))
+    # the training draws seed numpy through the key-array route and skimage with an integer >= 2**32;
+    # TIN-TC's conditions use scalar seeds < 2**32: the two never share a random stream
+    seen = []
+    real_seed = np.random.seed
+    monkeypatch.setattr(np.random, "seed", lambda s=None: (seen.append(s), real_seed(s))[1])
+    C.corrupt_gray(images[0], "impulse_noise", 3, words)
+    C.corrupt_gray(images[0], "impulse_noise", 3, C.condition_seed(0, 0, "impulse_noise", 3))
+    assert isinstance(seen[0], np.ndarray) and seen[0].tolist() == list(words)
+    assert isinstance(seen[1], int) and seen[1] < 2**32

@@ -184,3 +184,59 @@ def test_the_sweep_plans_the_similarity_family_over_alpha_and_seed(smoke_data):
     for bad, msg in (("1,x", "--alphas: 'x' is not a number"), ("-1", "--alphas: -1")):
         with pytest.raises(Exception, match=msg):
             resolve_common(argparse.Namespace(**{**vars(args), "alphas": bad}))
+
+
+def test_the_mtl_family_trains_one_oracle_per_seed_and_mtl_oracle_reads_its_own_seed(smoke_data):
+    import argparse
+
+    from core.presets import get_preset
+    from core.training.kinds import load_sources
+    from sweeps.cli import resolve_common
+    from sweeps.stages import plan
+
+    args = argparse.Namespace(preset="smoke", ratios="1:2,2:1", seeds="0,1,2", tin_root=None, neural_data=None,
+                              gpus_per_trial=0.0, cpus_per_trial=0.0, max_concurrent=0, max_epochs=None, sweep=None,
+                              address=None, storage=str(smoke_data / "plan-probe"), data_root=str(smoke_data),
+                              device="cpu", set="", num_cpus=2, family="mtl", alphas=None)
+    spec, _ = resolve_common(args)
+    tasks = [t for w in plan(spec, load_sources(get_preset("smoke"), smoke_data, log=None).info) for t in w]
+    by = {(t.kind, t.ratio, t.seed): t for t in tasks}
+    oracles = {t.seed: t for t in tasks if t.kind == "oracle"}
+    readouts = {t.seed: t for t in tasks if t.kind == "oracle_readout"}
+    assert sorted(oracles) == sorted(readouts) == [0, 1, 2]
+    assert len({t.run_id for t in oracles.values()}) == 3
+    for s in (0, 1, 2):
+        assert readouts[s].upstream_id == oracles[s].run_id
+        for r in ("1:2", "2:1"):
+            assert by[("mtl_oracle", r, s)].upstream_id == readouts[s].run_id
+    # one Monkey Predictor serves every seed
+    mp = [t for t in tasks if t.kind == "monkey_predictor"]
+    assert len(mp) == 1 and all(by[("mtl_monkey", r, s)].upstream_id == mp[0].run_id for r in ("1:2", "2:1") for s in (0, 1, 2))
+
+
+def test_mtl_shuffled_permutes_each_neuron_across_images(world):
+    """MTL-Shuffled's targets: for every neuron a permutation of the same responses across images
+    (marginals kept), a different permutation per neuron, so the image pairing is destroyed."""
+    from core.training.kinds import Sources, mtl_data
+
+    cls, neural = world
+    pred = build_model("vgg11_bn_fc", n_classes=0, n_neurons=neural.n_neurons, width=1 / 16, classify=False).eval()
+    with torch.no_grad():
+        pred.readout.features.normal_()          # distinct, image-dependent outputs per neuron
+    src = Sources(cls, neural)
+    real = mtl_data(src, pred, shuffle_seed=None).neural_train.targets
+    shuf = mtl_data(src, pred, shuffle_seed=10_000).neural_train.targets
+    assert shuf.shape == real.shape
+    for k in range(real.shape[1]):
+        assert torch.equal(torch.sort(shuf[:, k]).values, torch.sort(real[:, k]).values)   # marginal kept
+    moved = (shuf != real).float().mean(0)
+    assert (moved > 0.9).all()                     # nearly every image gets another image's response
+    # image pairing destroyed: per-neuron correlation with the true targets near zero
+    r = [np.corrcoef(shuf[:, k], real[:, k])[0, 1] for k in range(real.shape[1])]
+    assert abs(float(np.mean(r))) < 0.1
+    # and a different permutation per neuron: the population vector of an image is not another image's
+    def perm(k):   # image j whose true response neuron k got at image i (responses are distinct)
+        return torch.argsort(real[:, k])[torch.argsort(torch.argsort(shuf[:, k]))]
+    assert torch.equal(real[perm(0), 0], shuf[:, 0])
+    assert (perm(0) != perm(1)).float().mean() > 0.9
+    assert torch.equal(mtl_data(src, pred, shuffle_seed=10_000).neural_train.targets, shuf)   # seeded

@@ -166,9 +166,16 @@ def test_losses():
         w.log_var_neural.fill_(math.log(4))
     assert w.classification(torch.tensor(3.0)).item() == pytest.approx(1.5 + 0.5 * math.log(2))
     assert w.neural(torch.tensor(8.0)).item() == pytest.approx(0.5 * 8 / 4 + 0.5 * math.log(4))
-    a, b = torch.zeros(2, 3, 2, 2), torch.zeros(2, 3, 2, 2)
-    b[0] += 1.0
-    assert consistency_loss(a, b).item() == pytest.approx(math.sqrt(12) / 2)
+    # the Oracle's consistency: 1 - cosine of the flattened maps, averaged over images
+    a = torch.ones(3, 2, 2, 2)
+    b = torch.ones(3, 2, 2, 2)
+    b[1] *= 5.0                      # same direction, other scale: still consistent
+    b[2, 0] = -1.0                   # half the entries flipped: cosine 0
+    assert consistency_loss(a, b).item() == pytest.approx((0 + 0 + 1) / 3)
+    # a collapsed layer (all zeros) is not consistent: the loss cannot be minimised by collapsing
+    z = torch.zeros(3, 2, 2, 2)
+    assert consistency_loss(z, z).item() == pytest.approx(1.0)
+    assert consistency_loss(-a, a).item() == pytest.approx(2.0)
 
 
 def test_config_refuses_typos():

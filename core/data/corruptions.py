@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,7 @@ CORRUPTIONS: dict[str, str] = {
     "snow": "weather", "frost": "weather", "fog": "weather", "brightness": "weather",
     "contrast": "digital", "elastic_transform": "digital", "pixelate": "digital", "jpeg_compression": "digital",
 }
+CORRUPTIONS_LIST = list(CORRUPTIONS)
 CATEGORIES = ("noise", "blur", "weather", "digital")
 SEVERITIES = (1, 2, 3, 4, 5)
 CONDITIONS = [(c, s) for c in CORRUPTIONS for s in SEVERITIES]
@@ -46,15 +48,26 @@ def condition_seed(base_seed: int, image_index: int, corruption: str, severity: 
     return int.from_bytes(h.digest(), "little")
 
 
-def corrupt_gray(image: np.ndarray, corruption: str, severity: int, seed: int) -> np.ndarray:
-    """One grayscale uint8 (H, W) image -> corrupted grayscale uint8 (H, W)."""
+def corrupt_gray(image: np.ndarray, corruption: str, severity: int, seed: int | tuple[int, ...]) -> np.ndarray:
+    """One grayscale uint8 (H, W) image -> corrupted grayscale uint8 (H, W).
+
+    `seed`: an int below 2**32 (TIN-TC's conditions) or a tuple of such words (the Oracle's training
+    draws). A tuple seeds numpy through its key-array route and skimage's generator with an integer
+    of 2**32 or more, so no training draw ever takes a test condition's random stream."""
     from imagecorruptions import corrupt
 
     if corruption not in CORRUPTIONS:
         raise DataError(f"corruption {corruption!r}; expected one of {', '.join(CORRUPTIONS)}")
     rgb = np.stack([image] * 3, axis=-1)
-    np.random.seed(seed)
-    kwargs = {"seed": seed} if corruption == "impulse_noise" else {}
+    if isinstance(seed, tuple):
+        np.random.seed(np.array(seed, dtype=np.uint32))
+        big = 1
+        for w in seed:
+            big = (big << 32) | int(w)   # the leading 1 keeps it >= 2**32 (no scalar test seed is)
+        kwargs = {"seed": big} if corruption == "impulse_noise" else {}
+    else:
+        np.random.seed(seed)
+        kwargs = {"seed": seed} if corruption == "impulse_noise" else {}
     out = corrupt(rgb, severity=severity, corruption_name=corruption, **kwargs)
     return np.asarray(Image.fromarray(out).convert("L"))
 
@@ -183,30 +196,48 @@ def ensure_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, veri
     return load_tintc(out)
 
 
-def corrupted_copies(images: np.ndarray, seed: int, n_copies: int = 2, workers: int | None = None) -> np.ndarray:
-    """Oracle training pool: `n_copies` corrupted versions of every image, each with a different
-    randomly drawn corruption and a random severity; (n_copies, N, H, W) uint8."""
-    rng = np.random.default_rng(seed)
-    names = list(CORRUPTIONS)
-    picks = np.stack([rng.permutation(len(names))[:n_copies] for _ in range(len(images))])  # (N, n_copies)
-    sev = rng.integers(1, 6, (len(images), n_copies))
-    jobs = [(i, images[i], names[picks[i, k]], int(sev[i, k]), k, seed) for i in range(len(images)) for k in range(n_copies)]
-    out = np.empty((n_copies, *images.shape), dtype=np.uint8)
+ORACLE_TAG = 0x0AC1E   # first seed word of every Oracle training draw
+
+
+def oracle_draw(seed: int, image_index: int, variant: int) -> tuple[str, int, tuple[int, ...]]:
+    """The corruption, severity and seed words of one Oracle training variant: a corruption and a
+    severity drawn at random (each of the 14 x 5 equally likely), independently per image and variant."""
+    rng = np.random.default_rng([ORACLE_TAG, seed, image_index, variant])
+    c = CORRUPTIONS_LIST[int(rng.integers(len(CORRUPTIONS_LIST)))]
+    return c, int(rng.integers(1, 6)), (ORACLE_TAG, seed, image_index, variant)
+
+
+def corruption_bank(images: np.ndarray, seed: int, n_variants: int, workers: int | None = None,
+                    progress: Callable | None = None) -> np.ndarray:
+    """The Oracle's pool of corrupted training images: `n_variants` versions of every image, each
+    with its own random corruption and severity (`oracle_draw`); (n_variants, N, H, W) uint8.
+    Training draws one variant at random each time an image is used (core.training.fit)."""
+    jobs = [(i, v, images[i], seed) for v in range(n_variants) for i in range(len(images))]
+    out = np.empty((n_variants, *images.shape), dtype=np.uint8)
     workers = workers or os.cpu_count() or 1
+    done = 0
     if workers == 1 or len(jobs) < 64:
-        results = map(_copy_job, jobs)
-        for i, k, img in results:
-            out[k, i] = img
+        results = map(_bank_job, jobs)
+        pool = None
     else:
-        with ProcessPoolExecutor(workers) as pool:
-            for i, k, img in pool.map(_copy_job, jobs, chunksize=64):
-                out[k, i] = img
+        pool = ProcessPoolExecutor(workers)
+        results = pool.map(_bank_job, jobs, chunksize=64)
+    try:
+        for i, v, img in results:
+            out[v, i] = img
+            done += 1
+            if progress and done % 2000 == 0:
+                progress(f"  {done}/{len(jobs)} corrupted")
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return out
 
 
-def _copy_job(args):
-    i, img, name, sev, k, seed = args
-    return i, k, corrupt_gray(img, name, sev, condition_seed(seed, i * 16 + k, name, sev))
+def _bank_job(args):
+    i, v, img, seed = args
+    c, sev, words = oracle_draw(seed, i, v)
+    return i, v, corrupt_gray(img, c, sev, words)
 
 
 def main(argv=None) -> int:

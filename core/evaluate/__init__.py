@@ -49,3 +49,20 @@ def neural_test_metrics(model: MultiTaskModel, neural) -> dict[str, float]:
         pred = predict_rates(model, as_u8(neural.images[neural.test_image_index])).cpu().numpy()
     true = neural.true_rates[neural.test_image_index] if neural.true_rates is not None else None
     return neural_metrics(neural.test_responses, pred, neural.test_mask, true)
+
+
+def alive_fraction(model: MultiTaskModel, images: np.ndarray, layer: str | None = None, batch: int = 256) -> float:
+    """Share of the channels of `layer` (default: the readout layer) that respond (> 0 after the
+    ReLU) to at least one of `images`: 0 is a dead layer (e.g. an Oracle whose consistency loss
+    collapsed conv3_1), which no readout or classifier above it can use."""
+    layer = layer or model.readout_layer
+    dev = next(model.parameters()).device
+    model.eval()
+    alive = None
+    x_all = as_u8(images)
+    with torch.inference_mode():
+        for a in range(0, len(x_all), batch):
+            f = model.features(model.prep(x_all[a:a + batch].to(dev)), layer)   # (B, C, H, W)
+            hit = (f > 0).flatten(2).any(2).any(0)                                # (C,)
+            alive = hit if alive is None else alive | hit
+    return float(alive.float().mean()) if alive is not None else float("nan")

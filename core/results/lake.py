@@ -36,6 +36,7 @@ TABLES: dict[str, pa.Schema] = {
         ("clean_accuracy", F64), ("val_accuracy", F64),
         ("fev", F64), ("feve", F64), ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
         ("sim_match", F64),
+        ("readout_alive", F64),   # share of the readout layer's channels that respond to any test image (0: dead)
         ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
         ("resumed", STR),   # "phase:epoch" for each training phase resumed from its checkpoint after a fault
         ("upstream", STR), ("config", STR), ("data", STR),

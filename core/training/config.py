@@ -33,6 +33,8 @@ class TrainConfig:
     threshold: float = 1e-4
     max_reductions: int = 5             # stop after this many LR reductions
     readout_gamma: float = 0.5          # L1 on readout features (mode neural)
+    readout_lr: float = 0.0             # mode mtl: > 0 trains the readout with its own Adam at this lr
+                                        # (0: the readout shares the SGD of the rest, as the authors); see core/presets.py
     init_mu_range: float = 0.3
     init_sigma_range: float = 0.6
     augment: bool = True

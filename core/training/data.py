@@ -50,7 +50,7 @@ class TrainData:
     neural_train: NeuralBatchSource | None = None
     neural_val: NeuralBatchSource | None = None
     neural_test: dict | None = None     # images u8 (M,1,H,W), responses (M,R,K), mask, true_rates (numpy)
-    corrupted: tuple[torch.Tensor, torch.Tensor] | None = None           # two corrupted copies of cls train
+    corrupted: torch.Tensor | None = None   # (V, N, 1, H, W) u8: V corrupted variants of every cls train image
     sim_pool: object | None = None      # core.training.similarity.SimilarityPool (mode similarity)
 
     @property
@@ -69,6 +69,6 @@ class TrainData:
             self.neural_train.to(device) if self.neural_train is not None else None,
             self.neural_val.to(device) if self.neural_val is not None else None,
             self.neural_test,
-            tuple(c.to(device) for c in self.corrupted) if self.corrupted is not None else None,
+            self.corrupted.to(device) if self.corrupted is not None else None,
             self.sim_pool.to(device) if self.sim_pool is not None else None,
         )

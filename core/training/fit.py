@@ -172,7 +172,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         simreg = SimilarityRegularizer({k: model.core.feature_shape(k, size)[0] for k in cfg.sim_layer_list}).to(dev)
     # the loss's own trainable parts (uncertainty weights or γ) are saved and restored with the model
     aux = weighting if weighting is not None else simreg
-    params = [p for p in model.parameters() if p.requires_grad]
+    own_readout = mode == "mtl" and cfg.readout_lr > 0 and model.readout is not None
+    skip = {id(p) for p in model.readout.parameters()} if own_readout else set()
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
     groups = [{"params": params, "weight_decay": cfg.weight_decay}]
     if aux is not None:
         groups.append({"params": list(aux.parameters()), "weight_decay": 0.0})
@@ -180,6 +182,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         opt = torch.optim.Adam(groups, lr=cfg.lr)
     else:
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    # the readout's own Adam (cfg.readout_lr): K independent per-neuron regressions each get 1/K of
+    # the mean-over-neurons MSE gradient, which plain SGD cannot fit in a short run (core/presets.py)
+    optimizers = [opt] + ([torch.optim.Adam(model.readout.parameters(), lr=cfg.readout_lr)] if own_readout else [])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
                                                        patience=cfg.patience, threshold=cfg.threshold)
 
@@ -205,7 +210,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     if ckpt_path is not None and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        for o, st in zip(optimizers, ck["optimizer"] if isinstance(ck["optimizer"], list) else [ck["optimizer"]]):
+            o.load_state_dict(st)
         sched.load_state_dict(ck["scheduler"])
         if aux is not None:
             aux.load_state_dict(ck["weighting"])
@@ -265,24 +271,26 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         x_u8, y_all = data.cls["train"]
         y = y_all[idx]
         if mode == "oracle_pretrain":
-            h = len(idx) // 2
-            clean = x_u8[idx[:h]]
-            a, b = data.corrupted[0][idx[h:]], data.corrupted[1][idx[h:]]
-            ab = torch.cat([a, b], 1).float() / 255.0  # same geometric augmentation for both copies
-            ab = augment(ab, aug_gen) if cfg.augment else ab
-            xc = prep(clean, aug=True)
-            xa, xb = model.prep(None, ab[:, :1]), model.prep(None, ab[:, 1:])
+            # every image of the batch twice: clean, and one corrupted variant drawn afresh from the
+            # bank (1:1 clean:corrupted), both under the same geometric augmentation; CE on both,
+            # and the cosine consistency of the two conv3_1 maps of each image
+            bank = data.corrupted                                           # (V, N, 1, H, W)
+            v = torch.randint(len(bank), (len(idx),), generator=gen).to(dev)
+            pair = torch.cat([x_u8[idx], bank[v, idx]], 1).float() / 255.0  # (B, 2, H, W)
+            pair = augment(pair, aug_gen) if cfg.augment else pair
+            xc, xk = model.prep(None, pair[:, :1]), model.prep(None, pair[:, 1:])
+            x_all = torch.cat([xc, xk])
+            if dev.type == "cuda":
+                x_all = x_all.contiguous(memory_format=torch.channels_last)
             with autocast():
-                x_all = torch.cat([xc, xa, xb])
-                f = model.features(x_all)  # (3h', C, H, W)
-                nc = len(clean)
-                logits = model.core.forward_from(f[: nc + len(a)], model.readout_layer).float()
-                ce = F.cross_entropy(logits, y)
-                cons = consistency_loss(f[nc:nc + len(a)].float(), f[nc + len(a):].float())
+                f = model.features(x_all)                                   # (2B, C, H', W')
+                logits = model.core.forward_from(f, model.readout_layer).float()
+            ce = F.cross_entropy(logits, torch.cat([y, y]))
+            cons = consistency_loss(f[:len(idx)].float(), f[len(idx):].float())
             loss = ce + cfg.consistency_weight * cons
             sums["consistency"] += cons.detach()
             sums["cls"] += ce.detach() + 0.0 * loss.detach()
-            n = nc + 2 * len(a)
+            n = 2 * len(idx)
         else:
             with autocast():
                 logits = model(prep(x_u8[idx], aug=True)).float()
@@ -318,7 +326,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             t0 = time.perf_counter()
             perm = torch.randperm(n_train, generator=gen).to(dev) if has_cls else None
             for s in range(n_steps):
-                opt.zero_grad(set_to_none=True)
+                for o in optimizers:
+                    o.zero_grad(set_to_none=True)
                 if mode == "neural":
                     n_img += neural_step(epoch, sums)
                     n_neu += 1
@@ -330,7 +339,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                         else:
                             n_img += cls_step(epoch, perm[s * B:(s + 1) * B], sums)
                             n_cls += 1
-                opt.step()
+                for o in optimizers:
+                    o.step()
             check(sums, epoch)  # reads the sums: also waits for the GPU's queued work
             dt = time.perf_counter() - t0
 
@@ -369,7 +379,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers], "scheduler": sched.state_dict(),
                     "weighting": aux.state_dict() if aux is not None else None,
                     "stream": stream.state() if stream is not None else None,
                     "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "torch_rng": torch.get_rng_state(),

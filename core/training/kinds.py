@@ -27,7 +27,7 @@ import torch
 from core.config import config_hash
 from core.data import ClassificationSet, NeuralSet
 from core.errors import ConfigError, DataError
-from core.evaluate import classification_records, neural_test_metrics
+from core.evaluate import alive_fraction, classification_records, neural_test_metrics
 from core.io import atomic_file
 from core.models import MultiTaskModel, build_model
 from core.models.vgg import VGG
@@ -83,7 +83,8 @@ def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root
 def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -> TrainConfig:
     """The resolved training config of a kind under a preset (the paper's settings where they apply)."""
     common = dict(model=preset.model, width=preset.width, batch_size=preset.batch_size, max_epochs=preset.max_epochs,
-                  patience=preset.patience, max_reductions=preset.max_reductions, seed=seed, augment=preset.augment)
+                  patience=preset.patience, max_reductions=preset.max_reductions, seed=seed, augment=preset.augment,
+                  dropout=preset.dropout)
     if kind == "monkey_predictor":
         cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", **{**common, "max_epochs": preset.neural_epochs})
     elif kind == "oracle_readout":
@@ -92,7 +93,7 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
     elif kind == "oracle":
         cfg = TrainConfig(mode="oracle_pretrain", lr=preset.lr, **common)
     elif kind.startswith("mtl_"):
-        cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, **common)
+        cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, readout_lr=preset.readout_lr, **common)
     elif kind == "baseline":
         cfg = TrainConfig(mode="classification", lr=preset.lr, **common)
     elif kind in SIM_KINDS:
@@ -189,20 +190,21 @@ def standardised_on(model: MultiTaskModel, images) -> MultiTaskModel:
     return model
 
 
-def oracle_copies(sources: Sources, data_root: Path, seed: int, log: Callable | None) -> np.ndarray:
-    """Two corrupted copies of every training image (cached next to the data)."""
-    from core.data.corruptions import corrupted_copies
+def oracle_bank(sources: Sources, data_root: Path, seed: int, n_variants: int, log: Callable | None) -> np.ndarray:
+    """The Oracle's corrupted training variants for one seed (cached next to the data; built once)."""
+    from core.data.corruptions import corruption_bank
 
-    key = f"{sources.info['classification'][:16]}-s{seed}"
-    f = data_root / f"oracle-copies-{key}.npy"
+    key = f"{sources.info['classification'][:16]}-s{seed}-v{n_variants}"
+    f = data_root / f"oracle-bank-{key}.npy"
     if f.is_file():
         return np.load(f, mmap_mode="r")
+    images = np.asarray(sources.cls.images["train"])
     if log:
-        log(f"corrupting {len(sources.cls.labels['train'])} training images twice for the Oracle")
-    copies = corrupted_copies(np.asarray(sources.cls.images["train"]), seed)
+        log(f"corrupting {len(images)} training images {n_variants} times for the Oracle (seed {seed})")
+    bank = corruption_bank(images, seed, n_variants, progress=log)
     with atomic_file(f) as tmp, open(tmp, "wb") as fh:  # a handle: np.save would append .npy to the name
-        np.save(fh, copies)
-    return copies
+        np.save(fh, bank)
+    return bank
 
 
 # ----------------------------------------------------------------------------- one model
@@ -294,8 +296,8 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
     elif kind == "oracle":
         model = standardised_on(build_model(**build), cls.images["train"])
-        copies = oracle_copies(sources, data_root, seed, log)
-        data = TrainData(cls.n_classes, _cls_tensors(cls), corrupted=(as_u8(copies[0]), as_u8(copies[1])))
+        bank = oracle_bank(sources, data_root, seed, preset.oracle_variants, log)
+        data = TrainData(cls.n_classes, _cls_tensors(cls), corrupted=torch.from_numpy(np.array(bank))[:, :, None])
         res = fit_phase(model, data, cfg, "pretrain")
         if res.status == "ok":
             # freeze <= conv3_1; re-initialise everything above it and re-train on clean images
@@ -336,6 +338,8 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
                 model, np.asarray(cls.images["test"][:n]), np.asarray(cls.labels["test"][:n]), tintc)
         if model.readout is not None:
             metrics.update(neural_test_metrics(model, neural))
+        probe = cls.images["test"][: preset.eval_images or None] if model.has_classifier else neural.images[neural.test_image_index]
+        metrics["readout_alive"] = alive_fraction(model, np.asarray(probe))
         if model.has_classifier and kind in CLASSIFIERS:
             metrics["sim_match"] = similarity_match_on(model, neural, cfg)
             if preset.adv_images > 0:
@@ -354,7 +358,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         "status": res.status, "error": res.error, "diverged_epoch": res.diverged_epoch,
         "val_accuracy": max(val_acc) if val_acc else float("nan"),
         **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true",
-                                                      "sim_match")},
+                                                      "sim_match", "readout_alive")},
         "alpha": cfg.sim_alpha if kind in SIM_KINDS else float("nan"),
         "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
         "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id, "resumed": ",".join(resumed),

@@ -35,6 +35,8 @@ class UncertaintyWeighting(nn.Module):
         return 0.5 * torch.exp(-self.log_var_neural) * mse + 0.5 * self.log_var_neural
 
 
-def consistency_loss(f_a: torch.Tensor, f_b: torch.Tensor) -> torch.Tensor:
-    """Mean over images of the Euclidean distance between two feature maps of the same image."""
-    return (f_a - f_b).flatten(1).norm(dim=1).mean()
+def consistency_loss(f_clean: torch.Tensor, f_corrupt: torch.Tensor) -> torch.Tensor:
+    """Oracle representation matching: mean over images of 1 - cos(f(clean), f(corrupted)), the
+    feature maps flattened (the authors' CosineEmbeddingLoss with target 1). Unlike a Euclidean
+    distance it cannot be minimised by collapsing the layer to zero."""
+    return (1 - F.cosine_similarity(f_clean.flatten(1), f_corrupt.flatten(1), dim=1, eps=1e-8)).mean()

@@ -1,0 +1,154 @@
+"""Controls: what must hold in any healthy run, checked on the lake before anything is scored.
+
+Model health (one row per finished model):
+- a classifier above chance: clean accuracy above chance by more than 1.96 binomial standard errors
+  over its test images, and not collapsed (at most 80% of its clean test images in one class);
+- a live readout layer: at least 5% of the readout layer's channels respond to some test image
+  (`runs.readout_alive`, measured after training);
+- a neural model that predicts better than a constant: FEVe > 0 (all but MTL-Shuffled).
+
+Run-level controls (the paper's own; the verdict heads every report and the main job's summary):
+- every classifier healthy, no dead readout layer, every neural model's FEVe above zero;
+- positive control: the Oracle, trained on the corruption kinds it is tested on, is more robust than
+  the Baseline (its bootstrap interval of the overall robustness lies above 100);
+- negative control: MTL-Shuffled's interval includes 100 (overlaps the Baseline's, which is 100 by
+  definition): shuffled targets carry no information about the images.
+An unhealthy model is kept out of scores, figures and regressions; the report names it and why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+from core.training.graph import CLASSIFIERS
+
+COLLAPSE_SHARE = 0.8     # one class for more than this share of the clean test images
+ALIVE_MIN = 0.05         # fewer live readout-layer channels than this: a dead layer
+Z = 1.96
+# models whose neural predictions must beat a constant (MTL-Shuffled's targets carry no image
+# information, so its FEVe is expected near zero and is not checked)
+NEURAL_KINDS = ("monkey_predictor", "oracle_readout", "mtl_monkey", "mtl_oracle")
+
+
+@dataclass
+class Control:
+    name: str
+    status: str          # pass | fail | unclear
+    detail: str
+
+
+def chance_level(preds: pl.DataFrame) -> float:
+    """1 / number of classes among the clean test labels (NaN with fewer than two: undecidable)."""
+    clean = preds.filter(pl.col("condition") == "clean")
+    n = clean["label"].n_unique() if clean.height else 0
+    return 1.0 / n if n >= 2 else float("nan")
+
+
+def model_health(runs: pl.DataFrame, preds: pl.DataFrame) -> pl.DataFrame:
+    """One row per finished model: run_id, kind, ratio, seed, healthy (bool) and `problem` (why not)."""
+    clean = preds.filter(pl.col("condition") == "clean") if preds.height else preds
+    chance = chance_level(preds) if preds.height else float("nan")
+    top = {}
+    if clean.height:
+        counts = clean.group_by("run_id", "predicted").agg(pl.len().alias("n"))
+        share = counts.group_by("run_id").agg((pl.col("n").max() / pl.col("n").sum()).alias("top"),
+                                              pl.col("n").sum().alias("images"))
+        top = {r["run_id"]: (r["top"], r["images"]) for r in share.iter_rows(named=True)}
+    rows = []
+    for r in runs.filter(pl.col("status") == "ok").iter_rows(named=True):
+        problems = []
+        if r["kind"] in CLASSIFIERS:
+            acc = r["clean_accuracy"]
+            share, n = top.get(r["run_id"], (float("nan"), 0))
+            if n and acc == acc and not math.isnan(chance):
+                bar = chance + Z * math.sqrt(chance * (1 - chance) / n)
+                if acc <= bar:
+                    problems.append(f"at chance (clean accuracy {acc:.3f}, chance {chance:.3f}, needs > {bar:.3f})")
+                if share > COLLAPSE_SHARE:
+                    problems.append(f"collapsed ({share:.0%} of clean test images in one class)")
+        alive = r.get("readout_alive")
+        if alive is not None and alive == alive and alive < ALIVE_MIN:
+            problems.append(f"dead readout layer ({alive:.0%} of its channels respond)")
+        if r["kind"] in NEURAL_KINDS:
+            feve = r.get("feve")
+            if feve is None or feve != feve or feve <= 0:
+                problems.append(f"predicts the neurons no better than a constant (FEVe {feve if feve is not None else float('nan'):.3f})")
+        rows.append({"run_id": r["run_id"], "kind": r["kind"], "ratio": r["ratio"], "seed": r["seed"],
+                     "healthy": not problems, "problem": "; ".join(problems)})
+    schema = {"run_id": pl.String, "kind": pl.String, "ratio": pl.String, "seed": pl.Int64, "healthy": pl.Boolean,
+              "problem": pl.String}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _interval(boot_kind: pl.DataFrame | None, kind: str):
+    if boot_kind is None or boot_kind.is_empty():
+        return None
+    row = boot_kind.filter((pl.col("kind") == kind) & (pl.col("level") == "overall"))
+    return row.row(0, named=True) if row.height else None
+
+
+def run_controls(health: pl.DataFrame, boot_kind: pl.DataFrame | None) -> list[Control]:
+    """The run-level controls, from the model health table and the per-kind pooled bootstrap."""
+    out = []
+
+    def bad(pattern: str, kinds=None) -> pl.DataFrame:
+        h = health.filter(pl.col("problem").str.contains(pattern))
+        return h.filter(pl.col("kind").is_in(list(kinds))) if kinds else h
+
+    def names(df: pl.DataFrame) -> str:
+        return "; ".join(f"{r['kind']}[{r['ratio'] or '-'}, seed {r['seed']}]: {r['problem']}" for r in df.iter_rows(named=True))
+
+    cls = bad("at chance|collapsed")
+    n_cls = health.filter(pl.col("kind").is_in(list(CLASSIFIERS))).height
+    out.append(Control("every classifier above chance", "fail" if cls.height else ("pass" if n_cls else "unclear"),
+                       names(cls) if cls.height else f"{n_cls} classifier(s) checked"))
+    dead = bad("dead readout")
+    out.append(Control("no dead readout layer", "fail" if dead.height else "pass",
+                       names(dead) if dead.height else f"{health.height} model(s) checked"))
+    neural = bad("no better than a constant")
+    n_neural = health.filter(pl.col("kind").is_in(list(NEURAL_KINDS))).height
+    out.append(Control("neural predictions above zero FEVe", "fail" if neural.height else ("pass" if n_neural else "unclear"),
+                       names(neural) if neural.height else f"{n_neural} neural model(s) checked"))
+
+    oracle = _interval(boot_kind, "oracle")
+    if oracle is None:
+        out.append(Control("positive control: Oracle more robust than the Baseline", "unclear",
+                           "no healthy Oracle with robustness scores in this sweep"))
+    else:
+        est, lo, hi = oracle["estimate"], oracle["low"], oracle["high"]
+        status = "pass" if lo > 100 else ("unclear" if est > 100 else "fail")
+        why = {"pass": "its interval lies above 100",
+               "unclear": "above 100, but its interval includes 100 (more seeds or test images would decide)",
+               "fail": "not above 100: the Oracle trains on these corruption kinds, so suspect the code"}[status]
+        out.append(Control("positive control: Oracle more robust than the Baseline", status,
+                           f"Oracle robustness {est:.1f} [{lo:.1f}, {hi:.1f}]: {why}"))
+    shuffled = _interval(boot_kind, "mtl_shuffled")
+    if shuffled is None:
+        out.append(Control("negative control: MTL-Shuffled not more robust than the Baseline", "unclear",
+                           "no healthy MTL-Shuffled with robustness scores in this sweep"))
+    else:
+        est, lo, hi = shuffled["estimate"], shuffled["low"], shuffled["high"]
+        status = "pass" if lo <= 100 <= hi else "fail"
+        why = ("its interval includes 100" if status == "pass" else
+               ("its interval lies above 100: shuffled targets carry no image information, so suspect the code"
+                if lo > 100 else "its interval lies below 100: co-training on shuffled targets hurt robustness"))
+        out.append(Control("negative control: MTL-Shuffled not more robust than the Baseline", status,
+                           f"MTL-Shuffled robustness {est:.1f} [{lo:.1f}, {hi:.1f}]: {why}"))
+    return out
+
+
+def verdict(controls: list[Control]) -> str:
+    """fail if any control failed, unclear if any is undecided, else pass."""
+    states = {c.status for c in controls}
+    return "fail" if "fail" in states else ("unclear" if "unclear" in states else "pass")
+
+
+def format_controls(controls: list[Control]) -> str:
+    """Plain-text lines for the main job's summary."""
+    mark = {"pass": "PASS", "fail": "FAIL", "unclear": "UNCLEAR"}
+    lines = [f"controls: {mark[verdict(controls)]}"]
+    lines += [f"  [{mark[c.status]:7s}] {c.name}: {c.detail}" for c in controls]
+    return "\n".join(lines)

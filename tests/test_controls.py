@@ -1,0 +1,71 @@
+"""Controls: model health and the run-level verdict, on hand-built tables with known answers."""
+
+import numpy as np
+import polars as pl
+
+from analysis import controls as ctl
+
+
+def preds_for(run_id, kind, labels, predicted):
+    return [{"run_id": run_id, "kind": kind, "ratio": "", "seed": 0, "condition": "clean", "severity": 0, "image": i,
+             "label": int(l), "predicted": int(p), "correct": bool(l == p)} for i, (l, p) in enumerate(zip(labels, predicted))]
+
+
+def run(run_id, kind, acc=float("nan"), feve=float("nan"), alive=1.0, ratio=""):
+    return {"run_id": run_id, "kind": kind, "ratio": ratio, "seed": 0, "status": "ok", "clean_accuracy": acc,
+            "feve": feve, "readout_alive": alive}
+
+
+def test_model_health_names_each_problem():
+    rng = np.random.default_rng(0)
+    labels = np.arange(100) % 10                                     # 10 classes: chance 0.1
+    good = np.where(rng.random(100) < 0.6, labels, (labels + 1) % 10)
+    near_chance = np.where(rng.random(100) < 0.12, labels, (labels + 3) % 10)
+    one_class = np.full(100, 9)
+    preds = pl.DataFrame(preds_for("b", "baseline", labels, good) + preds_for("o", "oracle", labels, one_class)
+                         + preds_for("m", "mtl_monkey", labels, good) + preds_for("s", "mtl_shuffled", labels, near_chance))
+    runs = pl.DataFrame([run("b", "baseline", float((good == labels).mean())),
+                         run("o", "oracle", 0.1, alive=0.0),
+                         run("m", "mtl_monkey", float((good == labels).mean()), feve=-0.08),
+                         run("s", "mtl_shuffled", float((near_chance == labels).mean()), feve=-0.05),
+                         run("p", "monkey_predictor", feve=0.5)])
+    h = {r["run_id"]: r for r in ctl.model_health(runs, preds).iter_rows(named=True)}
+    assert h["b"]["healthy"] and h["p"]["healthy"]
+    assert "at chance" in h["o"]["problem"] and "collapsed (100% of clean test images in one class)" in h["o"]["problem"]
+    assert "dead readout layer" in h["o"]["problem"]
+    assert not h["m"]["healthy"] and "no better than a constant (FEVe -0.080)" in h["m"]["problem"]
+    # MTL-Shuffled's FEVe is not checked (its targets carry no image information); its accuracy is
+    assert "FEVe" not in h["s"]["problem"] and "at chance" in h["s"]["problem"]
+
+
+def boot(rows):
+    return pl.DataFrame([{"kind": k, "ratio": "all", "statistic": "robustness", "level": "overall", "scope": "overall",
+                          "estimate": e, "low": lo, "high": hi} for k, e, lo, hi in rows])
+
+
+def healthy():
+    return pl.DataFrame({"run_id": ["b", "o", "m", "s"], "kind": ["baseline", "oracle", "mtl_monkey", "mtl_shuffled"],
+                         "ratio": ["", "", "1:1", "1:1"], "seed": [0, 0, 0, 0], "healthy": [True] * 4, "problem": [""] * 4})
+
+
+def test_verdict_green_only_when_both_controls_hold():
+    c = ctl.run_controls(healthy(), boot([("baseline", 100, 100, 100), ("oracle", 140, 120, 165), ("mtl_shuffled", 103, 92, 115)]))
+    assert ctl.verdict(c) == "pass", c
+    # positive control fails: the Oracle is not more robust
+    c = ctl.run_controls(healthy(), boot([("oracle", 95, 80, 110), ("mtl_shuffled", 103, 92, 115)]))
+    assert ctl.verdict(c) == "fail" and "suspect the code" in [x for x in c if x.name.startswith("positive")][0].detail
+    # undecided: above 100 but the interval includes it
+    c = ctl.run_controls(healthy(), boot([("oracle", 108, 97, 121), ("mtl_shuffled", 103, 92, 115)]))
+    assert ctl.verdict(c) == "unclear"
+    # negative control fails: MTL-Shuffled clearly more robust than the Baseline
+    c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
+    neg = [x for x in c if x.name.startswith("negative")][0]
+    assert neg.status == "fail" and "lies above 100" in neg.detail
+    # a sick model fails its control and names the model
+    sick = healthy().with_columns(pl.when(pl.col("run_id") == "o").then(False).otherwise(True).alias("healthy"),
+                                  pl.when(pl.col("run_id") == "o").then(pl.lit("dead readout layer (0% of its channels respond)"))
+                                  .otherwise(pl.lit("")).alias("problem"))
+    c = ctl.run_controls(sick, None)
+    dead = [x for x in c if x.name == "no dead readout layer"][0]
+    assert dead.status == "fail" and "oracle[-, seed 0]" in dead.detail
+    assert "FAIL" in ctl.format_controls(c).splitlines()[0]
