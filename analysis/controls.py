@@ -152,3 +152,14 @@ def format_controls(controls: list[Control]) -> str:
     lines = [f"controls: {mark[verdict(controls)]}"]
     lines += [f"  [{mark[c.status]:7s}] {c.name}: {c.detail}" for c in controls]
     return "\n".join(lines)
+
+
+def near_chance_categories(acc: pl.DataFrame, chance: float, factor: float = 1.5) -> dict[str, str]:
+    """Categories where the Baseline's mean corrupted accuracy is at most `factor` x chance: a ratio
+    to a near-chance denominator is noise that blows the axis up, so the figure warns instead."""
+    if acc.is_empty() or chance != chance:
+        return {}
+    base = acc.filter(pl.col("kind") == "baseline").group_by("category").agg(pl.col("accuracy").mean().alias("a"))
+    return {r["category"]: (f"the Baseline's {r['category']} accuracy {r['a']:.3f} is near chance ({chance:.3f}); "
+                            f"its ratios are not shown in the figure")
+            for r in base.iter_rows(named=True) if r["a"] <= factor * chance}

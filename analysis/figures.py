@@ -73,32 +73,39 @@ def accuracy_vs_severity(acc: pl.DataFrame, clean: pl.DataFrame):
     return fig
 
 
-def robustness_bars(boot: pl.DataFrame):
+def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = None):
     """Paper Fig. 3A/B: robustness score overall and per category for each model kind (its models
-    over all ratios and seeds pooled), with bootstrap intervals."""
+    over all ratios and seeds pooled), with bootstrap intervals. A category in `near_chance` (scope
+    -> why: the Baseline's accuracy there is near chance, so its ratios explode) gets a warning in
+    place of bars."""
+    near_chance = near_chance or {}
     d = boot.filter((pl.col("statistic") == "robustness") & pl.col("level").is_in(["overall", "category"]))
     scopes = [s for s in ("overall", "noise", "blur", "weather", "digital") if s in set(d["scope"].to_list())]
     kinds = _kinds(d["kind"].to_list())
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / max(1, len(kinds))
     for gi, kind in enumerate(kinds):
         g = d.filter(pl.col("kind") == kind)
         xs, ys, lo, hi = [], [], [], []
         for si, s in enumerate(scopes):
             r = g.filter(pl.col("scope") == s)
-            if r.height:
+            if r.height and s not in near_chance:
                 xs.append(si + (gi - (len(kinds) - 1) / 2) * width)
                 ys.append(r["estimate"][0])
                 lo.append(r["estimate"][0] - r["low"][0])
                 hi.append(r["high"][0] - r["estimate"][0])
         n = int(g["n_models"][0]) if g.height else 0
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), label=f"{label(kind)} ({n} models)")
+    for si, s in enumerate(scopes):
+        if s in near_chance:
+            ax.text(si, 100, "Baseline near chance:\nno ratio shown", ha="center", va="bottom", fontsize=8, color="#c62828")
     ax.axhline(100, color="k", lw=0.8, ls="--")
     ax.set_xticks(range(len(scopes)), scopes)
     ax.set_ylabel("robustness score (% of Baseline)")
     n_boot = int(d["n_boot"][0]) if d.height else 0
-    ax.set_title(f"Robustness relative to the Baseline ({n_boot} bootstrap replicates over images and models)")
-    ax.legend(fontsize=8, ncol=3, frameon=False, loc="lower center")
+    ax.set_title(f"Robustness relative to the Baseline; bars: 95% intervals from {n_boot} bootstrap replicates "
+                 "resampling test images and seeds", fontsize=10)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
@@ -141,6 +148,9 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
             if g.height:
                 ax.errorbar(g["ratio_value"], g["m"], yerr=g["s"], marker="o", ms=4, capsize=2, color=COLORS.get(k), label=label(k))
         ax.set_xscale("log", base=2)
+        ticks = d.select("ratio", "ratio_value").unique().drop_nulls().sort("ratio_value")
+        ax.set_xticks(ticks["ratio_value"].to_list(), ticks["ratio"].to_list())   # read as 1:2, 2:1
+        ax.minorticks_off()
         ax.set_xlabel("batch ratio (neural : classification batches)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)

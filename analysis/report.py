@@ -121,7 +121,7 @@ def _html_table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
             cells.append(f"<td>{html.escape(s)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='muted'>first {max_rows} of {df.height} rows; all in the CSV</p>" if df.height > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}"
 
 
 def _img(path: Path, alt: str) -> str:
@@ -133,7 +133,7 @@ CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em au
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0;font-size:12px}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
 .muted{color:#777}.note{background:#fff6e0;border-left:4px solid #e0a000;padding:.4em .8em;margin:.3em 0}
-img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
+img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
@@ -210,6 +210,8 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     else:
         notes.append("no per-image predictions: no bootstrap error bars")
 
+    near_chance = ctl.near_chance_categories(acc, ctl.chance_level(lake.preds) if lake.preds.height else float("nan"))
+    notes.extend(f"robustness per category: {why}" for why in near_chance.values())
     rep.controls = ctl.run_controls(health, rep.tables.get("bootstrap_kind"))
     rep.tables["controls"] = pl.DataFrame([vars(c) for c in rep.controls])
 
@@ -254,7 +256,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             made["accuracy_vs_severity"] = (figs.accuracy_vs_severity(acc, ok),
                                             "Accuracy against severity per corruption (paper Fig. 2), mean over ratios and seeds")
         if boot is not None:
-            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"]),
+            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"], near_chance),
                                        f"Robustness per category and overall with {level:.0%} bootstrap intervals (Fig. 3A, 3B)")
         if models is not None and models.filter(pl.col("kind") == "mtl_monkey").height:
             r = reg.filter(pl.col("model") == "MTL-Monkey") if reg is not None and reg.height else None

@@ -307,7 +307,7 @@ def concurrency(spec, requested: int) -> int:
 
 
 def prepare_data(spec, log):
-    """The driver builds shared inputs once, before any trial: the world, TIN-TC, Oracle copies."""
+    """The driver builds shared inputs once, before any trial: the world, TIN-TC, the Oracles' corruption banks."""
     from core.data.corruptions import ensure_tintc
     from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank
 

@@ -129,10 +129,10 @@ def task_overrides(spec: SweepSpec, kind: str, alpha: float | None = None) -> di
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
     """All tasks of the sweep, wave by wave, with their run ids (upstream ids chained)."""
-    from core.training.kinds import UPSTREAM, base_config, run_id_for
+    from core.training.kinds import UPSTREAM, base_config, identity_extra, run_id_for
 
     preset = get_preset(spec.preset)
-    ids: dict[str, str] = {}
+    ids: dict[tuple[str, int | None], str] = {}   # (kind, seed or None) -> run id
     waves = []
     root_seed = spec.seeds[0]
     for wave in WAVES:
@@ -154,7 +154,7 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
                 alpha = float(cell) if kind in ALPHA_KINDS else None
                 ratio = "" if alpha is not None else cell
                 cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind, alpha))
-                rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up)
+                rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up, identity_extra(kind, preset))
                 tasks.append(Task(kind, ratio, seed, rid, up, alpha))
                 if kind in SINGLE_KINDS:
                     ids[(kind, None)] = rid

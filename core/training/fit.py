@@ -184,7 +184,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
     # the readout's own Adam (cfg.readout_lr): K independent per-neuron regressions each get 1/K of
     # the mean-over-neurons MSE gradient, which plain SGD cannot fit in a short run (core/presets.py)
-    optimizers = [opt] + ([torch.optim.Adam(model.readout.parameters(), lr=cfg.readout_lr)] if own_readout else [])
+    optimizers = [opt] + ([torch.optim.Adam(model.readout.parameters(), lr=cfg.readout_lr, weight_decay=cfg.weight_decay)]
+                          if own_readout else [])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
                                                        patience=cfg.patience, threshold=cfg.threshold)
 
@@ -195,7 +196,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     if has_neural and (data.neural_train is None or model.readout is None):
         raise ValueError(f"mode {mode} needs neural targets and a model with a readout")
     if mode == "oracle_pretrain" and data.corrupted is None:
-        raise ValueError("mode oracle_pretrain needs corrupted copies of the training images")
+        raise ValueError("mode oracle_pretrain needs a bank of corrupted variants of the training images (TrainData.corrupted)")
 
     stream = NeuralStream(len(data.neural_train), cfg.batch_size, gen) if has_neural else None
     n_train = len(data.cls["train"][1]) if has_cls else len(data.neural_train)
@@ -210,7 +211,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     if ckpt_path is not None and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
-        for o, st in zip(optimizers, ck["optimizer"] if isinstance(ck["optimizer"], list) else [ck["optimizer"]]):
+        saved = ck["optimizer"] if isinstance(ck["optimizer"], list) else [ck["optimizer"]]
+        if len(saved) != len(optimizers):
+            raise ValueError(f"{ckpt_path}: holds {len(saved)} optimizer state(s), this fit has {len(optimizers)} "
+                             "(written with another readout_lr?)")
+        for o, st in zip(optimizers, saved):
             o.load_state_dict(st)
         sched.load_state_dict(ck["scheduler"])
         if aux is not None:
@@ -317,8 +322,10 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         return n
 
     status, diverged_epoch, error, stop_reason = "ok", None, "", "max_epochs"
+    if state["n_reductions"] >= cfg.max_reductions:   # resumed from a fit that had already stopped
+        stop_reason = "lr_reductions"
     try:
-        while state["epoch"] < cfg.max_epochs:
+        while state["epoch"] < cfg.max_epochs and state["n_reductions"] < cfg.max_reductions:
             epoch = state["epoch"] + 1
             set_train_mode(model, frozen)
             sums = {k: torch.zeros((), device=dev) for k in ("cls", "neural", "consistency", "similarity")}
@@ -368,6 +375,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             sched.step(metric)
             if opt.param_groups[0]["lr"] < lr_before:
                 state["n_reductions"] += 1
+                for o in optimizers[1:]:          # the readout's own Adam follows the schedule
+                    for g in o.param_groups:
+                        g["lr"] *= cfg.lr_factor
                 model.load_state_dict(state["best_state"])
                 if aux is not None:
                     aux.load_state_dict(state["best_weighting"])

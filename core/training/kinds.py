@@ -246,6 +246,11 @@ def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, 
     return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': c, 'data': data, 'upstream': upstream_id, **(extra or {})}, 12)}"
 
 
+def identity_extra(kind: str, preset: Preset) -> dict | None:
+    """What identifies a model beyond its TrainConfig: the Oracle's corruption bank size."""
+    return {"oracle_variants": preset.oracle_variants} if kind == "oracle" else None
+
+
 def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.PathLike, sources: Sources,
              upstream: str | os.PathLike | None = None, data_root: str | os.PathLike = "data",
              tintc: dict | None = None, report: Callable | None = None, log: Callable | None = print,
@@ -267,7 +272,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         upstream_id = up_record.get("run_id", "")
         if up_record.get("kind") not in (None, UPSTREAM[kind]):
             raise ConfigError(f"--upstream {upstream}: holds a {up_record.get('kind')} model; {kind} needs {UPSTREAM[kind]}")
-    run_id = run_id_for(kind, preset.name, ratio, seed, cfg, sources.info, upstream_id)
+    run_id = run_id_for(kind, preset.name, ratio, seed, cfg, sources.info, upstream_id, identity_extra(kind, preset))
     epochs: list[dict] = []
     resumed: list[str] = []   # "phase:epoch" of every phase that resumed from a checkpoint (after a fault)
 
