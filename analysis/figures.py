@@ -73,7 +73,7 @@ def accuracy_vs_severity(acc: pl.DataFrame, clean: pl.DataFrame):
     return fig
 
 
-def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = None):
+def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = None, level: float = 0.95):
     """Paper Fig. 3A/B: robustness score overall and per category for each model kind (its models
     over all ratios and seeds pooled), with bootstrap intervals. A category in `near_chance` (scope
     -> why: the Baseline's accuracy there is near chance, so its ratios explode) gets a warning in
@@ -103,7 +103,7 @@ def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = Non
     ax.set_xticks(range(len(scopes)), scopes)
     ax.set_ylabel("robustness score (% of Baseline)")
     n_boot = int(d["n_boot"][0]) if d.height else 0
-    ax.set_title(f"Robustness relative to the Baseline; bars: 95% intervals from {n_boot} bootstrap replicates "
+    ax.set_title(f"Robustness relative to the Baseline; bars: {level:.0%} intervals from {n_boot} bootstrap replicates "
                  "resampling test images and seeds", fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -33,8 +33,8 @@ import numpy as np
 
 from core.errors import ConfigError, DataError, UserError, cli_main
 
-STEPS = {"smoke": 60, "demo": 400, "study": 2000, "paper": 8000}
-IMAGES = {"smoke": 4, "demo": 8, "study": 16, "paper": 70}
+STEPS = {"smoke": 60, "demo": 400, "controls": 400, "study": 2000, "paper": 8000}
+IMAGES = {"smoke": 4, "demo": 8, "controls": 8, "study": 16, "paper": 70}
 RECON_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle", "sim_monkey", "sim_shuffled", "sim_pixel")
 TARGET_CORRUPTION, TARGET_SEVERITY = "gaussian_noise", 2
 TINTC_SEED = 0  # the base seed of the TIN-TC cache (core.data.corruptions.condition_seed)

@@ -256,7 +256,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             made["accuracy_vs_severity"] = (figs.accuracy_vs_severity(acc, ok),
                                             "Accuracy against severity per corruption (paper Fig. 2), mean over ratios and seeds")
         if boot is not None:
-            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"], near_chance),
+            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"], near_chance, level),
                                        f"Robustness per category and overall with {level:.0%} bootstrap intervals (Fig. 3A, 3B)")
         if models is not None and models.filter(pl.col("kind") == "mtl_monkey").height:
             r = reg.filter(pl.col("model") == "MTL-Monkey") if reg is not None and reg.height else None

@@ -67,10 +67,18 @@ PRESETS = {
     # epoch); width 1/8, no dropout and the readout's own Adam: see the measurements above; the
     # Oracle readout 20 epochs (the paper's 10 epochs are 240,000 trials; the demo's 2,000 trials
     # gave validation correlation 0.38 after 10 epochs and 0.43 after 20, FEVe 0.11 and 0.17, 13 s);
-    # TIN-TC on 200 test images: with 100, one Oracle's interval was [99, 151]
-    "demo": Preset("demo", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("1:2", "2:1"), (0,),
+    # TIN-TC on 200 test images: with 100, one Oracle's interval was [99, 151]. One ratio, 2:1 (MTL-
+    # Monkey FEVe 0.43 there, 0.28 at 1:2): with 1:2 as well the demo took 10 min 29 s on 2 cores;
+    # `--ratios 1:2,2:1` or the controls preset runs more
+    "demo": Preset("demo", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("2:1",), (0,),
                    eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
                    adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=4),
+    # controls: the demo's recipe over 3 seeds (one Oracle and Oracle readout per seed) and 300 test
+    # images, so that the positive and negative controls get intervals that can decide; about half an
+    # hour on 2 cores (README, "Controls study")
+    "controls": Preset("controls", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("1:2", "2:1"), (0, 1, 2),
+                       eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                       adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=4),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
                     dropout=0.0, readout_lr=1e-2, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),

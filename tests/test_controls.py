@@ -60,6 +60,7 @@ def test_verdict_green_only_when_both_controls_hold():
     # negative control fails: MTL-Shuffled clearly more robust than the Baseline
     c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
     neg = [x for x in c if x.name.startswith("negative")][0]
+    assert neg.name == "negative control: MTL-Shuffled's interval overlaps the Baseline's"
     assert neg.status == "fail" and "lies above 100" in neg.detail
     # a sick model fails its control and names the model
     sick = healthy().with_columns(pl.when(pl.col("run_id") == "o").then(False).otherwise(True).alias("healthy"),
