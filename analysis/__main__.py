@@ -23,6 +23,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates (default 250, as the paper)")
     p.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; the same seed gives the same intervals)")
+    p.add_argument("--include-unhealthy", action="store_true", help="keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
     return p
 
 
@@ -34,11 +35,16 @@ def main(argv=None) -> int:
         raise UserError(f"--level {args.level}: expected a coverage between 0 and 1, e.g. 0.95")
     from analysis.report import build
 
-    rep = build(args.results, args.out, sweep=args.sweep, n_boot=args.bootstrap, seed=args.seed, level=args.level)
+    rep = build(args.results, args.out, sweep=args.sweep, n_boot=args.bootstrap, seed=args.seed, level=args.level,
+                include_unhealthy=args.include_unhealthy)
     for n in rep.notes:
         print(f"  note: {n}")
     if rep.regression_text:
         print(rep.regression_text)
+    if rep.controls:
+        from analysis.controls import format_controls
+
+        print(format_controls(rep.controls))
     print(f"report: {rep.out / 'report.html'}")
     return 0
 

@@ -137,7 +137,7 @@ img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}fi
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
-          level: float = 0.95, log=print) -> Report:
+          level: float = 0.95, log=print, include_unhealthy: bool = False) -> Report:
     """Compute everything for one sweep and write tables, figures and report.html under `out`."""
     t0 = time.time()
     lake = load(results, sweep)
@@ -161,8 +161,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     sick = health.filter(~pl.col("healthy"))
     for r in sick.iter_rows(named=True):
         notes.append(f"{r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['problem']}; "
-                     "left out of scores, figures and regressions")
-    ok = ok.filter(~pl.col("run_id").is_in(sick["run_id"].implode()))
+                     + ("kept in scores and figures (--include-unhealthy): they do not answer the question"
+                        if include_unhealthy else "left out of scores, figures and regressions"))
+    if not include_unhealthy:
+        ok = ok.filter(~pl.col("run_id").is_in(sick["run_id"].implode()))
     sim_family = any(k.startswith("sim_") for k in runs["kind"].to_list())
     mtl_family = any(k.startswith(("mtl_", "oracle")) for k in runs["kind"].to_list()) or not sim_family
     expected = tuple(dict.fromkeys((EXPECTED_KINDS if mtl_family else ()) + (SIM_EXPECTED if sim_family else ())))

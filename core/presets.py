@@ -34,9 +34,13 @@ class Preset:
     adv_steps: int = 10
     adv_decision_images: int = 0
     adv_decision_steps: int = 8
-    # the Oracle's corrupted training pool: this many variants of every training image, each a
-    # random corruption x severity; a fresh one is drawn each time the image is used (core.training.fit)
-    oracle_variants: int = 8
+    # the Oracle's corrupted training pool: this many variants of every training image, each an
+    # independent random corruption x severity; the fit uses them one per epoch in a random order per
+    # image, so with as many variants as epochs no image meets the same corrupted copy twice (the
+    # authors corrupted on the fly; a bank costs the same number of corruptions, built in parallel
+    # once, and keeps a GPU fed). The paper preset (400 epochs x 100,000 images) cannot afford one per
+    # epoch: its 16 variants cycle.
+    oracle_variants: int = 16
 
 
 # Short CPU presets (smoke, demo), measured on the demo world (validation accuracy after 8 epochs,
@@ -72,15 +76,15 @@ PRESETS = {
     # `--ratios 1:2,2:1` or the controls preset runs more
     "demo": Preset("demo", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("2:1",), (0,),
                    eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
-                   adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=4),
+                   adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     # controls: the demo's recipe over 3 seeds (one Oracle and Oracle readout per seed) and 300 test
     # images, so that the positive and negative controls get intervals that can decide; about half an
     # hour on 2 cores (README, "Controls study")
     "controls": Preset("controls", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("1:2", "2:1"), (0, 1, 2),
                        eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
-                       adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=4),
+                       adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
-                    dropout=0.0, readout_lr=1e-2, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
+                    dropout=0.0, readout_lr=1e-2, oracle_variants=30, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),
                     neural_lr=5e-4, adv_images=1000, adv_steps=40, adv_decision_images=200, adv_decision_steps=40),
 }

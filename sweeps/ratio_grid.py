@@ -47,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
                    "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
     p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")
     p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates for the report's error bars (default 250)")
+    p.add_argument("--include-unhealthy", action="store_true", help="report: keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
     return p
 
 

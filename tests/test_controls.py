@@ -70,3 +70,32 @@ def test_verdict_green_only_when_both_controls_hold():
     dead = [x for x in c if x.name == "no dead readout layer"][0]
     assert dead.status == "fail" and "oracle[-, seed 0]" in dead.detail
     assert "FAIL" in ctl.format_controls(c).splitlines()[0]
+
+
+def test_a_broken_model_turns_the_report_red_and_stays_out_of_the_scores(tmp_path):
+    """A model with a dead readout layer in an otherwise complete lake: the verdict is red and names
+    it, the model is left out of scores and figures; with --include-unhealthy it is kept, still red."""
+    import json
+
+    from conftest import run_cli
+    from core.results import write_table
+    from test_analysis import write_lake
+
+    root = tmp_path / "store" / "lake"
+    write_lake(root, with_baseline=True, n_seeds=2)
+    dead = "mtl_monkey-1:1-1"
+    write_table(root, "runs", [{"run_id": dead, "kind": "mtl_monkey", "ratio": "1:1", "seed": 1, "status": "ok",
+                                "preset": "smoke", "clean_accuracy": 0.5, "feve": 0.2, "readout_alive": 0.0,
+                                "config": "{}", "data": "{}", "versions": "{}", "ratio_value": 1.0,
+                                "created_at": "2026-11-23T00:00:00+00:00"}], "t", "mtl_monkey", dead)
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep"), "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr
+    assert "controls: FAIL" in r.stdout and f"mtl_monkey[1:1, seed 1]: dead readout layer (0% of its channels respond)" in r.stdout
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "class='controls-fail'" in html and "left out of scores, figures and regressions" in html
+    assert dead not in pl.read_parquet(tmp_path / "rep" / "models.parquet")["run_id"].to_list()
+    assert json.loads((tmp_path / "rep" / "summary.json").read_text())["controls"] == "fail"
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep2"), "--bootstrap", "20",
+                "--include-unhealthy")
+    assert r.returncode == 0 and "controls: FAIL" in r.stdout
+    assert dead in pl.read_parquet(tmp_path / "rep2" / "models.parquet")["run_id"].to_list()

@@ -66,7 +66,8 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
     uri = f"s3://{BUCKET}/run1?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
     w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri, "--data-root", str(smoke_data),
                  "--kinds", "baseline,mtl_monkey", "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2",
-                 "--set", "mtl_monkey.lr=1e9", "--report", str(tmp / "report"), "--bootstrap", "50"], env=CREDS)
+                 "--set", "mtl_monkey.lr=1e9", "--report", str(tmp / "report"), "--bootstrap", "50",
+                 "--include-unhealthy"], env=CREDS)
     url, seen, unauthorized = None, [], None
     deadline = time.time() + 900
     while w.proc.poll() is None and time.time() < deadline:

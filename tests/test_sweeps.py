@@ -47,7 +47,9 @@ def resumed_sweep(tmp_path_factory, smoke_data):
     p.wait()
     before = lake(storage, "runs")
     stamps = {f: f.stat().st_mtime_ns for f in (storage / "lake" / "runs").rglob("*.parquet")}
-    r = run_cli(*sweep_args(storage, data_root, "--resume"), timeout=900)
+    # the smoke preset's 2-epoch models sit at chance: the report keeps them (flagged) so that every
+    # table and figure of the pipeline is exercised, and its controls say FAIL
+    r = run_cli(*sweep_args(storage, data_root, "--resume", "--include-unhealthy"), timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout}
 
@@ -80,6 +82,12 @@ def test_the_main_job_ends_with_a_report_that_renders_in_chromium(resumed_sweep,
     assert f"report: {report}" in stdout
     # smoke: one model per pool, so the regression is refused with the reason, and the report says so
     assert "MTL-Monkey: 1 model(s)" in report.read_text()
+    # the controls: the smoke models are at chance, so the verdict is red, says why, and says they were kept
+    assert "controls: FAIL" in stdout and "[FAIL   ] every classifier above chance: baseline[-, seed 0]: at chance" in stdout
+    html_text = report.read_text()
+    assert "class='controls-fail'" in html_text and "kept in scores and figures (--include-unhealthy)" in html_text
+    health = pl.read_parquet(report.parent / "health.parquet")
+    assert not health.filter(pl.col("kind") == "baseline")["healthy"][0]
     for name in ("robustness", "bootstrap", "models", "accuracy", "summary"):
         assert (report.parent / f"{name}.parquet").exists() and (report.parent / f"{name}.csv").exists()
     scores = pl.read_parquet(report.parent / "bootstrap.parquet")

@@ -199,6 +199,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         raise ValueError("mode oracle_pretrain needs a bank of corrupted variants of the training images (TrainData.corrupted)")
 
     stream = NeuralStream(len(data.neural_train), cfg.batch_size, gen) if has_neural else None
+    variant_order = None
+    if mode == "oracle_pretrain":   # (N, V): image i's variant in epoch e is variant_order[i, (e-1) % V]
+        g = torch.Generator().manual_seed(cfg.seed + 7)
+        n_img, n_var = data.corrupted.shape[1], data.corrupted.shape[0]
+        variant_order = torch.argsort(torch.rand(n_img, n_var, generator=g), dim=1).to(dev)
     n_train = len(data.cls["train"][1]) if has_cls else len(data.neural_train)
     B = min(cfg.batch_size, n_train)
     n_steps = max(1, n_train // B)
@@ -276,11 +281,13 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         x_u8, y_all = data.cls["train"]
         y = y_all[idx]
         if mode == "oracle_pretrain":
-            # every image of the batch twice: clean, and one corrupted variant drawn afresh from the
-            # bank (1:1 clean:corrupted), both under the same geometric augmentation; CE on both,
-            # and the cosine consistency of the two conv3_1 maps of each image
+            # every image of the batch twice: clean, and a corrupted variant (1:1 clean:corrupted),
+            # both under the same geometric augmentation; CE on both, and the cosine consistency of
+            # the two conv3_1 maps of each image. Each image walks through its V variants (each an
+            # independent corruption x severity draw) in its own random order, one per epoch: with
+            # V >= the epochs no variant is used twice, as if every use drew afresh
             bank = data.corrupted                                           # (V, N, 1, H, W)
-            v = torch.randint(len(bank), (len(idx),), generator=gen).to(dev)
+            v = variant_order[idx, (epoch - 1) % len(bank)]
             pair = torch.cat([x_u8[idx], bank[v, idx]], 1).float() / 255.0  # (B, 2, H, W)
             pair = augment(pair, aug_gen) if cfg.augment else pair
             xc, xk = model.prep(None, pair[:, :1]), model.prep(None, pair[:, 1:])
