@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -460,7 +459,7 @@ def run(args, log=print) -> dict:
         (tmp / "section.html").write_text(section, encoding="utf-8")
     report_dir = None if args.no_report else (args.report or _default_report(storage, lake.sweep))
     if report_dir is not None:
-        from analysis.report import add_section
+        from analysis.html import add_section
 
         add_section(report_dir, "reconstruction", section)
         log(f"reconstruct: section added to {Path(report_dir) / 'report.html'}")
@@ -482,7 +481,7 @@ def _section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
 
     import polars as pl
 
-    from analysis.report import _html_table, _img
+    from analysis.html import image as _img, table as _html_table
 
     caps = {"reconstructions": "Constrained reconstructions (paper Fig. 5): rows are models per norm budget, then the "
                                "MTL-Monkey spectral control, the target and the clean image; columns are test images",

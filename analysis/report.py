@@ -4,7 +4,6 @@ said in the report (and returned), never silently skipped."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
 import json
@@ -16,12 +15,14 @@ import polars as pl
 
 from analysis import bootstrap as bs
 from analysis import controls as ctl
+from analysis import html as H
 from analysis import figures as figs
 from analysis.regression import format_table, regressions
 from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table,
                              robustness_scores)
 from core.errors import DataError, UserError
 from core.io import atomic_dir, join_uri
+from core.training.cycler import ratio_value
 from core.results import read_table
 
 EXPECTED_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle")
@@ -104,36 +105,6 @@ def load(results: str, sweep: str | None = None) -> Lake:
 
     return Lake(root, sweep, with_setting(runs), table("corruption_accuracy"), table("predictions"), sweeps,
                 table("adversarial"))
-
-
-def _html_table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
-    if df.is_empty():
-        return "<p class='muted'>(empty)</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
-    body = []
-    for row in df.head(max_rows).iter_rows():
-        cells = []
-        for v in row:
-            if isinstance(v, float):
-                s = "–" if v != v else f"{v:.{floats}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{floats}f}"
-            else:
-                s = "–" if v is None or v == "" else str(v)
-            cells.append(f"<td>{html.escape(s)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    more = f"<p class='muted'>first {max_rows} of {df.height} rows; all in the CSV</p>" if df.height > max_rows else ""
-    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>{more}"
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f"<figure><img alt='{html.escape(alt)}' src='data:image/png;base64,{data}'><figcaption>{html.escape(alt)}</figcaption></figure>"
-
-
-CSS = """body{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.5em 0;font-size:12px}
-td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}
-.muted{color:#777}.note{background:#fff6e0;border-left:4px solid #e0a000;padding:.4em .8em;margin:.3em 0}
-img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
@@ -279,12 +250,12 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             rep.figures[name] = out / "figures" / f"{name}.png"
             captions[name] = caption
         # sections added later by other commands (analysis.reconstruct) survive a rebuild
-        kept = _sections(Path(out))
+        kept = H.sections(Path(out))
         if kept:
-            (tmp / SECTIONS).mkdir()
+            (tmp / H.SECTIONS).mkdir()
             for name, frag in kept.items():
-                (tmp / SECTIONS / f"{name}.html").write_text(frag, encoding="utf-8")
-        (tmp / "report.html").write_text(_splice(_render(lake, rep, captions, fig_dir, n_boot, level, seed), kept),
+                (tmp / H.SECTIONS / f"{name}.html").write_text(frag, encoding="utf-8")
+        (tmp / "report.html").write_text(H.splice(_render(lake, rep, captions, fig_dir, n_boot, level, seed), kept),
                                          encoding="utf-8")
         (tmp / "summary.json").write_text(json.dumps({
             "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
@@ -307,14 +278,14 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
         data = {"data": first["data"]}
     versions = first.get("versions") or "{}"
     kinds = runs.group_by("kind").agg(pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok")).sort("kind")
-    ratios = sorted({r for r in runs["ratio"].to_list() if r and ":" in r}, key=_ratio_value)
+    ratios = sorted({r for r in runs["ratio"].to_list() if r and ":" in r}, key=ratio_value)
     alphas = sorted({r for r in runs["ratio"].to_list() if r and r.startswith("α=")}, key=lambda a: float(a[2:]))
     seeds = sorted(set(runs["seed"].to_list()))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Robustness report: {html.escape(lake.sweep)}</title>"
-             f"<style>{CSS}</style></head><body>",
+             f"<style>{H.CSS}</style></head><body>",
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
-             _controls_html(rep.controls),
+             H.controls_box(rep.controls),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
              f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
@@ -324,14 +295,14 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              f"<li>data: <code>{html.escape(json.dumps(data, sort_keys=True)[:600])}</code></li>",
              f"<li>code {html.escape(str(first.get('git_sha')))}; versions <code>{html.escape(versions)}</code></li>",
              f"<li>bootstrap: {n_boot} replicates over test images and seeds, {level:.0%} percentile intervals, seed {seed}</li></ul>",
-             _html_table(kinds)]
+             H.table(kinds)]
     if rep.notes:
         parts.append("<h2>What is missing or failed</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in rep.notes))
     t = rep.tables
     if "summary" in t:
         parts.append("<h2>Scores per model group</h2><p>Clean accuracy, FEVe and correlation (mean over seeds) and the "
                      "overall robustness score: 100 × mean over the 14 corruptions of A<sub>c</sub>/A<sub>c</sub><sup>Baseline</sup>.</p>")
-        parts.append(_html_table(t["summary"]))
+        parts.append(H.table(t["summary"]))
     if "bootstrap" in t:
         b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
         wide = b.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
@@ -340,8 +311,8 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
                      "Per kind, all its ratios and seeds pooled (ratio <code>all</code>):</p>")
         kb = t["bootstrap_kind"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
         kb = kb.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
-        parts.append(_html_table(kb.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")))
-        parts.append("<p>Per kind and ratio:</p>" + _html_table(wide))
+        parts.append(H.table(kb.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")))
+        parts.append("<p>Per kind and ratio:</p>" + H.table(wide))
     if "regression" in t:
         parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
                      "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "
@@ -350,68 +321,11 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
                      "reference pool. std_coef: the same fit on z-scored variables.</p>")
         parts.append(f"<pre>{html.escape(rep.regression_text)}</pre>")
     for name in captions:
-        parts.append(f"<h2>{html.escape(captions[name].split(' (')[0])}</h2>" + _img(fig_dir / f"{name}.png", captions[name]))
+        parts.append(f"<h2>{html.escape(captions[name].split(' (')[0])}</h2>" + H.image(fig_dir / f"{name}.png", captions[name]))
     if "robustness" in t:
         per_c = t["robustness"].filter(pl.col("level") == "corruption").pivot(on="scope", index=["kind", "ratio"], values="robustness")
-        parts.append("<h2>Robustness per corruption</h2>" + _html_table(per_c, floats=1))
+        parts.append("<h2>Robustness per corruption</h2>" + H.table(per_c, floats=1))
     if "failed_runs" in t:
-        parts.append("<h2>Failed runs</h2>" + _html_table(t["failed_runs"]))
+        parts.append("<h2>Failed runs</h2>" + H.table(t["failed_runs"]))
     parts.append("<h2>Files</h2><p>" + ", ".join(f"{n}.parquet/.csv" for n in t) + "; figures/*.png and *.svg</p></body></html>")
     return "\n".join(parts)
-
-
-def _controls_html(controls: list) -> str:
-    """The verdict box that opens the report: green, amber or red, one line per control."""
-    v = ctl.verdict(controls)
-    colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
-    title = {"pass": "Controls: all passed", "unclear": "Controls: undecided (see the amber lines)",
-             "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
-    items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828'}[c.status]}'>"
-                    f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)
-    return (f"<div id='controls' class='controls-{v}' style='border:2px solid {colour};padding:.5em 1em;margin:1em 0'>"
-            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul></div>")
-
-
-SECTIONS = "sections"
-_BEGIN, _END = "<!-- sections:begin -->", "<!-- sections:end -->"
-
-
-def _sections(report_dir: Path) -> dict[str, str]:
-    d = Path(report_dir) / SECTIONS
-    return {f.stem: f.read_text(encoding="utf-8") for f in sorted(d.glob("*.html"))} if d.is_dir() else {}
-
-
-def _splice(page: str, sections: dict[str, str]) -> str:
-    """Put the added sections (in name order) before the report's Files heading, replacing any
-    earlier copy of them."""
-    block = _BEGIN + "\n".join(sections[k] for k in sorted(sections)) + _END
-    if _BEGIN in page and _END in page:
-        a, rest = page.split(_BEGIN, 1)
-        return a + block + rest.split(_END, 1)[1]
-    anchor = "<h2>Files</h2>"
-    return page.replace(anchor, block + anchor, 1) if anchor in page else page.replace("</body>", block + "</body>", 1)
-
-
-def add_section(report_dir: str | Path, name: str, fragment: str) -> Path:
-    """Add (or replace) a named HTML section in an existing report; a later rebuild of the report
-    keeps it. Both files are replaced atomically."""
-    from core.io import atomic_file
-
-    report_dir = Path(report_dir)
-    page = report_dir / "report.html"
-    if not page.is_file():
-        raise UserError(f"--report {report_dir}: no report.html there; run `python -m analysis --results ... --out "
-                        f"{report_dir}` (or the main job) first")
-    (report_dir / SECTIONS).mkdir(exist_ok=True)
-    with atomic_file(report_dir / SECTIONS / f"{name}.html") as tmp:
-        Path(tmp).write_text(fragment, encoding="utf-8")
-    text = _splice(page.read_text(encoding="utf-8"), _sections(report_dir))
-    with atomic_file(page) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
-    return page
-
-
-def _ratio_value(r: str) -> float:
-    """'n:c' -> n / c, for ordering (the runs table carries ratio_value too; this avoids importing torch)."""
-    n, c = r.split(":")
-    return float(n) / float(c)
