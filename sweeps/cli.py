@@ -104,6 +104,13 @@ def check_storage(storage: str) -> None:
         raise ConfigError(f"--storage {storage}: not writable ({str(e).splitlines()[0]})") from None
 
 
+def check_dirs(args) -> None:
+    """--data-root is a folder, or not there yet; checked before anything is created."""
+    d = Path(args.data_root)
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--data-root {d}: not a directory (expected a folder for the synthetic world and caches)")
+
+
 def check_address(address: str) -> None:
     """An explicit host:port must answer before we try to join it."""
     if address in ("auto", "local") or ":" not in address:
@@ -187,6 +194,7 @@ def resolve_common(args, kinds: str = "all"):
         raise ConfigError(f"--sweep {args.sweep!r}: expected letters, digits, '_', '.', '-' (no '/' or leading '.')")
     if args.address:
         check_address(args.address)
+    check_dirs(args)
     check_storage(args.storage)
     cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}

@@ -173,6 +173,8 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--kinds", "mtl_foo"], "--kinds: unknown kind 'mtl_foo'"),
     (["--gpus-per-trial", "2"], "several GPUs per model (DDP) is not supported yet"),
     (["--sweep", "../../etc"], "--sweep '../../etc': expected letters, digits"),
+    (["--data-root", "/etc/hostname"], "--data-root /etc/hostname: not a directory"),
+    (["--tin-root", "/no/such/tin"], "--tin-root /no/such/tin: no such file or directory"),
 ])
 def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     t = time.time()
