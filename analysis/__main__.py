@@ -18,11 +18,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, metavar="PATH_OR_URI",
                    help="a sweep's --storage (holding lake/) or the lake itself; local path or s3://, gs://, ... URI")
     p.add_argument("--out", required=True, metavar="DIR", help="local folder for tables, figures and report.html "
-                   "(replaced as a whole when complete, so a failed run leaves the old one)")
+                   "(an earlier report there is replaced as a whole when the new one is complete, so a failed run leaves "
+                   "the old one; a folder holding anything else is refused unless --force)")
     p.add_argument("--sweep", help="which sweep in the lake (default: the most recently written)")
     p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates (default 250, as the paper)")
     p.add_argument("--level", type=float, default=0.95, help="interval coverage (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; the same seed gives the same intervals)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds files this command did not "
+                   "write (default: only an earlier report is replaced)")
     p.add_argument("--include-unhealthy", action="store_true", help="keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
     return p
 
@@ -36,7 +39,7 @@ def main(argv=None) -> int:
     from analysis.report import build
 
     rep = build(args.results, args.out, sweep=args.sweep, n_boot=args.bootstrap, seed=args.seed, level=args.level,
-                include_unhealthy=args.include_unhealthy)
+                include_unhealthy=args.include_unhealthy, force=args.force)
     for n in rep.notes:
         print(f"  note: {n}")
     if rep.regression_text:

@@ -257,7 +257,9 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", required=True, metavar="PATH_OR_URI", help="a sweep's --storage (holding lake/ and models/)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
-                   help="local folder for arrays, tables and figures (replaced as a whole when complete)")
+                   help="local folder for arrays, tables and figures (an earlier reconstruction there is replaced "
+                   "when the new one is complete; a folder holding anything else is refused unless --force)")
+    p.add_argument("--force", action="store_true", help="replace --out even if it holds files this command did not write")
     p.add_argument("--sweep", help="which sweep in the lake (default: the most recently written)")
     p.add_argument("--models", help=f"comma list of model kinds ({', '.join(RECON_KINDS)}) or run ids "
                    "(default: one finished model of each kind)")
@@ -322,7 +324,7 @@ def run(args, log=print) -> dict:
 
     from analysis import saliency as sal
     from analysis.report import load
-    from core.io import atomic_dir
+    from core.io import atomic_dir, check_replaceable
     from core.training.fit import resolve_device
     from core.training.kinds import load_model
 
@@ -336,6 +338,7 @@ def run(args, log=print) -> dict:
         raise UserError(f"--blur-sigma {args.blur_sigma}: expected 0 or more")
     if args.saliency_maps is not None and not args.saliency_maps.exists():
         raise UserError(f"--saliency-maps {args.saliency_maps}: no such file or folder")
+    check_replaceable(args.out, "reconstruction", "--out", getattr(args, "force", False))
     lake = load(str(args.results), args.sweep)
     models = select_models(lake.runs, [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
                            args.ratio, args.model_seed, args.alpha)
@@ -430,7 +433,7 @@ def run(args, log=print) -> dict:
            .sort("source", "variant", "kind", "norm"))
     from analysis import figures as figs
 
-    with atomic_dir(args.out, overwrite=True) as tmp:
+    with atomic_dir(args.out, overwrite=True, marker="reconstruction") as tmp:
         np.savez_compressed(tmp / "reconstructions.npz", clean=clean, target=target_u8,
                             norms=np.array(norms), kinds=np.array([m["kind"] for m in models]),
                             **{f"saliency_{k}": v for k, v in maps.items()},

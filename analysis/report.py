@@ -21,7 +21,7 @@ from analysis.regression import format_table, regressions
 from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table,
                              robustness_scores)
 from core.errors import DataError, UserError
-from core.io import atomic_dir, join_uri
+from core.io import atomic_dir, check_replaceable, join_uri
 from core.training.cycler import ratio_value
 from core.results import read_table
 
@@ -108,9 +108,12 @@ def load(results: str, sweep: str | None = None) -> Lake:
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
-          level: float = 0.95, log=print, include_unhealthy: bool = False) -> Report:
-    """Compute everything for one sweep and write tables, figures and report.html under `out`."""
+          level: float = 0.95, log=print, include_unhealthy: bool = False, force: bool = False,
+          out_flag: str = "--out") -> Report:
+    """Compute everything for one sweep and write tables, figures and report.html under `out`
+    (replacing only an earlier report there, unless `force`)."""
     t0 = time.time()
+    check_replaceable(out, "report", out_flag, force)
     lake = load(results, sweep)
     out = Path(out)
     rep = Report(out)
@@ -219,7 +222,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     if not bad.is_empty():
         rep.tables["failed_runs"] = bad.select("run_id", "kind", "ratio", "seed", "status", "diverged_epoch", "error")
 
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=True, marker="report") as tmp:
         for name, t in rep.tables.items():
             t.write_parquet(tmp / f"{name}.parquet")
             t.write_csv(tmp / f"{name}.csv")

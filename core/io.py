@@ -11,8 +11,35 @@ import uuid
 from pathlib import Path
 
 
+MARKER = ".brainrobust"   # in every output folder a command writes: what wrote it ("report", ...)
+
+
+def check_replaceable(final: str | os.PathLike, what: str, flag: str, force: bool = False) -> None:
+    """`final` may be replaced by a new `what` only if it is absent or empty, holds the marker of an
+    earlier `what` (or, for reports, the report.html and summary.json of one written before the
+    marker existed), or `force` is given: no command deletes what it did not write."""
+    from core.errors import ConfigError
+
+    final = Path(final)
+    if force or not final.exists():
+        return
+    if final.is_dir():
+        marker = final / MARKER
+        if marker.is_file() and marker.read_text().strip() == what:
+            return
+        if what == "report" and (final / "report.html").is_file() and (final / "summary.json").is_file():
+            return
+        if not any(final.iterdir()):
+            return
+        held = "a folder that this command did not write"
+    else:
+        held = "a file"
+    raise ConfigError(f"{flag} {final}: {held}; refusing to replace it (choose another folder, or pass --force "
+                      "to replace it with everything in it)")
+
+
 @contextlib.contextmanager
-def atomic_dir(final: str | os.PathLike, overwrite: bool = False):
+def atomic_dir(final: str | os.PathLike, overwrite: bool = False, marker: str | None = None):
     """Yield a temporary sibling directory; on success it replaces `final` in one rename.
 
     On any exception the temporary directory is removed, so a killed or failed build never
@@ -23,6 +50,8 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False):
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        if marker:
+            (tmp / MARKER).write_text(marker + "\n")
         yield tmp
         if final.exists():
             if not overwrite:
@@ -30,7 +59,10 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False):
             trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(final, trash)
             os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
+            if trash.is_dir():
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                trash.unlink()
         else:
             os.replace(tmp, final)
     except BaseException:

@@ -396,7 +396,8 @@ def write_report(spec, args) -> None:
     out = report_dir(spec, args)
     try:
         rep = build(spec.storage, out, sweep=spec.sweep, n_boot=args.bootstrap, seed=0, log=print,
-                    include_unhealthy=getattr(args, "include_unhealthy", False))
+                    include_unhealthy=getattr(args, "include_unhealthy", False),
+                    out_flag="--report" if getattr(args, "report", None) else "report folder")
     except UserError as e:
         print(f"report: not written: {e}")
         return

@@ -267,3 +267,30 @@ def test_empty_lake_is_refused(tmp_path):
     (tmp_path / "lake" / "runs").mkdir(parents=True)
     r = run_cli("-m", "analysis", "--results", str(tmp_path / "lake"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "holds no runs" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_out_folders_are_replaced_only_when_they_hold_our_report(tmp_path):
+    """No command deletes what it did not write: a folder with the user's files, or a file, at --out
+    is refused in one line and left as it was; an earlier report is replaced; --force replaces."""
+    write_lake(tmp_path / "store" / "lake", with_baseline=True, n_seeds=2)
+    args = ["-m", "analysis", "--results", str(tmp_path / "store"), "--bootstrap", "10"]
+    mine = tmp_path / "paper"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "draft.tex").write_text("my draft")
+    (mine / "sub" / "data.csv").write_text("1,2")
+    r = run_cli(*args, "--out", str(mine))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"--out {mine}: a folder that this command did not write; refusing to replace it" in r.stderr
+    assert (mine / "draft.tex").read_text() == "my draft" and (mine / "sub" / "data.csv").read_text() == "1,2"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep")
+    r = run_cli(*args, "--out", str(a_file))
+    assert r.returncode == 2 and "a file; refusing" in r.stderr and a_file.read_text() == "keep"
+    # our own report: written, then replaced by a rebuild
+    out = tmp_path / "rep"
+    assert run_cli(*args, "--out", str(out)).returncode == 0 and (out / ".brainrobust").read_text().strip() == "report"
+    first = (out / "summary.json").stat().st_mtime_ns
+    assert run_cli(*args, "--out", str(out)).returncode == 0 and (out / "summary.json").stat().st_mtime_ns != first
+    # --force: the user asked for it
+    r = run_cli(*args, "--out", str(mine), "--force")
+    assert r.returncode == 0 and not (mine / "draft.tex").exists() and (mine / "report.html").is_file()
