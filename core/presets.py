@@ -27,6 +27,7 @@ class Preset:
     lr: float = 0.1               # SGD lr of classification-bearing fits
     dropout: float = 0.5          # in the two 1x1-conv FC layers of the head (the authors: 0.5)
     readout_lr: float = 0.0       # mtl_*: the readout's own Adam lr (0: SGD with the rest, as the authors)
+    learn_cls_weight: bool = True # mtl_*: learned weight on the classification loss too (the authors)
     augment: bool = True
     # adversarial evaluation of every classifier (core.evaluate.adversarial): PGD on the first
     # adv_images test images with adv_steps steps per epsilon, HopSkipJump on adv_decision_images
@@ -55,7 +56,15 @@ class Preset:
 #   0.33 against the predictor's 2.7, FEVe −0.08). With their own Adam (the Monkey Predictor's lr,
 #   1e-2) MTL-Monkey reached FEVe 0.38 at ratio 2:1 and 0.25 at 1:1 (predictor: 0.50), and its
 #   predictions correlate 0.82 with the predictor's. The paper preset keeps the authors' SGD.
-# The study preset inherits both choices from these demo measurements (not re-measured at its scale).
+# - The classification weight: at the uncertainty weighting's equilibrium exp(-s_c) = 1/(2·CE), 0.2-0.5
+#   through a 12-epoch run, so MTL models trained their classifier at a fraction of the Baseline's
+#   learning rate. Measured (MTL 2:1, 12 epochs, last 3 epochs' validation accuracy): MTL-Shuffled
+#   0.65/0.70/0.67 with the learned weight, 0.82/0.82/0.79 with plain CE (the Baseline: 0.59/0.79
+#   at epochs 11/12); with the neural gradient removed but the learned CE weight kept, 0.64/0.45/0.50:
+#   the weight, not the shuffled task, slowed it. MTL-Monkey with plain CE: 0.71/0.73/0.78, FEVe 0.44.
+#   So the short presets learn only the neural weight (learn_cls_weight=False); the paper preset,
+#   trained to convergence, keeps the authors' form.
+# The study preset inherits these choices from the demo measurements (not re-measured at its scale).
 
 # The paper's Monkey Predictor uses Adam lr 5e-4 for up to 150 epochs over 24,000 trials. The
 # synthetic presets have 10x fewer trials and epochs; at 5e-4 the demo predictor reaches a
@@ -65,7 +74,7 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
-                    model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                    model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                     adv_images=16, adv_steps=2, adv_decision_images=2, adv_decision_steps=2, oracle_variants=2),
     # demo: patience 12 = no LR drop inside the 12-epoch cap (the fit keeps the best validation
     # epoch); width 1/8, no dropout and the readout's own Adam: see the measurements above; the
@@ -75,16 +84,16 @@ PRESETS = {
     # Monkey FEVe 0.43 there, 0.28 at 1:2): with 1:2 as well the demo took 10 min 29 s on 2 cores;
     # `--ratios 1:2,2:1` or the controls preset runs more
     "demo": Preset("demo", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("2:1",), (0,),
-                   eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                   eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                    adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     # controls: the demo's recipe over 3 seeds (one Oracle and Oracle readout per seed) and 300 test
     # images, so that the positive and negative controls get intervals that can decide; about half an
     # hour on 2 cores (README, "Controls study")
     "controls": Preset("controls", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("1:2", "2:1"), (0, 1, 2),
-                       eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2,
+                       eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                        adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
-                    dropout=0.0, readout_lr=1e-2, oracle_variants=30, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
+                    dropout=0.0, readout_lr=1e-2, learn_cls_weight=False, oracle_variants=30, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),
                     neural_lr=5e-4, adv_images=1000, adv_steps=40, adv_decision_images=200, adv_decision_steps=40),
 }

@@ -166,6 +166,10 @@ def test_losses():
         w.log_var_neural.fill_(math.log(4))
     assert w.classification(torch.tensor(3.0)).item() == pytest.approx(1.5 + 0.5 * math.log(2))
     assert w.neural(torch.tensor(8.0)).item() == pytest.approx(0.5 * 8 / 4 + 0.5 * math.log(4))
+    # the short presets: plain CE (the Baseline's weight), only the neural weight learned
+    fixed = UncertaintyWeighting(learn_cls=False)
+    assert fixed.classification(torch.tensor(3.0)).item() == 3.0 and not fixed.log_var_cls.requires_grad
+    assert fixed.neural(torch.tensor(8.0)).item() == pytest.approx(0.5 * 8)
     # the Oracle's consistency: 1 - cosine of the flattened maps, averaged over images
     a = torch.ones(3, 2, 2, 2)
     b = torch.ones(3, 2, 2, 2)

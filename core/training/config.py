@@ -33,6 +33,8 @@ class TrainConfig:
     threshold: float = 1e-4
     max_reductions: int = 5             # stop after this many LR reductions
     readout_gamma: float = 0.5          # L1 on readout features (mode neural)
+    learn_cls_weight: bool = True       # mode mtl: learn the classification loss weight too (the authors);
+                                        # False: plain CE, only the neural weight learned (core/presets.py)
     readout_lr: float = 0.0             # mode mtl: > 0 trains the readout with its own Adam at this lr
                                         # (0: the readout shares the SGD of the rest, as the authors); see core/presets.py
     init_mu_range: float = 0.3

@@ -161,7 +161,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             p.requires_grad_(False)
 
     mode = cfg.mode
-    weighting = UncertaintyWeighting().to(dev) if mode == "mtl" else None
+    weighting = UncertaintyWeighting(cfg.learn_cls_weight).to(dev) if mode == "mtl" else None
     simreg = None
     if mode == "similarity":
         from core.training.similarity import SimilarityRegularizer
@@ -177,7 +177,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     params = [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
     groups = [{"params": params, "weight_decay": cfg.weight_decay}]
     if aux is not None:
-        groups.append({"params": list(aux.parameters()), "weight_decay": 0.0})
+        groups.append({"params": [p for p in aux.parameters() if p.requires_grad], "weight_decay": 0.0})
     if cfg.resolved_optimizer == "adam":
         opt = torch.optim.Adam(groups, lr=cfg.lr)
     else:

@@ -93,7 +93,8 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
     elif kind == "oracle":
         cfg = TrainConfig(mode="oracle_pretrain", lr=preset.lr, **common)
     elif kind.startswith("mtl_"):
-        cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, readout_lr=preset.readout_lr, **common)
+        cfg = TrainConfig(mode="mtl", ratio=ratio, lr=preset.lr, readout_lr=preset.readout_lr,
+                          learn_cls_weight=preset.learn_cls_weight, **common)
     elif kind == "baseline":
         cfg = TrainConfig(mode="classification", lr=preset.lr, **common)
     elif kind in SIM_KINDS:

@@ -21,14 +21,21 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
 
 
 class UncertaintyWeighting(nn.Module):
-    """Kendall et al.: L = exp(-s_c) CE + s_c/2 + exp(-s_n) MSE/2 + s_n/2, with learnable log-variances."""
+    """Kendall et al.: L = exp(-s_c) CE + s_c/2 + exp(-s_n) MSE/2 + s_n/2, with learnable log-variances.
 
-    def __init__(self):
+    With `learn_cls=False` the classification term is plain CE (weight 1, as the Baseline's) and only
+    the neural weight is learned: at equilibrium exp(-s_c) = 1/(2·CE), 0.2-0.5 through a short run,
+    which trains the classifier of an MTL model at a fraction of the Baseline's learning rate."""
+
+    def __init__(self, learn_cls: bool = True):
         super().__init__()
-        self.log_var_cls = nn.Parameter(torch.zeros(()))
+        self.learn_cls = learn_cls
+        self.log_var_cls = nn.Parameter(torch.zeros(()), requires_grad=learn_cls)
         self.log_var_neural = nn.Parameter(torch.zeros(()))
 
     def classification(self, ce: torch.Tensor) -> torch.Tensor:
+        if not self.learn_cls:
+            return ce
         return torch.exp(-self.log_var_cls) * ce + 0.5 * self.log_var_cls
 
     def neural(self, mse: torch.Tensor) -> torch.Tensor:
