@@ -32,18 +32,15 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         from core.presets import get_preset
-        from core.training.kinds import load_sources, run_kind
+        from core.training.kinds import load_sources, run_kind, tintc_source
 
         preset = get_preset(args.preset)
-        import numpy as np
-
         from core.data.corruptions import ensure_tintc
 
         # shared inputs built once, outside both timings, where the sweep looks for them
         sources = load_sources(preset, d / "data", log=None)
-        images = np.asarray(sources.cls.images["test"])[: preset.eval_images or None]
-        tintc = ensure_tintc(images, d / "data" / f"tintc-{sources.info['classification'][:16]}", seed=0, log=None,
-                             progress=False)
+        images, folder = tintc_source(preset, sources, d / "data")
+        tintc = ensure_tintc(images, folder, seed=0, log=None, progress=False)
         t = time.perf_counter()
         fit_seconds = []
         for s in seeds:

@@ -317,18 +317,14 @@ def concurrency(spec, requested: int) -> int:
 def prepare_data(spec, log):
     """The driver builds shared inputs once, before any trial: the world, TIN-TC, the Oracles' corruption banks."""
     from core.data.corruptions import ensure_tintc
-    from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank
+    from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank, tintc_source
 
     preset = get_preset(spec.preset)
     sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)
     tintc = None
     if any(k in CLASSIFIERS for k in spec.kinds):
-        import numpy as np
-
-        images = np.asarray(sources.cls.images["test"])
-        if preset.eval_images:
-            images = images[: preset.eval_images]
-        tintc = str(Path(spec.data_root) / f"tintc-{sources.info['classification'][:16]}")
+        images, folder = tintc_source(preset, sources, spec.data_root)
+        tintc = str(folder)
         import ray
 
         n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)))

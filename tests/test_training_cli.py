@@ -78,3 +78,27 @@ def test_cli_resume_and_bad_flags(tmp_path, data_root):
     r = run_cli("-m", "core.training", "--kind", "mtl_monkey", "--out", str(tmp_path / "x"), "--data-root", str(data_root),
                 "--upstream", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "model.pt: missing" in r.stderr
+
+
+def test_one_tintc_cache_per_image_count_shared_by_sweep_and_cli(tmp_path, data_root):
+    """A preset that evaluates only the first test images: the CLI and the sweep build the same
+    cache (the same images, the same folder), run_kind evaluates exactly those images, and a second
+    build finds it instead of rebuilding."""
+    from dataclasses import replace
+
+    from core.data.corruptions import ensure_tintc
+    from core.presets import get_preset
+    from core.training.kinds import load_sources, run_kind, tintc_source
+
+    preset = replace(get_preset("smoke"), eval_images=6, adv_images=0, adv_decision_images=0)
+    sources = load_sources(preset, data_root, log=None)
+    images, folder = tintc_source(preset, sources, tmp_path)
+    assert len(images) == 6 and folder.name.endswith("-n6")
+    assert tintc_source(preset, sources, tmp_path)[1] == folder               # the sweep and the CLI agree
+    tintc = ensure_tintc(images, folder, seed=0, log=None, progress=False)
+    stamp = (folder / "manifest.json").stat().st_mtime_ns
+    res = run_kind("baseline", preset, "", 0, tmp_path / "m", sources, data_root=data_root, tintc=tintc, log=None,
+                   overrides={"max_epochs": 1})
+    assert len(res.corruption_accuracy) == 70 and {r["n_images"] for r in res.corruption_accuracy} == {6}
+    ensure_tintc(images, folder, seed=0, log=None, progress=False)
+    assert (folder / "manifest.json").stat().st_mtime_ns == stamp           # found, not rebuilt

@@ -98,10 +98,10 @@ def main(argv=None) -> int:
     def tintc_cache():
         if "t" not in cache:
             from core.data.corruptions import ensure_tintc
+            from core.training.kinds import tintc_source
 
-            cls = sources.cls
-            path = args.data_root / f"tintc-{sources.info['classification'][:16]}"
-            cache["t"] = ensure_tintc(cls.images["test"], path, seed=0, log=log)
+            images, path = tintc_source(preset, sources, args.data_root)
+            cache["t"] = ensure_tintc(images, path, seed=0, log=log)
         return cache["t"]
 
     train(args.kind, preset, args.ratio, args.seed, args.out, args.upstream, sources, args, log, tintc_cache)

@@ -191,6 +191,14 @@ def standardised_on(model: MultiTaskModel, images) -> MultiTaskModel:
     return model
 
 
+def tintc_source(preset: Preset, sources: Sources, data_root: str | os.PathLike) -> tuple[np.ndarray, Path]:
+    """The test images TIN-TC is built from (the preset's first `eval_images`; `run_kind` evaluates the
+    same) and their cache folder: one per (data set, image count), shared by the sweep, the
+    single-model CLI and the benchmarks, so none rebuilds another's (seed 0 throughout)."""
+    images = np.asarray(sources.cls.images["test"])[: preset.eval_images or None]
+    return images, Path(data_root) / f"tintc-{sources.info['classification'][:16]}-n{len(images)}"
+
+
 def oracle_bank(sources: Sources, data_root: Path, seed: int, n_variants: int, log: Callable | None) -> np.ndarray:
     """The Oracle's corrupted training variants for one seed (cached next to the data; built once)."""
     from core.data.corruptions import corruption_bank
