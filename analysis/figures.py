@@ -95,7 +95,7 @@ def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = Non
                 lo.append(r["estimate"][0] - r["low"][0])
                 hi.append(r["high"][0] - r["estimate"][0])
         n = int(g["n_models"][0]) if g.height else 0
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), label=f"{label(kind)} ({n} models)")
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), label=f"{label(kind)} ({n} model{'' if n == 1 else 's'})")
     for si, s in enumerate(scopes):
         if s in near_chance:
             ax.text(si, 100, "Baseline near chance:\nno ratio shown", ha="center", va="bottom", fontsize=8, color="#c62828")

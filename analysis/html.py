@@ -44,7 +44,7 @@ td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4
 img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
 
 
-def controls_box(controls: list) -> str:
+def controls_box(controls: list, n_seeds: int = 0) -> str:
     """The verdict box that opens the report: green, amber or red, one line per control."""
     v = ctl.verdict(controls)
     colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
@@ -52,8 +52,13 @@ def controls_box(controls: list) -> str:
              "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
     items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828'}[c.status]}'>"
                     f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)
+    scope = ""
+    if n_seeds == 1:
+        scope = ("<p class='muted'>One seed per model: the intervals resample test images only, so a pass says the "
+                 "pipeline is healthy, not that an effect holds across seeds (run more seeds, e.g. "
+                 "<code>--preset controls</code>).</p>")
     return (f"<div id='controls' class='controls-{v}' style='border:2px solid {colour};padding:.5em 1em;margin:1em 0'>"
-            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul></div>")
+            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul>{scope}</div>")
 
 
 SECTIONS = "sections"

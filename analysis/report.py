@@ -288,7 +288,7 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              f"<style>{H.CSS}</style></head><body>",
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
-             H.controls_box(rep.controls),
+             H.controls_box(rep.controls, len(seeds)),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
              f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
