@@ -304,7 +304,9 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
     t = rep.tables
     if "summary" in t:
         parts.append("<h2>Scores per model group</h2><p>Clean accuracy, FEVe and correlation (mean over seeds) and the "
-                     "overall robustness score: 100 × mean over the 14 corruptions of A<sub>c</sub>/A<sub>c</sub><sup>Baseline</sup>.</p>")
+                     "overall robustness score: 100 × mean over the 14 corruptions of A<sub>c</sub>/A<sub>c</sub><sup>Baseline</sup>; "
+                     "sim_match: correlation of the model's image-pair similarities with the neurons' on the neural test "
+                     "images (the similarity family's brain-likeness).</p>")
         parts.append(H.table(t["summary"]))
     if "bootstrap" in t:
         b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
