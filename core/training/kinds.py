@@ -346,13 +346,13 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     metrics = {"clean_accuracy": float("nan")}
     acc_rows, pred_rows, adv_rows = [], [], []
     if res.status == "ok":
+        n = preset.eval_images or len(cls.labels["test"])  # the TIN-TC cache holds the first n test images
         if model.has_classifier and kind in CLASSIFIERS:
-            n = preset.eval_images or len(cls.labels["test"])  # the TIN-TC cache holds the first n test images
             metrics["clean_accuracy"], acc_rows, pred_rows = classification_records(
                 model, np.asarray(cls.images["test"][:n]), np.asarray(cls.labels["test"][:n]), tintc)
         if model.readout is not None:
             metrics.update(neural_test_metrics(model, neural))
-        probe = cls.images["test"][: preset.eval_images or None] if model.has_classifier else neural.images[neural.test_image_index]
+        probe = cls.images["test"][:n] if model.has_classifier else neural.images[neural.test_image_index]
         metrics["readout_alive"] = alive_fraction(model, np.asarray(probe))
         if model.has_classifier and kind in CLASSIFIERS:
             metrics["sim_match"] = similarity_match_on(model, neural, cfg)
