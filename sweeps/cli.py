@@ -208,6 +208,20 @@ def resolve_common(args, kinds: str = "all"):
     return spec, ray_kwargs
 
 
+def bind_loopback() -> None:
+    """Make a local Ray (no --address) listen on 127.0.0.1 only.
+
+    By default Ray 2.60 on Linux binds its GCS, raylet and worker gRPC ports to every interface. With
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 it takes the loopback address as the node IP, as it does on a
+    laptop running macOS, and every server binds there. Ray reads the variable when it is imported, and
+    its workers when they start: set both. A cluster (`--address`) keeps its node IPs.
+    """
+    import ray._private.ray_constants as rc
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    rc.ENABLE_RAY_CLUSTER = False
+
+
 def start_ray(address: str | None, num_cpus: int | None, log):
     import ray
 
@@ -218,6 +232,7 @@ def start_ray(address: str | None, num_cpus: int | None, log):
         if address:
             ctx = ray.init(address=address, **kwargs)
         else:
+            bind_loopback()
             ctx = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ConfigError(f"--address {address}: cannot join Ray ({str(e).splitlines()[0]})") from None
@@ -251,16 +266,25 @@ def progress_callback(quiet: bool):
     from ray import tune
 
     class Progress(tune.Callback):
+        def __init__(self):
+            self.shown = set()
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if quiet or result.get("kind") is None:
                 return
+            # a restarted worker says its finished epochs again (one may have died with the old worker)
+            key = (trial.trial_id, result.get("phase"), result.get("epoch"), result.get("done"))
+            if key in self.shown:
+                return
+            self.shown.add(key)
             head = f"  {result.get('kind'):16s} ratio {result.get('ratio') or '-':>5s} seed {result.get('seed')}  "
-            if result.get("done") is True:
-                _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', float('nan')):.3f}, "
-                     f"FEVe {result.get('feve', float('nan')):.3f}")
+            feve, corr = result.get("feve", math.nan), result.get("val_correlation", math.nan)
+            if result.get("done") is True:   # a classifier has no FEVe, a predictor's accuracy is chance
+                _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', math.nan):.3f}"
+                     + (f", FEVe {feve:.3f}" if feve == feve else ""))
             else:
                 _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}  val acc "
-                     f"{result.get('val_accuracy', float('nan')):.3f}  val corr {result.get('val_correlation', float('nan')):.3f}")
+                     f"{result.get('val_accuracy', math.nan):.3f}" + (f"  val corr {corr:.3f}" if corr == corr else ""))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             _say(f"  trial {trial.trial_id} failed: {trial.error_file or ''}")

@@ -50,7 +50,7 @@ def trial_task(spec_dict: dict, config: dict):
 
 
 def hparam_trial(config: dict) -> None:
-    """Tune function: one MTL-Monkey model with the sampled hyperparameters (via TorchTrainer)."""
+    """Tune function: one MTL-Monkey model with the sampled hyperparameters (via one Ray Train run)."""
     from sweeps.stages import task_config, tune_trial
 
     spec, task, _ = trial_task(config["spec"], config)

@@ -4,7 +4,7 @@
     python sweeps/ratio_grid.py --family similarity   # Li et al.'s similarity family over alpha x seed
     python sweeps/ratio_grid.py --preset paper --tin-root PATH --neural-data PATH --address auto --storage s3://bucket/run
 
-Stages (each model a Ray Tune trial running one Ray Train TorchTrainer), in waves:
+Stages (each model a Ray Tune trial running one Ray Train run), in waves:
   1. monkey_predictor, oracle, baseline[seed]
   2. oracle_readout, mtl_monkey[ratio x seed], mtl_shuffled[ratio x seed]
   3. mtl_oracle[ratio x seed]

@@ -12,7 +12,7 @@ concurrently as one Tune grid over their tasks (one task = one model):
 
 Every task has a run id (hash of its resolved config, data and upstream run id). A task whose
 record is already in the results lake is skipped, so a re-run or `--resume` never repeats work
-and never duplicates rows. Each Tune trial launches a `TorchTrainer` (Ray Train V2) whose worker
+and never duplicates rows. Each Tune trial launches a Ray Train run (Train V2, one worker) whose worker
 calls the plain `core` functions; the worker writes the model's lake records itself.
 """
 
@@ -34,7 +34,7 @@ from core.presets import get_preset
 from core.training.graph import SIM_KINDS
 
 # core.training.kinds (torch, torchvision, the corruption package) is imported inside the functions
-# that need it: the Tune trial process that only launches a TorchTrainer never does.
+# that need it: the Tune trial process that only launches the Train run never does.
 WAVES = (
     ("monkey_predictor", "oracle", "baseline", "sim_pixel"),
     ("oracle_readout", "mtl_monkey", "mtl_shuffled", "sim_monkey", "sim_shuffled"),
@@ -188,11 +188,14 @@ def _upload_model(spec: SweepSpec, out: Path, run_id: str) -> None:
 PAUSE_ENV = "BRAINROBUST_PAUSE_AFTER_EPOCH"
 
 
-def _fault_pause(row: dict, run_id: str) -> None:
+def _fault_pause(row: dict, run_id: str, work: Path) -> None:
     """Fault-injection point for the tests: with BRAINROBUST_PAUSE_AFTER_EPOCH=N:DIR, the worker,
-    once epoch N is checkpointed and reported, writes DIR/<run_id>.json (its pid, the epoch) and
-    waits there (at most 10 minutes), so a test can kill it at a known point inside the fit instead
-    of racing printed lines. Unset (always, outside the tests), it does nothing."""
+    once epoch N is checkpointed and reported, writes DIR/<run_id>.json (its pid, node, work folder
+    and the epoch) and waits there until DIR/<run_id>.go appears (at most 10 minutes), so a test can
+    kill it, or remove its node, at a known point inside the fit instead of racing printed lines.
+    Unset (always, outside the tests), it does nothing."""
+    import ray
+
     spec = os.environ.get(PAUSE_ENV, "")
     if not spec:
         return
@@ -203,9 +206,10 @@ def _fault_pause(row: dict, run_id: str) -> None:
     if marker.exists():   # paused once already (this is the restarted worker): go on
         return
     with atomic_file(marker) as tmp:
-        Path(tmp).write_text(json.dumps({"pid": os.getpid(), "epoch": row["epoch"], "phase": row.get("phase", "")}))
+        Path(tmp).write_text(json.dumps({"pid": os.getpid(), "epoch": row["epoch"], "phase": row.get("phase", ""),
+                                         "node": ray.get_runtime_context().get_node_id(), "work": str(work)}))
     deadline = time.time() + 600
-    while time.time() < deadline:
+    while time.time() < deadline and not marker.with_suffix(".go").exists():
         time.sleep(0.2)
 
 
@@ -226,8 +230,12 @@ def train_worker(config: dict) -> None:
     # local storage: work under STORAGE/work, so a re-run after a killed driver resumes the fit;
     # otherwise a node-local folder, restored from Ray Train's last checkpoint after a restart
     work = Path(config["work_dir"]) if config.get("work_dir") else Path(tempfile.gettempdir()) / "brainrobust-work" / task.run_id
-    work.mkdir(parents=True, exist_ok=True)
     ckpt = ray.train.get_checkpoint()
+    if not config.get("work_dir"):
+        # remote storage: Ray Train's checkpoint is the only resume point; a node-local folder left by an
+        # earlier sweep on this node (same run id) is ours, and stale: start it afresh
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     if ckpt is not None:
         with ckpt.as_directory() as d:
             shutil.copytree(d, work / "checkpoint", dirs_exist_ok=True)
@@ -246,7 +254,8 @@ def train_worker(config: dict) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
         else:
             ray.train.report(metrics)
-        _fault_pause(row, task.run_id)
+        if ckpt_path is not None:   # an epoch just finished (not one said again after a resume)
+            _fault_pause(row, task.run_id, work)
 
     overrides = {**task_overrides(spec, task.kind, task.alpha), "device": spec.device, "threads": threads}
     res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
@@ -273,18 +282,21 @@ def train_worker(config: dict) -> None:
 
 
 def tune_trial(config: dict) -> None:
-    """A Tune function trainable: launches one TorchTrainer (Train V2 pattern) for its task."""
+    """A Tune function trainable: launches one Ray Train run (Train V2 pattern) for its task.
+
+    One worker per model, which trains without a torch process group: a `DataParallelTrainer` with
+    the plain `BackendConfig`. (A `TorchTrainer` would start gloo's TCPStore, which listens on every
+    interface, for a group of one worker that never communicates.)"""
     import ray.train
     import ray.tune
-    from ray.train.torch import TorchTrainer
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     config = config["t"]
     spec = SweepSpec(**config["spec"])
     task = Task(**config["task"])
     use_gpu = spec.gpus_per_trial > 0
-    workers = max(1, int(spec.gpus_per_trial)) if use_gpu else 1
-    per_worker = ({"GPU": spec.gpus_per_trial / workers, "CPU": max(spec.cpus_per_trial / workers, 0.01)} if use_gpu
+    per_worker = ({"GPU": spec.gpus_per_trial, "CPU": max(spec.cpus_per_trial, 0.01)} if use_gpu
                   else {"CPU": spec.cpus_per_trial})
     storage = join_uri(spec.storage, "ray")
     storage_kwargs = {}
@@ -293,10 +305,11 @@ def tune_trial(config: dict) -> None:
     else:
         fs, path = fs_and_path(storage)
         storage, storage_kwargs = path, {"storage_filesystem": fs}
-    trainer = TorchTrainer(
+    trainer = DataParallelTrainer(
         train_worker,
         train_loop_config=config,
-        scaling_config=ray.train.ScalingConfig(num_workers=workers, use_gpu=use_gpu, resources_per_worker=per_worker),
+        backend_config=ray.train.BackendConfig(),
+        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=per_worker),
         run_config=ray.train.RunConfig(
             name=f"{spec.sweep}-{task.run_id}",  # stable across restores: derived from the task, not a timestamp
             storage_path=storage, **storage_kwargs,

@@ -42,6 +42,9 @@ def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run
     os.kill(marker["pid"], signal.SIGKILL)
     code, out = w.finish()
     assert code == 0, out[-3000:]
+    # the progress lines survive the restart: every epoch is printed once, the one before the kill included
+    for e in (1, 2, 3):
+        assert out.count(f"baseline         ratio     - seed 0  train epoch {e} ") == 1, (e, out[-3000:])
 
     runs = lake(tmp_path / "killed", "runs")
     ref_runs = pl.scan_parquet(str(tmp_path / "ref" / "runs" / "**" / "*.parquet"), hive_partitioning=True).collect()

@@ -1,13 +1,19 @@
 """Several Ray nodes on this machine (`ray.cluster_utils.Cluster`): a head that takes no training and
 two 1-CPU worker nodes. One smoke sweep serves two checks: its trials train on both worker nodes at
 once (seen through the state API while they run), and when the node under one of them is removed
-mid-fit, that trial is rescheduled and the lake ends complete and duplicate-free."""
+mid-fit, that trial is rescheduled on another node, resumes from its checkpoint, and the lake ends
+complete and duplicate-free. The trials pause after epoch 1 at a fault-injection point and say on
+which node, so the node removed is known to hold a running fit (no race with printed lines)."""
+
+import json
+import os
 
 import polars as pl
 import pytest
 
 from conftest import Watched
 from conftest import read_lake as lake
+from sweeps.stages import PAUSE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -16,42 +22,57 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 def node_loss_sweep(tmp_path_factory, smoke_data):
     import ray
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors
 
-    storage = tmp_path_factory.mktemp("multinode") / "results"
+    tmp = tmp_path_factory.mktemp("multinode")
+    storage, pause = tmp / "results", tmp / "pause"
+    pause.mkdir()
+    # every trial holds still once epoch 1 is checkpointed (sweeps.stages PAUSE_ENV) and says on which
+    # node: the nodes are started by this process, so their workers inherit the variable from here
+    old = os.environ.get(PAUSE_ENV)
+    os.environ[PAUSE_ENV] = f"1:{pause}"
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {"driver": 1}})
-    workers = [c.add_node(num_cpus=1) for _ in range(2)]
-    c.wait_for_nodes()
-    head, worker_ids = c.head_node.node_id, {n.node_id for n in workers}
     try:
+        workers = [c.add_node(num_cpus=1) for _ in range(2)]
+        c.wait_for_nodes()
+        head, worker_ids = c.head_node.node_id, {n.node_id for n in workers}
         w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--address", c.address, "--storage", str(storage),
                      "--data-root", str(smoke_data), "--kinds", "baseline", "--seeds", "0,1", "--max-epochs", "3",
                      "--no-report"])
-
-        def training_nodes():
-            actors = list_actors(address=c.address, filters=[("state", "=", "ALIVE")], detail=True, raise_on_missing_output=False)
-            return {a.node_id for a in actors if a.class_name == "RayTrainWorker"}
-
-        # both trials fitting: an epoch reported by each, and their Train workers alive
-        w.wait_for(lambda out: out.count("train epoch 1 ") >= 2)
-        nodes_seen = training_nodes()
-        victim = next(n for n in workers if n.node_id in nodes_seen)
-        c.remove_node(victim, allow_graceful=False)
-        c.add_node(num_cpus=1)  # the autoscaler's replacement
+        # both trials inside their fits at once, each paused after epoch 1 on its node
+        w.wait_for(lambda out: len(list(pause.glob("*.json"))) >= 2)
+        paused = {m.stem: json.loads(m.read_text()) for m in pause.glob("*.json")}
+        victim_run, victim = sorted(paused.items())[0]
+        node = next(n for n in workers if n.node_id == victim["node"])
+        c.remove_node(node, allow_graceful=False)       # the node dies under a running trial
+        for run_id in paused:                           # the other trial goes on where it is
+            (pause / f"{run_id}.go").touch()
+        added = {c.add_node(num_cpus=1).node_id}  # the autoscaler's replacement
         code, out = w.finish()
     finally:
         ray.shutdown()
         c.shutdown()
-    return {"code": code, "out": out, "storage": storage, "nodes_seen": nodes_seen,
-            "workers": worker_ids, "head": head}
+        if old is None:
+            os.environ.pop(PAUSE_ENV, None)
+        else:
+            os.environ[PAUSE_ENV] = old
+    return {"code": code, "out": out, "storage": storage, "paused": paused, "victim_run": victim_run,
+            "victim_node": victim["node"], "workers": worker_ids, "added": added, "head": head}
+
+
+def node_of(record: str) -> str:
+    return record.split("/", 1)[1]   # runs.node is "<host>/<first 12 hex of the Ray node id>"
 
 
 def test_trials_train_on_more_than_one_node(node_loss_sweep):
-    seen = node_loss_sweep["nodes_seen"]
-    assert len(seen) == 2 and seen <= node_loss_sweep["workers"], seen  # both workers, never the head
+    paused = node_loss_sweep["paused"]
+    # two trials fitting at the same time, on the two worker nodes, never on the head
+    assert {p["node"] for p in paused.values()} == node_loss_sweep["workers"], paused
+    assert all(p["epoch"] == 1 and p["phase"] == "train" for p in paused.values())
     assert "2 CPUs" in node_loss_sweep["out"]  # the head's CPU 0 is not offered to training
     runs = lake(node_loss_sweep["storage"], "runs")
-    assert runs["node"].null_count() == 0  # every record says where it was trained
+    # every record says where it was trained: a worker node, never the head
+    assert {node_of(n) for n in runs["node"]} <= {w[:12] for w in node_loss_sweep["workers"]} | {
+        n[:12] for n in node_loss_sweep["added"]}, runs["node"]
 
 
 def test_node_removed_mid_sweep_its_trial_is_rescheduled_and_finishes(node_loss_sweep):
@@ -61,6 +82,11 @@ def test_node_removed_mid_sweep_its_trial_is_rescheduled_and_finishes(node_loss_
     assert runs.height == 2 and runs["run_id"].n_unique() == 2
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
     assert (runs["epochs"] == 3).all()
+    # the trial on the removed node was retried on another node, from its epoch-1 checkpoint
+    victim = runs.filter(pl.col("run_id") == node_loss_sweep["victim_run"]).row(0, named=True)
+    assert node_of(victim["node"]) != node_loss_sweep["victim_node"][:12], victim["node"]
+    assert node_of(victim["node"]) != node_loss_sweep["head"][:12]
+    assert victim["resumed"] == "train:1", victim["resumed"]
     keys = {"epochs": ["run_id", "phase", "epoch"], "corruption_accuracy": ["run_id", "corruption", "severity"],
             "predictions": ["run_id", "condition", "severity", "image"]}
     for table, cols in keys.items():

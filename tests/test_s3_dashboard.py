@@ -4,7 +4,10 @@ is forced to diverge (`--set mtl_monkey.lr=1e9`: only that kind's learning rate 
 must record it as diverged, go on, and report it."""
 
 import json
+import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +20,7 @@ import polars as pl
 import pytest
 
 from conftest import Watched
+from sweeps.stages import PAUSE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 BUCKET = "brainrobust-test"
@@ -63,12 +67,14 @@ def dashboard_get(url: str, path: str) -> dict:
 def s3_sweep(s3, tmp_path_factory, smoke_data):
     """The sweep on S3 storage; while it runs, the dashboard's state API is read every second."""
     tmp = tmp_path_factory.mktemp("s3")
+    pause = tmp / "pause"
+    pause.mkdir()
     uri = f"s3://{BUCKET}/run1?endpoint_override=127.0.0.1:{s3['port']}&scheme=http"
     w = Watched(["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", uri, "--data-root", str(smoke_data),
                  "--kinds", "baseline,mtl_monkey", "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2",
                  "--set", "mtl_monkey.lr=1e9", "--report", str(tmp / "report"), "--bootstrap", "50",
-                 "--include-unhealthy"], env=CREDS)
-    url, seen, unauthorized = None, [], None
+                 "--include-unhealthy"], env={**CREDS, PAUSE_ENV: f"1:{pause}"})
+    url, seen, unauthorized, killed, listeners = None, [], None, {}, set()
     deadline = time.time() + 900
     while w.proc.poll() is None and time.time() < deadline:
         m = re.search(r"dashboard: (http://127\.0\.0\.1:\d+)", w.out)
@@ -87,9 +93,40 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
                 seen += [a for a in actors if a.get("state") == "ALIVE"]
             except (OSError, KeyError, ValueError):
                 pass
+        # a fault on S3 storage: each fit pauses after epoch 1 (sweeps.stages PAUSE_ENV); its node-local work
+        # folder is deleted and its worker killed, so the restarted worker has only Ray Train's checkpoint
+        # in the bucket to resume from
+        # (killed once the driver printed that epoch: the report has reached the Train controller, which
+        # registers the checkpoint; the worker is held still, so waiting for the line races nothing)
+        for m in pause.glob("*.json"):
+            kind = m.stem.rsplit("-", 1)[0]
+            if m.stem not in killed and re.search(rf"{kind}\s+ratio\s+\S+ seed 0  \w+ epoch 1 ", w.out):
+                killed[m.stem] = json.loads(m.read_text())
+                shutil.rmtree(killed[m.stem]["work"])
+                os.kill(killed[m.stem]["pid"], signal.SIGKILL)
+        listeners |= ray_listeners(w.proc.pid)
         time.sleep(1)
     code, out = w.finish(timeout=60)
-    return {"returncode": code, "out": out, "uri": uri, "tmp": tmp, "seen": seen, "unauthorized": unauthorized}
+    return {"returncode": code, "out": out, "uri": uri, "tmp": tmp, "seen": seen, "unauthorized": unauthorized,
+            "killed": killed, "listeners": listeners}
+
+
+def ray_listeners(pid: int) -> set[tuple[str, str, int]]:
+    """(process, address, port) of every listening TCP socket of the sweep and the processes it started."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for p in procs:
+        try:
+            found |= {(p.name(), c.laddr.ip, c.laddr.port) for c in p.net_connections(kind="inet")
+                      if c.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
 
 
 def test_smoke_sweep_on_s3_storage_reads_back_with_polars(s3, s3_sweep):
@@ -112,8 +149,8 @@ def test_smoke_sweep_on_s3_storage_reads_back_with_polars(s3, s3_sweep):
 
 
 def test_dashboard_state_api_shows_the_sweeps_trials_and_needs_the_token(s3_sweep):
-    assert "ray get-auth-token" in s3_sweep["out"]
     assert s3_sweep["unauthorized"] is True  # without the token: 401
+    # with the token from ~/.ray/auth_token (what `ray get-auth-token` prints), the state API answered
     classes = {a.get("class_name") for a in s3_sweep["seen"]}
     # the Tune trials (function trainables) and the Ray Train workers they launched
     assert "ImplicitFunc" in classes, classes
@@ -133,3 +170,28 @@ def test_a_diverging_model_is_recorded_the_sweep_goes_on_and_the_report_says_so(
     assert f"mtl_monkey ratio 1:2 seed 0: diverged at epoch {div['diverged_epoch']}" in html and "Failed runs" in html
     # what could still be computed was: the Baseline's scores
     assert (s3_sweep["tmp"] / "report" / "robustness.parquet").exists()
+
+
+def test_a_fault_on_s3_storage_resumes_from_ray_trains_checkpoint(s3, s3_sweep):
+    assert s3_sweep["returncode"] == 0, s3_sweep["out"][-3000:]
+    killed = s3_sweep["killed"]
+    opts = {"aws_endpoint_url": f"http://127.0.0.1:{s3['port']}", "aws_allow_http": "true", "aws_region": "us-east-1",
+            "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    runs = pl.scan_parquet(f"s3://{BUCKET}/run1/lake/runs/**/*.parquet", storage_options=opts, hive_partitioning=True).collect()
+    ok = runs.filter(pl.col("status") == "ok")
+    assert set(ok["run_id"]) <= set(killed), (ok["run_id"].to_list(), list(killed))
+    for r in ok.iter_rows(named=True):
+        # killed after epoch 1 with its local copy gone, the fit resumed after epoch 1 (not from scratch):
+        # the checkpoint came from the bucket, through ray.train.get_checkpoint()
+        assert killed[r["run_id"]]["epoch"] == 1 and r["resumed"] == f"{killed[r['run_id']]['phase']}:1", r
+        # and every epoch's progress line was printed once, the one before the kill included
+        for e in range(1, r["epochs"] + 1):
+            assert s3_sweep["out"].count(f"seed 0  {killed[r['run_id']]['phase']} epoch {e} ") >= 1, (r["kind"], e)
+
+
+def test_a_local_ray_listens_on_loopback_only(s3_sweep):
+    found = s3_sweep["listeners"]
+    names = {n for n, _, _ in found}
+    assert {"gcs_server", "raylet"} <= names, found   # the Ray servers were seen listening
+    wide = sorted(x for x in found if x[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+    assert not wide, wide

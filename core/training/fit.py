@@ -236,6 +236,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         resumed_after = state["epoch"]
         if log:
             log(f"resumed from {ckpt_path} after epoch {state['epoch']}")
+        if report is not None:
+            # a report made just before a crash can be lost with the worker: say the finished epochs again
+            # (without a checkpoint); the sweep's progress printer drops the lines it has already shown
+            for row in state["history"]:
+                report(row, None)
     elif has_neural:
         # readout bias init: mean response of the first training batch
         m = data.neural_train.mask[:B].float()
