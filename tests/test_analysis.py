@@ -294,3 +294,51 @@ def test_out_folders_are_replaced_only_when_they_hold_our_report(tmp_path):
     # --force: the user asked for it
     r = run_cli(*args, "--out", str(mine), "--force")
     assert r.returncode == 0 and not (mine / "draft.tex").exists() and (mine / "report.html").is_file()
+
+
+def one_condition_lake(models: dict[tuple[str, int], np.ndarray]) -> bs.Correctness:
+    """A Correctness with one corrupted condition: models[(kind, seed)] = per-image correctness."""
+    rows = [{"run_id": f"{k}-{s}", "kind": k, "ratio": "" if k == "baseline" else "1:1", "seed": s} for k, s in models]
+    x = np.stack(list(models.values())).astype(np.float32)
+    return bs.Correctness(pl.DataFrame(rows), [("gaussian_noise", 1)], np.arange(x.shape[1]), x, x[:, None, :], [])
+
+
+def half_width(cor, n_boot=2000):
+    r = bs.bootstrap_scores(cor, n_boot=n_boot, seed=3).filter(
+        (pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall")).row(0, named=True)
+    return (r["high"] - r["low"]) / 2
+
+
+def test_the_bootstrap_resamples_images_paired_across_models():
+    """Two models that fail on mostly the same images: the ratio of their accuracies varies little
+    when the same images are drawn for both (paired), much more when each draws its own. The interval
+    matches the delta-method standard error of the paired ratio, covariance term included; a
+    bootstrap that resamples only seeds (width 0 with one seed each) or draws images per model
+    (the covariance term lost: ~3x wider) fails."""
+    rng = np.random.default_rng(0)
+    n = 600
+    b = rng.random(n) < 0.5
+    m = np.where(rng.random(n) < 0.1, rng.random(n) < 0.6, b)   # 90% of images: the same outcome
+    cor = one_condition_lake({("baseline", 0): b, ("mtl_monkey", 0): m})
+    mb, mm = b.mean(), m.mean()
+    cov = np.cov(np.stack([m, b]).astype(float), ddof=0)
+    paired = np.sqrt((cov[0, 0] / mb**2 + mm**2 * cov[1, 1] / mb**4 - 2 * mm * cov[0, 1] / mb**3) / n)
+    unpaired = np.sqrt((cov[0, 0] / mb**2 + mm**2 * cov[1, 1] / mb**4) / n)
+    assert unpaired > 2.5 * paired                                    # the lake tells the two apart
+    assert half_width(cor) == pytest.approx(100 * 1.96 * paired, rel=0.15)
+
+
+def test_the_bootstrap_resamples_seeds_with_their_spread():
+    """Four MTL seeds far apart (accuracy 0.3 .. 0.6), many images: the interval is dominated by the
+    seed-to-seed spread, s/sqrt(k) on the mean; a bootstrap that resamples only images is ~4x too narrow."""
+    rng = np.random.default_rng(1)
+    n = 2000
+    b = rng.random(n) < 0.5
+    mtl = {("mtl_monkey", s): rng.random(n) < p for s, p in enumerate((0.3, 0.4, 0.5, 0.6))}
+    cor = one_condition_lake({("baseline", 0): b, **mtl})
+    accs = np.array([v.mean() for v in mtl.values()])
+    seed_se = accs.std(ddof=1) / np.sqrt(len(accs)) / b.mean()
+    image_se = np.sqrt(np.mean([v.var() for v in mtl.values()]) / len(accs) / n) / b.mean()
+    assert seed_se > 4 * image_se
+    # k=4 seeds give a lumpy resampling distribution: its 95% half-width is within 25% of the normal one
+    assert half_width(cor) == pytest.approx(100 * 1.96 * np.hypot(seed_se, image_se), rel=0.25)
