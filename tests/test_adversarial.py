@@ -49,10 +49,9 @@ def test_hopskipjump_moves_closer_than_its_starting_image(trained):
     d = minimal_l2(m, x[ok], y[ok], x, pred, steps=3)
     assert np.isfinite(d).all() and (d > 0).all()
     flat = x.reshape(len(x), -1).astype(float) / 255
-    for k, i in enumerate(ok):
-        other = np.flatnonzero(pred != y[i])
-        start = np.sqrt(((flat[other] - flat[i]) ** 2).sum(1)).min()   # nearest differently-labelled image
-        assert d[k] <= start + 1e-4
+    start = np.array([np.sqrt(((flat[pred != y[i]] - flat[i]) ** 2).sum(1)).min() for i in ok])  # its starting image
+    # the attack moved: well inside the distance of its start (an attack that never moved returns the start)
+    assert (d < 0.8 * start).all(), d / start
 
 
 def test_records_for_the_lake(trained):

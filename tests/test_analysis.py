@@ -342,3 +342,61 @@ def test_the_bootstrap_resamples_seeds_with_their_spread():
     assert seed_se > 4 * image_se
     # k=4 seeds give a lumpy resampling distribution: its 95% half-width is within 25% of the normal one
     assert half_width(cor) == pytest.approx(100 * 1.96 * np.hypot(seed_se, image_se), rel=0.25)
+
+
+def test_the_similarity_familys_report_section_fits_planted_coefficients(tmp_path):
+    """A lake of the similarity family (Baseline, Sim-Monkey over α × seed, Sim-Shuffled, Sim-Pixel) whose
+    per-image predictions give each Sim-Monkey model exactly a planted robustness
+    40 + 80·clean_accuracy + 55·sim_match (+ noise). The report fits that regression with sim_match as
+    the brain-likeness factor, labels the grid by α, and draws robustness against sim_match."""
+    rng = np.random.default_rng(5)
+    n, classes = 400, 10
+    labels = np.arange(n) % classes
+    root = tmp_path / "store" / "lake"
+    planted = {"Intercept": 40.0, "clean_accuracy": 80.0, "sim_match": 55.0}
+
+    def model(kind, alpha, seed, clean_acc, sim_match, robustness):
+        rid = f"{kind}-{alpha}-{seed}"
+        # A_c = robustness/100 × the Baseline's 0.5 on every condition; the first k images right
+        k = int(round(robustness / 100 * 0.5 * n))
+        rows = []
+        for cond, sev in [("clean", 0)] + [(c, s) for c in CORRS for s in (1, 2)]:
+            right = np.arange(n) < (int(round(clean_acc * n)) if cond == "clean" else k)
+            rows += [{"run_id": rid, "kind": kind, "ratio": "", "seed": seed, "condition": cond, "severity": sev, "image": i,
+                      "label": int(labels[i]), "predicted": int(labels[i] if c else (labels[i] + 1) % classes), "correct": bool(c)}
+                     for i, c in enumerate(right)]
+        write_table(root, "predictions", rows, "sim", kind, rid)
+        write_table(root, "corruption_accuracy", [{"run_id": rid, "kind": kind, "ratio": "", "seed": seed, "corruption": c,
+                                                  "category": CORRUPTIONS[c], "severity": s, "accuracy": k / n, "n_images": n}
+                                                 for c in CORRS for s in (1, 2)], "sim", kind, rid)
+        write_table(root, "runs", [{"run_id": rid, "kind": kind, "ratio": "", "seed": seed, "alpha": alpha, "status": "ok",
+                                    "preset": "smoke", "clean_accuracy": clean_acc, "feve": float("nan"), "sim_match": sim_match,
+                                    "config": "{}", "data": "{}", "versions": "{}", "created_at": "2026-11-23T00:00:00+00:00"}],
+                    "sim", kind, rid)
+        return k / n / 0.5 * 100
+
+    model("baseline", float("nan"), 0, 0.6, float("nan"), 100.0)
+    xs = []
+    for alpha in (0.1, 1.0, 3.0, 10.0):
+        for seed in range(4):
+            acc, sim = rng.uniform(0.35, 0.65), rng.uniform(0.0, 0.4)
+            target = planted["Intercept"] + planted["clean_accuracy"] * acc + planted["sim_match"] * sim + rng.normal(0, 1)
+            xs.append((acc, sim, model("sim_monkey", alpha, seed, acc, sim, target)))
+    for kind in ("sim_shuffled", "sim_pixel"):
+        for seed in range(2):
+            model(kind, 1.0, seed, 0.5, 0.05, 90.0 + seed)
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep"), "--bootstrap", "20")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    reg = pl.read_parquet(tmp_path / "rep" / "regression.parquet").filter(pl.col("model") == "Sim-Monkey")
+    assert set(reg["term"]) == set(planted) and reg["n"].unique().to_list() == [16]
+    # the fit is the least-squares fit of the robustness the lake holds (planted values, rounded to the images)
+    X = np.column_stack([np.ones(16), [x[0] for x in xs], [x[1] for x in xs]])
+    beta, *_ = np.linalg.lstsq(X, np.array([x[2] for x in xs]), rcond=None)
+    got = {t: c for t, c in zip(reg["term"], reg["coef"])}
+    for (term, truth), b in zip(planted.items(), beta):
+        assert got[term] == pytest.approx(b, rel=1e-6)
+        lo, hi = reg.filter(pl.col("term") == term).select("ci_low", "ci_high").row(0)
+        assert lo <= truth <= hi, (term, lo, truth, hi)
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "similarity-loss weights: α=0.1, α=1, α=3, α=10" in html and "sim_match" in html
+    assert (tmp_path / "rep" / "figures" / "robustness_vs_sim_match.png").exists()

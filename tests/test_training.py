@@ -101,7 +101,8 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 @pytest.mark.parametrize("mode", ["mtl", "neural"])
 def test_resume_equals_uninterrupted(world, tmp_path, mode, device):
     """Exact on the CPU; on a GPU (bf16 autocast, cuDNN's non-deterministic kernels) the resumed fit
-    must restore every state (the CUDA RNG included) and land within bf16 noise of the uninterrupted one."""
+    must restore every state (the CUDA RNG included) and land as close to the uninterrupted fit as a
+    second uninterrupted fit does (the GPU's own run-to-run noise, measured in the test)."""
     cls, neural = world
     if mode == "mtl":
         data, classify, K = mtl_data(cls, n=96), True, 6
@@ -131,11 +132,16 @@ def test_resume_equals_uninterrupted(world, tmp_path, mode, device):
     keys = ["lr", "val_accuracy", "val_correlation", "loss_classification", "loss_neural", "n_reductions"]
     assert len(r_res.epochs) == len(r_full.epochs) == 4
     if device == "cuda":
-        a = np.array([[r[k] for k in keys] for r in r_res.epochs], dtype=float)
-        b = np.array([[r[k] for k in keys] for r in r_full.epochs], dtype=float)
-        # non-deterministic kernels can tip one plateau decision (patience 0): at most one reduction apart
-        assert np.abs(a[:, 5] - b[:, 5]).max() <= 1, (a, b)
-        np.testing.assert_allclose(a[:, 1:5], b[:, 1:5], rtol=0.15, atol=0.15, equal_nan=True)
+        # the GPU's own noise, measured: a second uninterrupted fit. A correct resume lands as close to the
+        # first fit as the second one does (3x margin); a wrong one (a lost RNG, optimizer or scheduler
+        # state, a restart from scratch) lands much further away
+        again = small_model(cls, K, classify)
+        r_again = fit(again, data, cfg, checkpoint_dir=tmp_path / "c", log=None)
+        a, b, c = (np.array([[r[k] for k in keys] for r in rr.epochs], dtype=float) for rr in (r_res, r_full, r_again))
+        assert np.abs(a[:, 5] - b[:, 5]).max() <= max(1, np.abs(c[:, 5] - b[:, 5]).max()), (a, b, c)
+        noise = np.nan_to_num(np.abs(c[:, 1:5] - b[:, 1:5]), nan=0.0)
+        gap = np.nan_to_num(np.abs(a[:, 1:5] - b[:, 1:5]), nan=0.0)
+        assert (gap <= 3 * noise + 2e-3).all(), (a, b, c)
         torch.backends.cudnn.deterministic = False
         return
     np.testing.assert_array_equal(np.array([[r[k] for k in keys] for r in r_res.epochs], dtype=float),
