@@ -49,7 +49,8 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
                         "one kind with a prefix, e.g. mtl_monkey.lr=0.01 (keys of core.training.config.TrainConfig; "
-                        "hparam_search.py prints the best as such a flag)")
+                        "hparam_search.py prints the best as such a flag); the architecture keys model, width and "
+                        "readout_layer reach every kind, e.g. width=0.0625 for a quick look at the paper preset")
     p.add_argument("--resume", action="store_true", help="finish an interrupted sweep (finished models are always skipped; this also says so)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
 
@@ -148,6 +149,13 @@ def parse_set(text: str) -> dict:
             out[k] = {"float": float, "int": int, "bool": lambda x: x.lower() in ("1", "true", "yes"), "str": str}[t](v)
         except (ValueError, KeyError):
             raise ConfigError(f"--set {k}={v}: expected a {t}") from None
+    from sweeps.stages import ARCH_KEYS
+
+    for k in out:
+        kind, _, key = k.rpartition(".")
+        if kind in ("oracle", "oracle_readout") and key in ARCH_KEYS:
+            raise ConfigError(f"--set {k}: the Oracle Readout loads the Oracle's weights, so both must have the same "
+                              f"{key}; set it for every kind instead (--set {key}=...)")
     for scope in {k.rpartition(".")[0] for k in out}:  # validates values (e.g. momentum range) per kind
         from_dict(TrainConfig, {k.rpartition(".")[2]: v for k, v in out.items() if k.rpartition(".")[0] in ("", scope)},
                   where="--set")
@@ -279,7 +287,9 @@ def progress_callback(quiet: bool):
             self.shown.add(key)
             head = f"  {result.get('kind'):16s} ratio {result.get('ratio') or '-':>5s} seed {result.get('seed')}  "
             feve, corr = result.get("feve", math.nan), result.get("val_correlation", math.nan)
-            if result.get("done") is True:   # a classifier has no FEVe, a predictor's accuracy is chance
+            if result.get("done") is True and result.get("status") == "failed":
+                _say(head + f"done: failed: {result.get('error', '')}")
+            elif result.get("done") is True:   # a classifier has no FEVe, a predictor's accuracy is chance
                 _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', math.nan):.3f}"
                      + (f", FEVe {feve:.3f}" if feve == feve else ""))
             else:
@@ -396,6 +406,13 @@ def run_sweep(spec, ray_kwargs, args) -> int:
     summarize(spec, time.perf_counter() - t0)
     if hasattr(args, "no_report") and not args.no_report:
         write_report(spec, args)
+    done = finished_run_ids(spec)
+    failed = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
+    if failed:   # everything that finished is written; the exit status says the sweep is not complete
+        print(f"{len(failed)} of {total} models failed ({', '.join(sorted({t.kind for t in failed}))}): their errors are "
+              "in the lake's runs table and the report; fix the cause and re-run the same command to train only them",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -117,14 +117,20 @@ def finished_run_ids(spec: SweepSpec, any_sweep: bool = False) -> dict[str, str]
 # ----------------------------------------------------------------------------- tasks
 
 
+# overrides that change the network itself: an unscoped `--set width=...` reaches every kind (the Oracle
+# Readout loads the Oracle's weights, so the two must agree); other keys reach the classifiers only
+ARCH_KEYS = ("model", "width", "readout_layer")
+
+
 def task_overrides(spec: SweepSpec, kind: str, alpha: float | None = None) -> dict:
     """The TrainConfig overrides of one task (the same in the planner and in the worker)."""
     from core.training.graph import CLASSIFIERS
 
     plain = {k: v for k, v in spec.cls_overrides.items() if "." not in k}
+    arch = {k: v for k, v in plain.items() if k in ARCH_KEYS}   # the architecture reaches every kind of the graph
     own = {k.split(".", 1)[1]: v for k, v in spec.cls_overrides.items() if k.startswith(kind + ".")}
     grid = {"sim_alpha": alpha} if alpha is not None else {}
-    return {**spec.overrides, **(plain if kind in CLASSIFIERS else {}), **own, **grid}
+    return {**spec.overrides, **(plain if kind in CLASSIFIERS else arch), **own, **grid}
 
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
@@ -213,6 +219,15 @@ def _fault_pause(row: dict, run_id: str, work: Path) -> None:
         time.sleep(0.2)
 
 
+def error_text(e: BaseException) -> str:
+    """A failure for the lake: type, message and the failing line (the innermost frame)."""
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name})" if frames else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
 def train_worker(config: dict) -> None:
     """Runs inside a Ray Train worker: one model, plain `core`, records into the lake."""
     import ray.train
@@ -240,26 +255,35 @@ def train_worker(config: dict) -> None:
         with ckpt.as_directory() as d:
             shutil.copytree(d, work / "checkpoint", dirs_exist_ok=True)
 
-    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
-    upstream = None
-    if task.upstream_id:
-        upstream = work / "upstream"
-        _download(spec, model_dir(spec, task.upstream_id), upstream)
-    tintc = load_tintc(config["tintc"]) if (task.kind in CLASSIFIERS and config.get("tintc")) else None
+    try:
+        sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
+        upstream = None
+        if task.upstream_id:
+            upstream = work / "upstream"
+            _download(spec, model_dir(spec, task.upstream_id), upstream)
+        tintc = load_tintc(config["tintc"]) if (task.kind in CLASSIFIERS and config.get("tintc")) else None
 
-    def report(row, ckpt_path):
-        metrics = {k: row[k] for k in ("epoch", "phase", "val_accuracy", "val_correlation", "lr", "images_per_s")}
-        metrics.update(kind=task.kind, ratio=task.setting(), seed=task.seed, done=False)
-        if ckpt_path is not None and config.get("checkpoint_every_epoch", True):
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
-        else:
-            ray.train.report(metrics)
-        if ckpt_path is not None:   # an epoch just finished (not one said again after a resume)
-            _fault_pause(row, task.run_id, work)
+        def report(row, ckpt_path):
+            metrics = {k: row[k] for k in ("epoch", "phase", "val_accuracy", "val_correlation", "lr", "images_per_s")}
+            metrics.update(kind=task.kind, ratio=task.setting(), seed=task.seed, done=False)
+            if ckpt_path is not None and config.get("checkpoint_every_epoch", True):
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
+            else:
+                ray.train.report(metrics)
+            if ckpt_path is not None:   # an epoch just finished (not one said again after a resume)
+                _fault_pause(row, task.run_id, work)
 
-    overrides = {**task_overrides(spec, task.kind, task.alpha), "device": spec.device, "threads": threads}
-    res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
-                   tintc=tintc, report=report, log=None, overrides=overrides)
+        overrides = {**task_overrides(spec, task.kind, task.alpha), "device": spec.device, "threads": threads}
+        res = run_kind(task.kind, preset, task.ratio, task.seed, work, sources, upstream, spec.data_root,
+                       tintc=tintc, report=report, log=None, overrides=overrides)
+    except OSError:
+        raise   # storage or network trouble may pass: Ray retries the worker (FailureConfig)
+    except Exception as e:   # noqa: BLE001 - the same config fails the same way: record it, do not retry
+        error = error_text(e)
+        write_failed(spec, task, error)
+        ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True,
+                          "status": "failed", "error": error.splitlines()[0][:300]})
+        return
     if res.run["run_id"] != task.run_id:
         raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
     res.run["node"] = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"

@@ -3,6 +3,7 @@ the removed node in test_multinode.py, the diverging trial in test_s3_dashboard.
 
 import json
 import os
+import re
 import signal
 
 import polars as pl
@@ -63,3 +64,20 @@ def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run
     ref_acc = pl.scan_parquet(str(tmp_path / "ref" / "corruption_accuracy" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert acc.height == 70 and acc.select("corruption", "severity").is_duplicated().sum() == 0
     assert acc.sort("corruption", "severity")["accuracy"].to_list() == ref_acc.sort("corruption", "severity")["accuracy"].to_list()
+
+
+def test_a_deterministic_error_is_recorded_with_its_cause_not_retried_and_the_sweep_exits_non_zero(tmp_path, smoke_data):
+    # the Monkey Predictor's readout asked at a layer the network does not have: the same error on every try
+    r = run_cli(*args(tmp_path / "s", smoke_data, "--kinds", "baseline,monkey_predictor", "--max-epochs", "1",
+                      "--set", "monkey_predictor.readout_layer=conv9_9", "--no-report"), timeout=600)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    runs = lake(tmp_path / "s", "runs")
+    status = dict(zip(runs["kind"], runs["status"]))
+    assert status == {"baseline": "ok", "monkey_predictor": "failed"}, runs.select("kind", "status", "error")
+    error = runs.filter(pl.col("kind") == "monkey_predictor")["error"][0]
+    # the cause, not "trial ended without a record": type, message and the failing line
+    assert error.startswith("KeyError: 'conv9_9' (at ") and ".py:" in error, error
+    assert re.search(r"monkey_predictor\s+ratio\s+- seed 0  done: failed: KeyError: 'conv9_9'", r.stdout), r.stdout[-3000:]
+    # recorded by the worker and returned: neither Ray Train nor Tune saw an error to retry
+    assert "trial " not in r.stdout and "Failure #" not in r.stdout + r.stderr, r.stdout[-3000:]
+    assert "1 of 2 models failed (monkey_predictor)" in r.stderr

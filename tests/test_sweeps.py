@@ -176,6 +176,8 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--sweep", "../../etc"], "--sweep '../../etc': expected letters, digits"),
     (["--data-root", "/etc/hostname"], "--data-root /etc/hostname: not a directory"),
     (["--tin-root", "/no/such/tin"], "--tin-root /no/such/tin: no such file or directory"),
+    (["--set", "oracle.width=0.5"], "--set oracle.width: the Oracle Readout loads the Oracle's weights"),
+    (["--set", "oracle_readout.readout_layer=conv2_1"], "--set oracle_readout.readout_layer: the Oracle Readout loads"),
 ])
 def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     t = time.time()
@@ -203,3 +205,18 @@ def test_hparam_search_few_trials(resumed_sweep):
     from sweeps.cli import parse_set
 
     assert parse_set(line.split("--set ")[1].strip())["lr"] > 0
+
+
+def test_architecture_overrides_reach_every_kind_the_rest_only_the_classifiers():
+    """`--set width=...,lr=...`: the width reaches all nine kinds (the Oracle Readout must match the Oracle it
+    loads), the learning rate only the classification-bearing fits; a kind's own key wins."""
+    from core.training.graph import CLASSIFIERS, KINDS
+    from sweeps.cli import parse_set
+    from sweeps.stages import SweepSpec, task_overrides
+
+    spec = SweepSpec(sweep="s", preset="paper", storage="/tmp/x", data_root="/tmp/d", ratios=["1:1"], seeds=[0],
+                     kinds=list(KINDS), cls_overrides=parse_set("width=0.0625,lr=0.01,monkey_predictor.width=0.125"))
+    for kind in KINDS:
+        o = task_overrides(spec, kind)
+        assert o["width"] == (0.125 if kind == "monkey_predictor" else 0.0625), kind
+        assert ("lr" in o) == (kind in CLASSIFIERS), kind

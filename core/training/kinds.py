@@ -326,7 +326,12 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     elif kind == "oracle_readout":
         build.update(n_neurons=K)
         model = build_model(**build)
-        missing = model.load_state_dict(upstream_model.state_dict(), strict=False)
+        try:
+            missing = model.load_state_dict(upstream_model.state_dict(), strict=False)
+        except RuntimeError:
+            raise ConfigError(f"oracle_readout ({cfg.model}, width {cfg.width:g}, readout at {cfg.readout_layer}): cannot "
+                              f"load the Oracle {upstream_id}, built otherwise; give both the same model, width and "
+                              "readout_layer") from None
         assert all(k.startswith("readout.") for k in missing.missing_keys), missing
         tr, va = _neural_sources(neural)
         res = fit_phase(model, TrainData(0, None, tr, va), cfg, "train")
