@@ -1,127 +1,254 @@
-"""Training throughput: `fit`'s training steps against a bare PyTorch loop, side by side.
+"""Training throughput: `fit` against a bare PyTorch loop that does the same work, side by side.
 
-Same model, batch size, data (uint8 on the device) and work per step (standardise, forward,
-cross-entropy, backward, SGD step; no augmentation in either). Runs alternate between the two so
-that drift on a shared machine hits both; prints the median images/s of each and their ratio.
+Two modes (--modes, default both):
+  classification  the Baseline's steps: standardise, forward, cross-entropy, backward, SGD step
+  mtl             core.training's MTL path: before each optimizer step the ratio cycler's batches
+                  (--ratio n:c, neural:classification), neural batches drawn by fit's NeuralStream
+                  from a predictor's responses to every training image (core.training.kinds.mtl_data,
+                  masked MSE), classification batches (cross-entropy), both through the learned
+                  uncertainty weighting; SGD (plus the readout's own Adam with --readout-lr > 0)
 
-    python benchmarks/train_throughput.py [--width 0.0625] [--images 2048] [--repeats 3] [--device auto]
+Every run validates and checkpoints after every epoch, as the sweeps' fits do: `fit` with its own
+per-epoch validation, LR schedule, best-weights copy and checkpoint; the bare loop validates through
+the same prediction functions (accuracy, and the neural correlation in mode mtl) and torch.saves
+the model and optimizer state. Two figures per run:
+  steps   images/s over the training steps only (validation and checkpoint not counted)
+  epoch   images/s over whole epochs: steps + validation + checkpoint, the trainer's real throughput
+Images are counted as `fit` counts them: every classification and every neural image of a step.
 
-It also counts the model's FLOPs per training image (forward + backward, torch's FlopCounterMode)
-and, on a GPU, prints model FLOP utilisation: achieved FLOP/s over the device's dense bf16 peak
-(`--peak-tflops`, default from the device name: H100/H200 989.4).
+Same start-up and warm-up on every side: one process; the data are built once, before any run;
+every run builds its model afresh and its first epoch is warm-up, not counted. Runs alternate
+bare, fit, bare, fit, ... within each mode; medians of --repeats (at least 3) and fit/bare ratios.
+No augmentation on either side. It also counts the model FLOPs per training image (torch's
+FlopCounterMode) and, on a GPU, model FLOP utilisation against the device's dense bf16 peak.
+
+    python benchmarks/train_throughput.py                        # CPU, width 1/16: 2-3 minutes on 2 cores
+    python benchmarks/train_throughput.py --width 1 --images 8192 --device cuda   # the paper's width, on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
-from core.data.synthetic import make_classification, world_config
-from core.models import build_model
-from core.training.config import TrainConfig
-from core.training.fit import fit
-from core.training.data import TrainData, as_u8, pixel_stats
-from core.training.fit import resolve_device
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-
-def bare_loop(model, x_u8, y, batch, epochs, dev, amp) -> float:
-    """images/s of a plain loop over the same tensors (first epoch excluded as warm-up, as for fit)."""
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.75, weight_decay=5e-4)
-    mean, std = model.pixel_mean, model.pixel_std
-    model.train()
-    n_steps = len(y) // batch
-    gen = torch.Generator().manual_seed(0)
-    rates = []
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=gen).to(dev)
-        t0 = time.perf_counter()
-        for s in range(n_steps):
-            idx = perm[s * batch:(s + 1) * batch]
-            x = (x_u8[idx].float() / 255.0 - mean) / std
-            if dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x).float()
-            F.cross_entropy(logits, y[idx]).backward()
-            opt.step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        rates.append(n_steps * batch / (time.perf_counter() - t0))
-    return statistics.mean(rates[1:]) if len(rates) > 1 else rates[0]
-
+from core.data.synthetic import make_classification, world_config  # noqa: E402
+from core.models import build_model  # noqa: E402
+from core.training.config import TrainConfig  # noqa: E402
+from core.training.cycler import parse_ratio, schedule  # noqa: E402
+from core.training.data import TrainData, as_u8, pixel_stats  # noqa: E402
+from core.training.fit import NeuralStream, _accuracy, _neural_val, fit, resolve_device  # noqa: E402
+from core.training.kinds import Sources, mtl_data  # noqa: E402
+from core.training.losses import UncertaintyWeighting, masked_mse  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
 
 
-def train_flops_per_image(model, x_u8, y, batch, dev, amp) -> float:
-    """FLOPs of one training step (forward + backward) divided by the batch size."""
+def bare_stepper(model, data: TrainData, mode: str, cfg: TrainConfig, dev, amp):
+    """(step(s, perm) -> images, optimizers): fit's per-step work for `mode`, written out plainly."""
+    weighting = UncertaintyWeighting(cfg.learn_cls_weight).to(dev) if mode == "mtl" else None
+    own_readout = mode == "mtl" and cfg.readout_lr > 0
+    skip = {id(p) for p in model.readout.parameters()} if own_readout else set()
+    groups = [{"params": [p for p in model.parameters() if id(p) not in skip], "weight_decay": cfg.weight_decay}]
+    if weighting is not None:
+        groups.append({"params": [p for p in weighting.parameters() if p.requires_grad], "weight_decay": 0.0})
+    opts = [torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)]
+    if own_readout:
+        opts.append(torch.optim.Adam(model.readout.parameters(), lr=cfg.readout_lr, weight_decay=cfg.weight_decay))
+    x_u8, y = data.cls["train"]
+    B = min(cfg.batch_size, len(y))
+    plan = schedule(len(y) // B, cfg.ratio) if mode == "mtl" else None
+    stream = NeuralStream(len(data.neural_train), B, torch.Generator().manual_seed(1)) if mode == "mtl" else None
+    src = data.neural_train
+
+    def prep(u8):
+        x = model.prep(u8)
+        return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)
+
+    def step(s, perm) -> int:
+        n = 0
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        for kind in (plan[s] if plan else ["classification"]):
+            if kind == "neural":
+                idx = stream.next().to(dev)
+                with autocast():
+                    rate = model.predict_neural(prep(src.images[src.index[idx]])).float()
+                loss = weighting.neural(masked_mse(rate, src.targets[idx], src.mask[idx]))
+            else:
+                idx = perm[s * B:(s + 1) * B]
+                with autocast():
+                    logits = model(prep(x_u8[idx])).float()
+                ce = F.cross_entropy(logits, y[idx])
+                loss = weighting.classification(ce) if weighting is not None else ce
+            loss.backward()
+            n += len(idx)
+        for o in opts:
+            o.step()
+        return n
+
+    return step, opts, len(y) // B
+
+
+def run_bare(model, data, mode, cfg, dev, amp, ckpt_dir: Path) -> dict:
+    """Steps-only and whole-epoch images/s of the bare loop (first epoch excluded)."""
+    data = data.to(dev)
+    step, opts, n_steps = bare_stepper(model, data, mode, cfg, dev, amp)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(cfg.max_epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(data.cls["train"][1]), generator=gen).to(dev)
+        n = sum(step(s, perm) for s in range(n_steps))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t_steps = time.perf_counter() - t0
+        _accuracy(model, *data.cls["val"], amp)
+        if mode == "mtl":
+            _neural_val(model, data.neural_val, amp)
+        torch.save({"model": model.state_dict(), "optimizer": [o.state_dict() for o in opts]}, ckpt_dir / "bare.pt")
+        rows.append((n, t_steps, time.perf_counter() - t0))
+    return _rates(rows)
+
+
+def run_fit(model, data, cfg, ckpt_dir: Path) -> dict:
+    """The same figures for `fit` (steps from its own epoch rows; whole epochs between its reports)."""
+    stamps = []
+    res = fit(model, data, cfg, report=lambda row, path: stamps.append(time.perf_counter()), checkpoint_dir=ckpt_dir, log=None)
+    rows = [(e["images_per_s"] * e["train_seconds"], e["train_seconds"], b - a)
+            for e, a, b in zip(res.epochs, [stamps[0]] + stamps, stamps)]
+    return _rates(rows)
+
+
+def _rates(rows) -> dict:
+    """rows: (images, step seconds, epoch seconds) per epoch; the first is warm-up."""
+    rows = rows[1:] if len(rows) > 1 else rows
+    n = sum(r[0] for r in rows)
+    return {"steps": n / sum(r[1] for r in rows), "epoch": n / sum(r[2] for r in rows)}
+
+
+def flops_per_image(model, data, mode, cfg, dev, amp) -> float:
+    """Model FLOPs (forward + backward) per training image over one period of the ratio schedule."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    mean, std = model.pixel_mean, model.pixel_std
-    x = (x_u8[:batch].float() / 255.0 - mean) / std
+    data = data.to(dev)
+    step, _, n_steps = bare_stepper(model, data, mode, cfg, dev, amp)
+    period = min(n_steps, parse_ratio(cfg.ratio)[1] if mode == "mtl" else 1)
+    perm = torch.arange(len(data.cls["train"][1]), device=dev)
+    model.train()
     counter = FlopCounterMode(display=False)
     with counter:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x).float()
-        F.cross_entropy(logits, y[:batch]).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / batch
+        n = sum(step(s, perm) for s in range(period))
+    return counter.get_total_flops() / n
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--width", type=float, default=1 / 16)
-    p.add_argument("--images", type=int, default=2048)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first of each is warm-up)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--modes", default="classification,mtl", help="comma list of classification, mtl (default both)")
+    p.add_argument("--width", type=float, default=1 / 16, help="VGG-19-BN channel multiplier (default 1/16; the paper: 1)")
+    p.add_argument("--images", type=int, default=1024, help="classification training images, 10 classes (default 1024)")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128, the paper's)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run, the first of each is warm-up (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating repeats per side, at least 3 (default 3)")
+    p.add_argument("--ratio", default="1:1", help="mode mtl: neural:classification batches (default 1:1)")
+    p.add_argument("--neurons", type=int, default=64, help="mode mtl: neurons in the readout (default 64; paper data: 458)")
+    p.add_argument("--readout-lr", type=float, default=0.0,
+                   help="mode mtl: the readout's own Adam lr (default 0: one SGD, the paper's; the CPU presets use 1e-2)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads on the CPU (default 1, as each sweep trial trains; 0: torch's default)")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: from the GPU's name)")
     args = p.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in ("classification", "mtl") for m in modes):
+        p.error(f"--modes {args.modes}: expected classification and/or mtl")
+    if args.repeats < 3 or args.epochs < 2:
+        p.error("--repeats must be at least 3 and --epochs at least 2 (the first epoch is warm-up)")
+    parse_ratio(args.ratio)
     dev = resolve_device(args.device)
     amp = dev.type == "cuda"
-    per = max(1, args.images // 10)
-    cls = make_classification(world_config("demo", n_classes=10, train_per_class=per, val_per_class=8, test_per_class=1))
-    mean, std = pixel_stats(cls.images["train"])
-    data = TrainData(cls.n_classes, {s: (as_u8(cls.images[s]), torch.as_tensor(np.array(cls.labels[s]))) for s in ("train", "val")})
-    x_dev, y_dev = data.cls["train"][0].to(dev), data.cls["train"][1].to(dev)
+    if args.threads and dev.type == "cpu":
+        torch.set_num_threads(args.threads)
 
-    def model():
+    # data, built once before any timing: demo-world images; the MTL targets are the responses of a
+    # predictor (untrained: the values do not change the work) to every image, as in mtl_data
+    cls = make_classification(world_config("demo", n_classes=10, train_per_class=max(1, args.images // 10),
+                                           val_per_class=8, test_per_class=1))
+    mean, std = pixel_stats(cls.images["train"])
+    size = cls.image_shape[0]
+    datas = {"classification": TrainData(cls.n_classes, {s: (as_u8(cls.images[s]), torch.as_tensor(np.array(cls.labels[s])))
+                                                         for s in ("train", "val")})}
+    if "mtl" in modes:
+        torch.manual_seed(1)
+        predictor = build_model("vgg19_bn_fc", cls.n_classes, args.neurons, args.width, classify=False, image_size=size)
+        predictor.set_pixel_stats(mean, std)
+        datas["mtl"] = mtl_data(Sources(cls, None), predictor.to(dev).eval(), shuffle_seed=None)
+        del predictor
+
+    def model(mode):
         torch.manual_seed(0)
-        m = build_model("vgg19_bn_fc", cls.n_classes, 0, width=args.width)
+        m = build_model("vgg19_bn_fc", cls.n_classes, args.neurons if mode == "mtl" else 0, args.width, image_size=size)
         m.set_pixel_stats(mean, std)
         m.to(dev)
-        if dev.type == "cuda":
-            m.to(memory_format=torch.channels_last)
-        return m
+        return m.to(memory_format=torch.channels_last) if dev.type == "cuda" else m
 
-    cfg = TrainConfig(mode="classification", width=args.width, batch_size=args.batch, max_epochs=args.epochs,
-                      augment=False, lr=0.01, device=str(dev), patience=10**6)
-    bare, ours = [], []
-    for r in range(args.repeats):
-        b = bare_loop(model(), x_dev, y_dev, args.batch, args.epochs, dev, amp)
-        res = fit(model(), data, cfg, log=None)
-        o = statistics.mean(e["images_per_s"] for e in res.epochs[1:]) if len(res.epochs) > 1 else res.images_per_s
-        bare.append(b)
-        ours.append(o)
-        print(f"repeat {r + 1}: bare {b:.1f} img/s, fit {o:.1f} img/s, ratio {o / b:.3f}")
-    b, o = statistics.median(bare), statistics.median(ours)
-    flops = train_flops_per_image(model(), x_dev, y_dev, args.batch, dev, amp)
+    def config(mode):
+        return TrainConfig(mode=mode, width=args.width, batch_size=args.batch, max_epochs=args.epochs, augment=False,
+                           lr=0.01, device=str(dev), patience=10**6, ratio=args.ratio if mode == "mtl" else "1:1",
+                           readout_lr=args.readout_lr if mode == "mtl" else 0.0, threads=args.threads)
+
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    print(f"device {dev} ({name}), vgg19_bn_fc width {args.width:g}, batch {args.batch}, {len(y_dev)} images: "
-          f"bare {b:.1f} img/s, fit {o:.1f} img/s, fit/bare ratio {o / b:.3f}")
-    print(f"model FLOPs per training image (fwd+bwd): {flops / 1e9:.3f} GFLOP; achieved: fit "
-          f"{o * flops / 1e12:.2f} TFLOP/s, bare {b * flops / 1e12:.2f} TFLOP/s")
+    where = f"{name}, torch threads: {torch.get_num_threads()}" if dev.type == "cpu" else name
+    print(f"device {dev} ({where}), vgg19_bn_fc width {args.width:g}, batch {args.batch}, {len(cls.labels['train'])} "
+          f"training images + {len(cls.labels['val'])} validation images, {args.epochs} epochs per run (first = warm-up), "
+          f"{args.repeats} repeats, bare/fit alternating")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            res = {"bare": [], "fit": []}
+            for r in range(args.repeats):
+                d = Path(tmp) / f"{mode}-{r}"
+                (d / "bare").mkdir(parents=True)
+                res["bare"].append(run_bare(model(mode), datas[mode], mode, config(mode), dev, amp, d / "bare"))
+                res["fit"].append(run_fit(model(mode), datas[mode], config(mode), d / "fit"))
+                b, o = res["bare"][-1], res["fit"][-1]
+                print(f"  {mode} repeat {r + 1}: steps bare {b['steps']:.1f} fit {o['steps']:.1f} img/s; "
+                      f"whole epochs bare {b['epoch']:.1f} fit {o['epoch']:.1f} img/s")
+            results[mode] = {side: {k: statistics.median(x[k] for x in runs) for k in ("steps", "epoch")}
+                             for side, runs in res.items()}
+
+    print(f"medians of {args.repeats} repeats, images/s (classification + neural images):")
+    print(f"  {'mode':<16}{'figure':<34}{'bare':>10}{'fit':>10}{'fit/bare':>10}")
+    for mode, m in results.items():
+        label = mode if mode == "classification" else f"mtl {args.ratio}"
+        for k, what in (("steps", "training steps only"), ("epoch", "whole epochs (+ validation, ckpt)")):
+            b, o = m["bare"][k], m["fit"][k]
+            print(f"  {label:<16}{what:<34}{b:>10.1f}{o:>10.1f}{o / b:>10.3f}")
+        print(f"  {label:<16}fit: whole epochs / steps only {m['fit']['epoch'] / m['fit']['steps']:.3f} "
+              f"(bare {m['bare']['epoch'] / m['bare']['steps']:.3f})")
+
     peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    if peak:
-        print(f"model FLOP utilisation against {peak:g} TFLOP/s dense bf16: fit {o * flops / 1e12 / peak:.1%}, "
-              f"bare {b * flops / 1e12 / peak:.1%}")
+    for mode, m in results.items():
+        flops = flops_per_image(model(mode), datas[mode], mode, config(mode), dev, amp)
+        steps, epoch = (m["fit"][k] * flops / 1e12 for k in ("steps", "epoch"))
+        line = (f"{mode}: {flops / 1e9:.3f} GFLOP per training image (fwd+bwd); fit achieves {steps:.3f} TFLOP/s "
+                f"in its steps, {epoch:.3f} over whole epochs")
+        if peak:
+            line += f"; MFU against {peak:g} TFLOP/s dense bf16: {steps / peak:.1%} (steps), {epoch / peak:.1%} (whole epochs)"
+        print(line)
 
 
 if __name__ == "__main__":

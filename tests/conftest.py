@@ -18,9 +18,28 @@ def run_cli(*args, cwd=ROOT, timeout=600, env=None):
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
 
 
-def make_tin_tree(root: Path, n_classes=3, per_class=10, n_val=6, seed=0) -> Path:
-    """A tiny Tiny-ImageNet tree with real JPEGs in RGB, L and CMYK modes."""
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
+GREY_PHOTOS = ("camera", "moon", "brick", "grass", "gravel", "coins", "clock", "cell")
+
+
+def photo_crop(rng, name: str, size: int, grey: bool = False) -> np.ndarray:
+    """A random crop of a photograph that scikit-image ships (no download), resized to size × size."""
+    import skimage.data
+
+    im = Image.fromarray(getattr(skimage.data, name)())
+    side = int(rng.integers(min(im.size) // 3, min(im.size) + 1))
+    x, y = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
+    im = im.crop((x, y, x + side, y + side)).resize((size, size), Image.BILINEAR)
+    return np.asarray(im.convert("L" if grey else "RGB"))
+
+
+def make_tin_tree(root: Path, n_classes=3, per_class=10, n_val=6, seed=0, photos=False) -> Path:
+    """A tiny Tiny-ImageNet tree with real JPEGs in RGB, L and CMYK modes. With `photos`, class k's
+    images are crops of photograph k (scikit-image's), not noise."""
     rng = np.random.default_rng(seed)
+
+    def image(k):
+        return photo_crop(rng, PHOTOS[k % len(PHOTOS)], 64) if photos else rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     root.mkdir(parents=True, exist_ok=True)
     wnids = [f"n{1000 + k:08d}" for k in range(n_classes)]
     (root / "wnids.txt").write_text("\n".join(wnids) + "\n")
@@ -30,28 +49,28 @@ def make_tin_tree(root: Path, n_classes=3, per_class=10, n_val=6, seed=0) -> Pat
         d = root / "train" / w / "images"
         d.mkdir(parents=True)
         for i in range(per_class):
-            arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-            im = Image.fromarray(arr, "RGB")
+            im = Image.fromarray(image(k), "RGB")
             mode = modes[i % 3]
             im = im.convert(mode)
             im.save(d / f"{w}_{i}.JPEG", "JPEG", quality=95)
     (root / "val" / "images").mkdir(parents=True)
     lines = []
     for i in range(n_val):
-        arr = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
-        Image.fromarray(arr).convert(modes[i % 3]).save(root / "val" / "images" / f"val_{i}.JPEG", "JPEG")
+        Image.fromarray(image(i % n_classes)).convert(modes[i % 3]).save(root / "val" / "images" / f"val_{i}.JPEG", "JPEG")
         lines.append(f"val_{i}.JPEG\t{wnids[i % n_classes]}\t0\t0\t63\t63")
     (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
     return root
 
 
-def make_pickle_sessions(folder: Path, seed=0, three_d=True) -> Path:
-    """Two sessions in the authors' layout: one 3-D (neurons, bins, trials), one 2-D (trials, neurons)."""
+def make_pickle_sessions(folder: Path, seed=0, three_d=True, photos=False) -> Path:
+    """Two sessions in the authors' layout: one 3-D (neurons, bins, trials), one 2-D (trials, neurons).
+    With `photos`, the stimuli are grey crops of photographs."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir()
     for i in range(1, 31):
-        np.save(folder / "images" / f"{i}.npy", rng.integers(0, 256, (80, 80), dtype=np.uint8))
+        np.save(folder / "images" / f"{i}.npy", photo_crop(rng, GREY_PHOTOS[i % len(GREY_PHOTOS)], 80, grey=True)
+                if photos else rng.integers(0, 256, (80, 80), dtype=np.uint8))
     # session 1: 5 neurons, train ids 1..20, test ids 21..24 x 3 repeats
     te1 = np.repeat(np.arange(21, 25), 3)
     s1 = {

@@ -33,13 +33,15 @@ def trained():
 @pytest.mark.parametrize("norm, eps", [("l2", (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)),
                                        ("linf", (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255))])
 def test_pgd_accuracy_starts_at_clean_accuracy_and_falls_with_epsilon(trained, norm, eps):
-    m, x, y, _, clean = trained
-    acc = pgd_accuracy(m, x, y, norm, eps, steps=4).mean(1)
-    assert acc[0] == pytest.approx(clean, abs=1e-12)
-    assert all(a >= b for a, b in zip(acc, acc[1:])), acc
+    m, x, y, pred, clean = trained
+    cum = pgd_accuracy(m, x, y, norm, eps, steps=4)
+    raw_ok = pgd_accuracy(m, x, y, norm, eps, steps=4, cumulative=False)
+    assert (cum[0] == (pred == y)).all()                              # ε = 0: exactly the clean predictions, per image
+    assert (cum == np.logical_and.accumulate(raw_ok, axis=0)).all()   # robust at ε only if robust at every ε' <= ε
+    acc = cum.mean(1)
     assert acc[-1] <= 0.5 * clean, acc
     # each epsilon's own attack (no accumulation) falls too: the attack, not the bookkeeping, lowers it
-    raw = pgd_accuracy(m, x, y, norm, eps, steps=4, cumulative=False).mean(1)
+    raw = raw_ok.mean(1)
     assert raw[0] == pytest.approx(clean) and raw[-1] <= 0.5 * raw[0] and raw[len(raw) // 2] < raw[0], raw
 
 
@@ -61,4 +63,4 @@ def test_records_for_the_lake(trained):
     assert {r["norm"] for r in pgd} == {"l2", "linf"} and len(pgd) == 10
     assert all(r["accuracy"] == pytest.approx(clean) for r in pgd if r["epsilon"] == 0)
     (dec,) = [r for r in rows if r["attack"] == "hop_skip_jump"]
-    assert dec["n_images"] == 2 and np.isfinite(dec["median_l2"]) and dec["library"].startswith("foolbox 3.")
+    assert dec["n_images"] == 2 and dec["accuracy"] == 0.0 and 0 < dec["median_l2"] < np.inf, dec  # every run found one

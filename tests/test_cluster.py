@@ -34,18 +34,33 @@ def test_cluster_yaml_passes_rays_schema(cluster):
     assert any(t["node_config"].get("InstanceMarketOptions", {}).get("MarketType") == "spot" for t in gpu_types.values())
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda c: c.__setitem__("setup_comands", c.pop("setup_commands")),
-    lambda c: c["available_node_types"]["gpu_1x"].__setitem__("max_worker", c["available_node_types"]["gpu_1x"].pop("max_workers")),
-    lambda c: c["provider"].__setitem__("regoin", c["provider"].pop("region")) or c.__setitem__("idle_timeout_minute", 5),
-    lambda c: c.__setitem__("head_node_type", "no_such_type"),
-], ids=["top-level key", "node-type key", "provider and top-level", "head type"])
-def test_a_mistyped_key_is_caught(cluster, mutate):
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.__setitem__("setup_comands", c.pop("setup_commands")), "'setup_comands' was unexpected"),
+    (lambda c: c["available_node_types"]["gpu_1x"].__setitem__("max_worker", c["available_node_types"]["gpu_1x"].pop("max_workers")),
+     "'max_worker' was unexpected"),
+    (lambda c: c.__setitem__("idle_timeout_minute", 5), "'idle_timeout_minute' was unexpected"),
+    (lambda c: c.__setitem__("head_node_type", "no_such_type"), "`head_node_type` must be one of `available_node_types`"),
+], ids=["top-level key", "node-type key", "top-level typo", "head type"])
+def test_a_mistyped_key_is_caught(cluster, mutate, message):
     bad = copy.deepcopy(cluster)
     mutate(bad)
-    with pytest.raises(Exception) as e:
+    with pytest.raises(Exception, match=re.escape(message)):
         validate(bad)
-    assert type(e.value).__name__ in ("ValidationError", "ValueError")
+
+
+def test_provider_keys_are_known_to_ray(cluster):
+    """Ray's schema lets any provider key through (a typo such as `regoin` would pass): check them here."""
+    import json
+    from pathlib import Path
+
+    import ray.autoscaler
+
+    schema = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
+    known = set(schema["properties"]["provider"]["properties"])
+    assert set(cluster["provider"]) <= known, set(cluster["provider"]) - known
+    bad = copy.deepcopy(cluster)
+    bad["provider"]["regoin"] = bad["provider"].pop("region")
+    assert not set(bad["provider"]) <= known
 
 
 def test_setup_installs_the_projects_own_pins_and_keeps_the_cluster_closed(cluster):

@@ -121,11 +121,14 @@ def test_killed_build_leaves_nothing_usable(images, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     # wait until it has made progress, then kill it hard
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".cache.tmp") for p in tmp_path.iterdir()):
+    while time.time() < deadline and p.poll() is None and not any(q.name.startswith(".cache.tmp") for q in tmp_path.iterdir()):
         time.sleep(0.2)
     time.sleep(2)
+    assert p.poll() is None, f"the build ended before the kill (exit {p.returncode}): {p.stderr.read()[-2000:]}"
     p.send_signal(signal.SIGKILL)
     p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert any(q.name.startswith(".cache.tmp") for q in tmp_path.iterdir())   # killed mid-build: its temp folder is left
     assert not (tmp_path / "cache").exists()
     assert C.check_cache(tmp_path / "cache", np.repeat(images, 8, axis=0), 0) == "no manifest"
 

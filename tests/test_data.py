@@ -231,6 +231,11 @@ def test_missing_stimulus_and_cli_convert(pickle_sessions, tmp_path):
     assert r.returncode == 0, r.stderr
     r = run_cli("-m", "core.data", "check", "--neural-data", str(tmp_path / "n"))
     assert r.returncode == 0 and "8 neurons in 2 sessions" in r.stdout and "2-4 repeats" in r.stdout
+    # --time-bins 1:3 summed bins 1 and 2 of the 3-D session's (neurons, bins, trials) responses
+    ns = NeuralSet.load(tmp_path / "n")
+    with open(pickle_sessions / "session_101.pkl", "rb") as f:
+        s1 = pickle.load(f)
+    np.testing.assert_allclose(ns.train_responses[:20, :5], s1["training_responses"][:, 1:3].sum(1).T)
     (pickle_sessions / "images" / "3.npy").unlink()
     r = run_cli("-m", "core.data", "convert", "--neural-pickles", str(pickle_sessions), "--out", str(tmp_path / "m"),
                 "--trust-pickle")

@@ -67,8 +67,6 @@ def test_trials_train_on_more_than_one_node(node_loss_sweep):
     paused = node_loss_sweep["paused"]
     # two trials fitting at the same time, on the two worker nodes, never on the head
     assert {p["node"] for p in paused.values()} == node_loss_sweep["workers"], paused
-    assert all(p["epoch"] == 1 and p["phase"] == "train" for p in paused.values())
-    assert "2 CPUs" in node_loss_sweep["out"]  # the head's CPU 0 is not offered to training
     runs = lake(node_loss_sweep["storage"], "runs")
     # every record says where it was trained: a worker node, never the head
     assert {node_of(n) for n in runs["node"]} <= {w[:12] for w in node_loss_sweep["workers"]} | {

@@ -183,10 +183,11 @@ def test_a_fault_on_s3_storage_resumes_from_ray_trains_checkpoint(s3, s3_sweep):
     for r in ok.iter_rows(named=True):
         # killed after epoch 1 with its local copy gone, the fit resumed after epoch 1 (not from scratch):
         # the checkpoint came from the bucket, through ray.train.get_checkpoint()
-        assert killed[r["run_id"]]["epoch"] == 1 and r["resumed"] == f"{killed[r['run_id']]['phase']}:1", r
+        assert r["resumed"] == f"{killed[r['run_id']]['phase']}:1", r
         # and every epoch's progress line was printed once, the one before the kill included
         for e in range(1, r["epochs"] + 1):
-            assert s3_sweep["out"].count(f"seed 0  {killed[r['run_id']]['phase']} epoch {e} ") >= 1, (r["kind"], e)
+            head = f"{r['kind']:16s} ratio {r['ratio'] or '-':>5s} seed 0  {killed[r['run_id']]['phase']} epoch {e} "
+            assert s3_sweep["out"].count(head) == 1, (r["kind"], e)
 
 
 def test_a_local_ray_listens_on_loopback_only(s3_sweep):

@@ -106,7 +106,7 @@ def test_fit_in_similarity_mode(world):
     assert res.status == "ok" and len(res.epochs) == 2
     assert all(np.isfinite(e["loss_similarity"]) and e["loss_similarity"] > 0 for e in res.epochs)
     w = [float(v) for v in res.epochs[-1]["sim_layer_weights"].split(",")]
-    assert len(w) == 3 and sum(w) == pytest.approx(1, abs=1e-3) and w != [pytest.approx(1 / 3)] * 3  # γ was trained
+    assert len(w) == 3 and max(abs(v - 1 / 3) for v in w) > 5e-3, w  # γ was trained (softmax(γ) left 1/3 each)
     with pytest.raises(ValueError, match="pool of at least 2"):
         fit(model, TrainData(cls.n_classes, x), cfg, log=None)
 

@@ -1,5 +1,6 @@
 """The sweeps through real Ray: each test's subprocess starts (and ends) its own local Ray instance."""
 
+import json
 import os
 import re
 import signal
@@ -204,7 +205,9 @@ def test_hparam_search_few_trials(resumed_sweep):
     line = [ln for ln in r.stdout.splitlines() if "--set" in ln][-1]
     from sweeps.cli import parse_set
 
-    assert parse_set(line.split("--set ")[1].strip())["lr"] > 0
+    best = parse_set(line.split("--set ")[1].strip())
+    trial_lrs = [json.loads(c)["lr"] for c in trials["config"]]
+    assert any(best["lr"] == pytest.approx(lr, rel=1e-3) for lr in trial_lrs), (best, trial_lrs)   # one of the trials' own
 
 
 def test_architecture_overrides_reach_every_kind_the_rest_only_the_classifiers():
