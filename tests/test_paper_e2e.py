@@ -1,0 +1,39 @@
+"""The paper preset end to end through Ray on real-format data made here: a Tiny-ImageNet tree whose
+images are crops of real photographs (scikit-image's; RGB, L and CMYK JPEGs, tab-separated val
+annotations), and recordings in the authors' pickle layout (a 3-D and a 2-D session with different
+neurons, repeated test images) converted with `python -m core.data convert`. A tiny budget through
+flags; every kind of the graph must end `ok` and the report must be written."""
+
+import polars as pl
+import pytest
+
+from conftest import make_pickle_sessions, make_tin_tree, run_cli
+from conftest import read_lake as lake
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+SEVEN = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
+
+
+def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path):
+    tin = make_tin_tree(tmp_path / "tiny-imagenet-200", n_classes=4, per_class=12, n_val=8, photos=True)
+    r = run_cli("-m", "core.data", "convert", "--neural-pickles", str(make_pickle_sessions(tmp_path / "pk", photos=True)),
+                "--out", str(tmp_path / "neural"), "--trust-pickle")
+    assert r.returncode == 0, r.stderr
+    for flag, path in (("--tin-root", tin), ("--neural-data", tmp_path / "neural")):
+        assert run_cli("-m", "core.data", "check", flag, str(path)).returncode == 0
+    r = run_cli("sweeps/ratio_grid.py", "--preset", "paper", "--tin-root", str(tin), "--neural-data", str(tmp_path / "neural"),
+                "--seeds", "1000", "--ratios", "1:1", "--max-epochs", "1", "--set", "width=0.0625,batch_size=16",
+                "--storage", str(tmp_path / "res"), "--data-root", str(tmp_path / "data"), "--num-cpus", "2",
+                "--cpus-per-trial", "0.6", "--bootstrap", "20", timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    runs = lake(tmp_path / "res", "runs")
+    assert set(runs["kind"]) == SEVEN and runs.height == 7
+    assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
+    assert (runs["preset"] == "paper").all()
+    # --max-epochs 1 for every fit: the Oracle has two (pre-training on corruptions, then re-training above conv3_1)
+    assert dict(zip(runs["kind"], runs["epochs"])) == {k: 2 if k == "oracle" else 1 for k in SEVEN}
+    # the width override reached every kind (the Oracle Readout loaded the Oracle's weights)
+    assert all('"width": 0.0625' in c for c in runs["config"]), runs.select("kind", "config")
+    acc = lake(tmp_path / "res", "corruption_accuracy")
+    assert acc.height == 5 * 70 and acc.filter(pl.col("n_images") != 8).height == 0   # 5 classifiers × TIN-TC
+    assert (tmp_path / "res" / "report" / "paper" / "report.html").is_file()
