@@ -56,6 +56,11 @@ def main(argv=None) -> int:
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
+    if not args.no_report:   # checked before any training: the report may replace only an earlier report
+        from core.io import check_replaceable
+        from sweeps.cli import report_dir
+
+        check_replaceable(report_dir(spec, args), "report", "--report" if args.report else "report folder")
     return run_sweep(spec, ray_kwargs, args)
 
 

@@ -177,6 +177,7 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--sweep", "../../etc"], "--sweep '../../etc': expected letters, digits"),
     (["--data-root", "/etc/hostname"], "--data-root /etc/hostname: not a directory"),
     (["--tin-root", "/no/such/tin"], "--tin-root /no/such/tin: no such file or directory"),
+    (["--report", "/etc"], "--report /etc: a folder that this command did not write; refusing"),
     (["--set", "oracle.width=0.5"], "--set oracle.width: the Oracle Readout loads the Oracle's weights"),
     (["--set", "oracle_readout.readout_layer=conv2_1"], "--set oracle_readout.readout_layer: the Oracle Readout loads"),
 ])

@@ -150,20 +150,23 @@ def build_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, worke
             else:
                 pool = ProcessPoolExecutor(workers)
                 map_fn = pool.map
+        tty = sys.stderr.isatty()   # a terminal: one line rewritten; a log file: a line every 10 s and at the end
         try:
-            done = 0
+            done, said = 0, t0
             for start, block in map_fn(_corrupt_chunk, jobs):
                 for j, cs in enumerate(CONDITIONS):
                     arrays[cs][start:start + block.shape[1]] = block[j]
                 done += block.shape[1]
-                if progress:
-                    rate = done / (time.perf_counter() - t0)
-                    print(f"\rTIN-TC: {done}/{len(images)} images x 70 conditions ({rate:.1f} images/s)",
-                          end="", file=sys.stderr, flush=True)
+                now = time.perf_counter()
+                if progress and (tty or now - said >= 10 or done == len(images)):
+                    said, rate = now, done / (now - t0)
+                    left = (len(images) - done) / rate if rate > 0 else float("nan")
+                    print(("\r" if tty else "") + f"TIN-TC: {done}/{len(images)} images x 70 conditions ({rate:.1f} images/s, "
+                          f"about {left:.0f} s left)", end="" if tty else "\n", file=sys.stderr, flush=True)
         finally:
             if pool is not None:
                 pool.shutdown()
-        if progress:
+        if progress and tty:
             print(file=sys.stderr)
         files = {}
         for cs, arr in arrays.items():
