@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from analysis.reconstruct import _blur, noisy_targets, parse_norms, project, reconstruct  # noqa: E402
+from analysis.constrained import _blur, project, reconstruct  # noqa: E402
+from analysis.reconstruct import noisy_targets, parse_norms  # noqa: E402
 from core.data.synthetic import make_classification, world_config  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.training.fit import resolve_device  # noqa: E402
@@ -57,13 +58,13 @@ def bare(f, target, norms, steps, optimizer, lr, sigma=1.0, seed=0, init_fractio
     opt = torch.optim.SGD([x], lr=lr) if optimizer == "sgd" else torch.optim.Adam([x], lr=lr)
     for _ in range(steps):
         opt.zero_grad(set_to_none=True)
-        (f(x).float() - goal).square().flatten(1).mean(1).sum().backward()
+        (f(x).float() - goal).square().flatten(1).sum(1).sum().backward()
         x.grad = _blur(x.grad, sigma)
         opt.step()
         with torch.no_grad():
             x.copy_(project(x, radius))
     with torch.no_grad():
-        (f(x).float() - goal).square().flatten(1).mean(1).cpu()
+        (f(x).float() - goal).square().flatten(1).sum(1).cpu()
     return x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:])
 
 

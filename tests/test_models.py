@@ -109,3 +109,29 @@ def test_measures_equal_neuralpredictors_and_hand_values():
     mask = np.ones_like(padded, bool)
     mask[:, 2] = False
     assert fev(padded, mask)[0] == pytest.approx(fev(r)[0])
+
+
+def test_masked_feve_equals_a_per_neuron_hand_computation():
+    """Two sessions that recorded different neurons on different images with different repeat counts:
+    the masked FEV and FEVe equal, per neuron, the formulas applied by hand to that neuron's own trials."""
+    rng = np.random.default_rng(3)
+    M, R, K = 6, 4, 3
+    resp = rng.poisson(3.0, (M, R, K)).astype(float)
+    mask = np.zeros((M, R, K), bool)
+    reps = {0: [2, 3, 4, 2, 0, 0], 1: [0, 0, 3, 2, 4, 3], 2: [4, 1, 2, 3, 2, 2]}   # repeats per image, per neuron
+    for k, counts in reps.items():
+        for i, n in enumerate(counts):
+            mask[i, :n, k] = True
+    junk = resp.copy()
+    junk[~mask] = 1e6                        # what a mask hides must not matter
+    pred = rng.uniform(1, 5, (M, K))
+    got_fev, got_feve = fev(junk, mask), feve(junk, pred, mask)
+    for k, counts in reps.items():
+        trials = [(i, resp[i, j, k]) for i, n in enumerate(counts) for j in range(n)]
+        values = np.array([v for _, v in trials])
+        total = values.var(ddof=1)
+        per_image = [resp[i, :n, k] for i, n in enumerate(counts) if n >= 2]
+        noise = np.mean([x.var(ddof=1) for x in per_image])
+        err = np.mean([(v - pred[i, k]) ** 2 for i, v in trials])
+        assert got_fev[k] == pytest.approx((total - noise) / total, rel=1e-12), k
+        assert got_feve[k] == pytest.approx(1 - (err - noise) / (total - noise), rel=1e-12), k
