@@ -144,8 +144,14 @@ def bootstrap_scores(cor: Correctness, n_boot: int = 250, seed: int = 0, level: 
                               "relative to the Baseline")
     # the Baseline pools all its models (it has no ratio); with one group this is that group's resample
     base = np.mean([g_ac[g] for g in base_keys], axis=0) if len(base_keys) > 1 else g_ac[base_keys[0]]
+    # the rule of analysis.scores: a corruption with the Baseline at 0 (point estimate) is left out of every
+    # replicate; a replicate whose resampled Baseline is 0 on a kept corruption leaves it out of that replicate
+    keep = base[0] > 0
+    if not keep.any():
+        raise MissingBaseline("the Baseline's accuracy is 0 on every corruption: no relative score is defined")
+    base, corr_names = base[:, keep], [c for c, k in zip(corr_names, keep) if k]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_all = {g: np.where(base > 0, v / base, np.nan) for g, v in g_ac.items()}
+        rel_all = {g: np.where(base > 0, v[:, keep] / base, np.nan) for g, v in g_ac.items()}
 
     cats = [CORRUPTIONS[c] for c in corr_names]
     rows = []

@@ -18,7 +18,7 @@ from analysis import controls as ctl
 from analysis import html as H
 from analysis import figures as figs
 from analysis.regression import format_table, regressions
-from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table,
+from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table, undefined_corruptions,
                              robustness_scores)
 from core.errors import DataError, UserError
 from core.io import atomic_dir, check_replaceable, join_uri
@@ -157,6 +157,9 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         try:
             scores = robustness_scores(acc)
             rep.tables["robustness"] = scores
+            for c in undefined_corruptions(acc):
+                notes.append(f"robustness: the Baseline's accuracy on {c} is 0, so its relative score is undefined: "
+                             f"{c} is left out of every score, overall and per category, and of the bootstrap")
         except MissingBaseline as e:
             notes.append(str(e))
     if not acc.is_empty():

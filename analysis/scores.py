@@ -4,6 +4,11 @@ A_c = mean over severities and seeds of accuracy(c, severity, seed);
 score = 100 * mean over corruptions c of A_c(model) / A_c(Baseline), where A_c(Baseline) is the
 mean over the Baseline's seeds. Reported overall, per category (noise, blur, weather, digital) and
 per corruption, for model groups (kind, ratio) and for single models (one run, one seed).
+
+The one rule for an undefined ratio: a corruption on which the Baseline's A_c is 0 has no relative
+score; it is left out of every score (here and in analysis.bootstrap alike) and named by
+`undefined_corruptions`, which the report lists in its notes. Only when every corruption is so is
+there nothing to score (MissingBaseline).
 """
 
 from __future__ import annotations
@@ -40,10 +45,18 @@ def baseline_means(acc: pl.DataFrame, baseline_kind: str = BASELINE) -> pl.DataF
         raise MissingBaseline("no Baseline corruption accuracies in the lake: every robustness score is relative "
                               "to the Baseline, so train the 'baseline' kind (e.g. --kinds baseline)")
     out = base.group_by("corruption").agg(pl.col("accuracy").mean().alias("A_base"))
-    if (out["A_base"] <= 0).any():
-        zero = ", ".join(out.filter(pl.col("A_base") <= 0)["corruption"].to_list())
-        raise MissingBaseline(f"the Baseline's accuracy is 0 on {zero}: the relative score is undefined")
-    return out
+    if (out["A_base"] <= 0).all():
+        raise MissingBaseline("the Baseline's accuracy is 0 on every corruption: no relative score is defined")
+    return out.filter(pl.col("A_base") > 0)   # the rule: a corruption with a Baseline at 0 is left out
+
+
+def undefined_corruptions(acc: pl.DataFrame, baseline_kind: str = BASELINE) -> list[str]:
+    """Corruptions left out of every score because the Baseline's A_c on them is 0 (sorted)."""
+    base = acc.filter(pl.col("kind") == baseline_kind)
+    if base.is_empty():
+        return []
+    means = base.group_by("corruption").agg(pl.col("accuracy").mean().alias("A_base"))
+    return sorted(means.filter(pl.col("A_base") <= 0)["corruption"].to_list())
 
 
 def _scores(rel: pl.DataFrame, by: list[str]) -> pl.DataFrame:

@@ -48,11 +48,14 @@ def fev(responses, mask=None) -> np.ndarray:
 
 
 def feve(responses, predictions, mask=None) -> np.ndarray:
-    """Fraction of explainable variance explained per neuron; `predictions` are (M, K)."""
+    """Fraction of explainable variance explained per neuron; `predictions` are (M, K). NaN for a neuron
+    with no explainable variance (TotalVar <= NoiseVar): its FEVe is undefined, not a number to average."""
     r, m = _mask(responses, mask)
     total, noise = variance_components(r, m)
     err = (((r - np.asarray(predictions, np.float64)[:, None]) ** 2) * m).sum(axis=(0, 1)) / np.maximum(m.sum(axis=(0, 1)), 1)
-    return 1 - (err - noise) / (total - noise)
+    explainable = total - noise
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(explainable > 0, 1 - (err - noise) / np.where(explainable > 0, explainable, 1), np.nan)
 
 
 def _corr(a, b, w):
@@ -87,9 +90,14 @@ def correlation(a, b, mask=None) -> np.ndarray:
 
 def neural_metrics(responses, predictions, mask=None, true_rates=None) -> dict[str, float]:
     """Population summaries (means over neurons) of FEV, FEVe and the correlations."""
+    per_neuron = feve(responses, predictions, mask)
+    defined = np.isfinite(per_neuron)
     out = {
         "fev": float(np.mean(fev(responses, mask))),
-        "feve": float(np.mean(feve(responses, predictions, mask))),
+        # the rule for an undefined ratio: neurons without explainable variance are left out of the mean and
+        # counted (feve_neurons: how many are in it); with none left, FEVe is NaN
+        "feve": float(np.mean(per_neuron[defined])) if defined.any() else float("nan"),
+        "feve_neurons": int(defined.sum()),
         "corr_trial": float(np.mean(correlation_per_trial(responses, predictions, mask))),
         "corr_avg": float(np.mean(correlation_to_average(responses, predictions, mask))),
     }

@@ -462,10 +462,13 @@ def summarize(spec, seconds: float) -> None:
     if runs.height == 0:
         print("no runs recorded")
         return
+    ok = pl.col("status") == "ok"   # the means are over finished models only (a diverged model has no scores)
     by_kind = runs.group_by("kind").agg(
-        pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok"),
-        pl.col("clean_accuracy").mean().alias("clean_acc"), pl.col("feve").mean().alias("FEVe"),
-        pl.col("sim_match").mean().alias("sim_match"))
+        pl.len().alias("models"), ok.sum().alias("ok"),
+        pl.col("clean_accuracy").filter(ok).mean().alias("clean_acc"), pl.col("feve").filter(ok).mean().alias("FEVe"),
+        pl.col("sim_match").filter(ok).mean().alias("sim_match"))
+    acc = acc.filter(pl.col("run_id").is_in(runs.filter(ok)["run_id"].implode())) if acc.height else acc
+    print("per kind: means over its ok models, unhealthy ones included (the report's controls say which to leave out)")
     try:
         rob = robustness_scores(acc, by=["kind"]).filter(pl.col("scope") == "overall").select("kind", "robustness")
         by_kind = by_kind.join(rob, on="kind", how="left")

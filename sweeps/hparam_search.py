@@ -123,7 +123,8 @@ def main(argv=None) -> int:
         tune_config=tune.TuneConfig(
             metric=args.metric, mode="max", num_samples=args.trials,
             search_alg=ConcurrencyLimiter(OptunaSearch(seed=args.search_seed), max_concurrent=k),
-            scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=args.grace_period, reduction_factor=2),
+            # rungs by epoch, not by report: a worker restarted after a fault says its finished epochs again
+            scheduler=ASHAScheduler(time_attr="epoch", grace_period=args.grace_period, reduction_factor=2),
             reuse_actors=False),
         run_config=tune.RunConfig(name=f"{spec.sweep}-{int(time.time())}", storage_path=storage, verbose=0,
                                   callbacks=[progress_callback(log is None)]),

@@ -281,8 +281,10 @@ def train_worker(config: dict) -> None:
     except Exception as e:   # noqa: BLE001 - the same config fails the same way: record it, do not retry
         error = error_text(e)
         write_failed(spec, task, error)
-        ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True,
-                          "status": "failed", "error": error.splitlines()[0][:300]})
+        # every metric a Tune search may ask for is in the report (NaN), or the search itself would stop
+        ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "epoch": 0,
+                          "status": "failed", "error": error.splitlines()[0][:300], "clean_accuracy": float("nan"),
+                          "feve": float("nan"), "val_accuracy": float("nan"), "val_correlation": float("nan")})
         return
     if res.run["run_id"] != task.run_id:
         raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
@@ -361,4 +363,4 @@ def write_failed(spec: SweepSpec, task: Task, error: str) -> None:
     write_table(lake_root(spec), "runs", [{
         "run_id": task.run_id, "kind": task.kind, "ratio": task.ratio, "seed": task.seed, "preset": spec.preset,
         "alpha": task.alpha if task.alpha is not None else float("nan"), "status": "failed", "error": error[:2000], "upstream": task.upstream_id, "created_at": now(),
-        "config": json.dumps(spec.overrides), **provenance()}], spec.sweep, task.kind, task.run_id)
+        "config": json.dumps(task_overrides(spec, task.kind, task.alpha), sort_keys=True), **provenance()}], spec.sweep, task.kind, task.run_id)

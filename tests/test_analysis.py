@@ -402,3 +402,31 @@ def test_the_similarity_familys_report_section_fits_planted_coefficients(tmp_pat
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "similarity-loss weights: α=0.1, α=1, α=3, α=10" in html and "Sim-Monkey: n = 16" in html
     assert (tmp_path / "rep" / "figures" / "robustness_vs_sim_match.png").exists()
+
+
+def test_a_corruption_with_the_baseline_at_zero_is_left_out_of_every_score_the_same_way():
+    """One rule for an undefined ratio: the Baseline right on no fog image leaves fog out of the scores and
+    out of the bootstrap alike (both give the same overall estimate, from gaussian_noise alone), and the
+    report names it; before, the scores refused to compute anything while the bootstrap dropped it silently."""
+    rng = np.random.default_rng(4)
+    n = 200
+    conds = [("gaussian_noise", 1), ("fog", 1)]
+    models = {("baseline", 0): (0.5, 0.0), ("mtl_monkey", 0): (0.6, 0.3)}
+    rows, clean, corrupt = [], [], []
+    for (kind, seed), (p_noise, p_fog) in models.items():
+        clean.append((rng.random(n) < 0.8).astype(np.float32))
+        corrupt.append(np.stack([(rng.random(n) < p).astype(np.float32) for p in (p_noise, p_fog)]))
+        rows.append({"run_id": f"{kind}-{seed}", "kind": kind, "ratio": "" if kind == "baseline" else "1:1", "seed": seed})
+    cor = bs.Correctness(pl.DataFrame(rows), conds, np.arange(n), np.stack(clean), np.stack(corrupt), [])
+    boot = bs.bootstrap_scores(cor, n_boot=50, seed=0).filter(pl.col("kind") == "mtl_monkey")
+    acc = pl.DataFrame([{"run_id": r["run_id"], "kind": r["kind"], "ratio": r["ratio"], "seed": r["seed"], "corruption": c,
+                         "category": CORRUPTIONS[c], "severity": s, "accuracy": float(corrupt[i][j].mean()), "n_images": n}
+                        for i, r in enumerate(rows) for j, (c, s) in enumerate(conds)])
+    sc = robustness_scores(acc).filter(pl.col("kind") == "mtl_monkey")
+    want = 100 * corrupt[1][0].mean() / corrupt[0][0].mean()          # gaussian_noise alone
+    overall = sc.filter(pl.col("level") == "overall")["robustness"][0]
+    assert overall == pytest.approx(want) and boot.filter(pl.col("scope") == "overall")["estimate"][0] == pytest.approx(want)
+    assert "fog" not in set(sc["scope"]) and "fog" not in set(boot["scope"]) and "weather" not in set(boot["scope"])
+    from analysis.scores import undefined_corruptions
+
+    assert undefined_corruptions(acc) == ["fog"]

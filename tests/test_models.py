@@ -134,4 +134,13 @@ def test_masked_feve_equals_a_per_neuron_hand_computation():
         noise = np.mean([x.var(ddof=1) for x in per_image])
         err = np.mean([(v - pred[i, k]) ** 2 for i, v in trials])
         assert got_fev[k] == pytest.approx((total - noise) / total, rel=1e-12), k
-        assert got_feve[k] == pytest.approx(1 - (err - noise) / (total - noise), rel=1e-12), k
+        if total > noise:
+            assert got_feve[k] == pytest.approx(1 - (err - noise) / (total - noise), rel=1e-12), k
+        else:   # no explainable variance: FEVe undefined (NaN), not a number that drags the mean
+            assert np.isnan(got_feve[k]), k
+    assert np.isnan(got_feve).tolist() == [False, False, True]   # this draw has one such neuron
+    # and the population FEVe leaves it out and says how many neurons are in the mean
+    from core.measures import neural_metrics
+
+    m = neural_metrics(junk, pred, mask)
+    assert m["feve_neurons"] == 2 and m["feve"] == pytest.approx(np.mean(got_feve[:2]), rel=1e-12)

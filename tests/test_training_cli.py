@@ -37,6 +37,8 @@ def test_six_kinds_on_smoke(tmp_path, data_root):
     r = train(tmp_path / "mm", "mtl_monkey", data_root, "--ratio", "1:2")
     assert "monkey_predictor: status ok" in r.stdout
     mp_dir = tmp_path / "mm" / "upstream" / "monkey_predictor"
+    mp = lake(mp_dir, "runs").row(0, named=True)
+    assert 0 < mp["feve_neurons"] <= 24 and math.isfinite(mp["feve"])   # the smoke world's 24 neurons, undefined ones out
     train(tmp_path / "ms", "mtl_shuffled", data_root, "--upstream", str(mp_dir), "--ratio", "1:2")
     train(tmp_path / "b", "baseline", data_root)
     # the similarity family from the same command line, on the same Monkey Predictor

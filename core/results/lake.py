@@ -34,7 +34,9 @@ TABLES: dict[str, pa.Schema] = {
         ("ratio_value", F64), ("preset", STR), ("family", STR), ("alpha", F64),
         ("status", STR), ("error", STR), ("diverged_epoch", I64),
         ("clean_accuracy", F64), ("val_accuracy", F64),
-        ("fev", F64), ("feve", F64), ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
+        ("fev", F64), ("feve", F64),
+        ("feve_neurons", I64),   # neurons in the FEVe mean; the others had no explainable variance (left out)
+        ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
         ("sim_match", F64),
         ("readout_alive", F64),   # share of the readout layer's channels that respond to any test image (0: dead)
         ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),

@@ -101,7 +101,10 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
         cfg = TrainConfig(mode="similarity", lr=preset.lr, **common)
     else:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return replace(cfg, **overrides) if overrides else cfg
+    cfg = replace(cfg, **overrides) if overrides else cfg
+    if kind == "oracle_readout":   # the Oracle stays frozen up to the layer the readout reads, wherever that is
+        cfg = replace(cfg, freeze_through=cfg.readout_layer)
+    return cfg
 
 
 # ----------------------------------------------------------------------------- saved models
@@ -378,6 +381,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         "val_accuracy": max(val_acc) if val_acc else float("nan"),
         **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true",
                                                       "sim_match", "readout_alive")},
+        "feve_neurons": metrics.get("feve_neurons"),
         "alpha": cfg.sim_alpha if kind in SIM_KINDS else float("nan"),
         "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
         "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id, "resumed": ",".join(resumed),
