@@ -349,7 +349,9 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         data = mtl_data(sources, upstream_model, shuffle_seed=(10_000 + seed) if kind == "mtl_shuffled" else None)
         res = fit_phase(model, data, cfg, "train")
 
-    model.cpu().eval()
+    # evaluation, attacks and the similarity match run where the model trained (the GPU in a GPU trial:
+    # 70 conditions of a full-width VGG on 2 CPU cores would take hours); save_model copies to the CPU
+    model.to(resolve_device(cfg.device)).eval()
     save_model(model, build, out / "model.pt")
     metrics = {"clean_accuracy": float("nan")}
     acc_rows, pred_rows, adv_rows = [], [], []
@@ -367,11 +369,9 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
             if preset.adv_images > 0:
                 from core.evaluate.adversarial import adversarial_records
 
-                dev = resolve_device(cfg.device)
-                adv_rows = adversarial_records(model.to(dev), np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]),
+                adv_rows = adversarial_records(model, np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]),
                                                preset.adv_images, preset.adv_decision_images, preset.adv_steps,
                                                preset.adv_decision_steps, seed=seed)
-                model.cpu()
     val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]
     run = {
         "run_id": run_id, "kind": kind, "ratio": ratio, "ratio_value": ratio_value(ratio) if ratio else float("nan"),
