@@ -216,7 +216,8 @@ def rho_scatter(table: pl.DataFrame, norms, source: str, reference: str = "mtl_m
         ax.set_xlabel("ϱ̄ other model", fontsize=9)
         if j == 0:
             ax.set_ylabel(f"ϱ̄ {label(reference)}", fontsize=9)
-    axes[0, -1].legend(fontsize=7, loc="lower right")
+    if axes[0, -1].get_legend_handles_labels()[0]:
+        axes[0, -1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"saliency source: {source}", fontsize=9)
     fig.tight_layout()
     return fig
@@ -238,7 +239,8 @@ def adversarial_curves(adv: pl.DataFrame):
         ax.set_ylabel("accuracy under PGD")
         ax.set_title(f"PGD {norm.upper().replace('LINF', 'L∞')}")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, frameon=False)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7, frameon=False)
     ax = axes[2]
     if dec.height:
         g = dec.group_by("kind").agg(pl.col("median_l2").median(), pl.col("n_images").sum())

@@ -213,7 +213,11 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         notes.append("regression: needs robustness scores, which need the Baseline")
     adv = lake.adversarial
     if adv is not None and not adv.is_empty():
-        adv = adv.filter(pl.col("run_id").is_in(ok["run_id"].implode()))
+        adv = adv.filter(pl.col("run_id").is_in(ok["run_id"].implode()))   # the models left in the scores
+    if adv is not None and adv.is_empty() and lake.adversarial is not None and not lake.adversarial.is_empty():
+        notes.append("adversarial: no model left in the scores has attack results (the others failed a health check "
+                     "or did not finish): no adversarial figure")
+    elif adv is not None and not adv.is_empty():
         rep.tables["adversarial"] = adv.drop("sweep", "stage")
         rep.tables["adversarial_summary"] = (
             adv.group_by("kind", "attack", "norm", "epsilon").agg(

@@ -151,6 +151,10 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
 
     build(str(storage), report.parent, sweep="smoke", n_boot=20, log=lambda *a: None)
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
+    # rebuilt without --include-unhealthy: every smoke model is at chance and left out, so no attack figure
+    # is drawn from nothing (an empty PGD panel); the report says why instead
+    assert "adversarial: no model left in the scores has attack results" in report.read_text()
+    assert not (report.parent / "figures" / "adversarial.png").exists()
     # bad input: one line, exit 2, nothing written
     bad = tmp_path / "bad"
     r = run_cli(*args, "--out", str(bad), "--norms", "5,-1", timeout=300)
