@@ -44,8 +44,9 @@ def node_loss_sweep(tmp_path_factory, smoke_data):
         victim_run, victim = sorted(paused.items())[0]
         node = next(n for n in workers if n.node_id == victim["node"])
         c.remove_node(node, allow_graceful=False)       # the node dies under a running trial
-        for run_id in paused:                           # the other trial goes on where it is
-            (pause / f"{run_id}.go").touch()
+        for run_id in paused:                           # the other trial goes on where it is; the victim's
+            if run_id != victim_run:                    # worker never gets the go (it would race its own death
+                (pause / f"{run_id}.go").touch()        # into epoch 2); its restarted worker does not pause again
         added = {c.add_node(num_cpus=1).node_id}  # the autoscaler's replacement
         code, out = w.finish()
     finally:

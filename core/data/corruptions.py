@@ -14,6 +14,7 @@ renamed, and a cache whose manifest or files do not match is rebuilt, never used
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import sys
 import time
@@ -27,6 +28,12 @@ from PIL import Image
 
 from core.errors import DataError
 from core.io import atomic_dir, sha256_file, stable_hash
+
+# worker processes come from a fork server (a clean process started for the purpose), not from a fork of
+# this one: a fork of a process that already runs Ray's or torch's threads (a driver, a test session) can
+# deadlock in the child (seen: a TIN-TC build hung after an in-process Ray cluster had run in the same
+# pytest process). Spawning would be as safe and 2x slower to start in the tests.
+_POOL_CONTEXT = multiprocessing.get_context("forkserver")
 
 # name -> category, in the paper's order (glass blur dropped: too slow)
 CORRUPTIONS: dict[str, str] = {
@@ -148,7 +155,7 @@ def build_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, worke
             if workers == 1:
                 map_fn = map
             else:
-                pool = ProcessPoolExecutor(workers)
+                pool = ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT)
                 map_fn = pool.map
         tty = sys.stderr.isatty()   # a terminal: one line rewritten; a log file: a line every 10 s and at the end
         try:
@@ -223,7 +230,7 @@ def corruption_bank(images: np.ndarray, seed: int, n_variants: int, workers: int
         results = map(_bank_job, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(workers)
+        pool = ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT)
         results = pool.map(_bank_job, jobs, chunksize=64)
     try:
         for i, v, img in results:
