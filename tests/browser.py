@@ -88,10 +88,14 @@ async def _inspect(port: int, url: str, screenshot: Path, timeout: float) -> dic
 
 def inspect_page(chromium: str, page: Path, screenshot: Path, timeout: float = 90) -> dict:
     """Open `page` (a local file) in headless Chromium; returns the title, every image's natural size,
-    and writes a full-page PNG screenshot."""
+    and writes a full-page PNG screenshot.
+
+    Chromium runs in its own process group, and the whole group (renderer, GPU and crash-handler
+    children included) is stopped and reaped before its profile folder is removed: a child still
+    writing into `Default/` while the folder was deleted failed CI once ("Directory not empty")."""
     with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
         proc = subprocess.Popen([chromium, *FLAGS, "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.time() + timeout
@@ -104,8 +108,34 @@ def inspect_page(chromium: str, page: Path, screenshot: Path, timeout: float = 9
             port = int(port_file.read_text().split()[0])
             return asyncio.run(_inspect(port, page.resolve().as_uri(), screenshot, timeout))
         finally:
-            proc.terminate()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM chromium's process group, SIGKILL what is left after `grace` seconds, and wait until no
+    process of the group remains."""
+    import signal
+
+    import psutil
+
+    def alive() -> bool:  # a zombie writes nothing: only running members count
+        for p in psutil.process_iter(["status"]):
             try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                if os.getpgid(p.pid) == proc.pid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                    return True
+            except (ProcessLookupError, psutil.Error):
+                continue
+        return False
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, grace)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        end = time.time() + wait
+        while time.time() < end:
+            proc.poll()  # reap the group leader so it does not linger as a zombie
+            if not alive():
+                return
+            time.sleep(0.1)
+    proc.poll()
