@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, cli_main  # noqa: E402
 from core.io import join_uri  # noqa: E402
-from sweeps.cli import (TRIAL_DRIVER_CPU, add_common_flags, concurrency, prepare_data, progress_callback,  # noqa: E402
-                        resolve_common, start_ray)
+from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
+from sweeps.runner import concurrency, prepare_data, progress_callback  # noqa: E402
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
 SEARCHED = ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
 
     from core.results import write_table
     from core.results.lake import now, provenance
-    from sweeps.cli import run_wave
+    from sweeps.runner import run_wave
     from sweeps.stages import finished_run_ids, lake_root, plan
 
     log = None if args.quiet else print

@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import UserError, cli_main  # noqa: E402
-from sweeps.cli import add_common_flags, resolve_common, run_sweep  # noqa: E402
+from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
+from sweeps.runner import run_sweep  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable
-        from sweeps.cli import report_dir
+        from sweeps.runner import report_dir
 
         check_replaceable(report_dir(spec, args), "report", "--report" if args.report else "report folder")
     return run_sweep(spec, ray_kwargs, args)

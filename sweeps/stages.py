@@ -66,6 +66,9 @@ class SweepSpec:
     overrides: dict = field(default_factory=dict)        # TrainConfig overrides for every fit
     cls_overrides: dict = field(default_factory=dict)    # ... and for classification-bearing fits only (--set)
     max_failures: int = 1        # retries of a trial (Tune) and of its worker group (Train)
+    # Train controller retries (a worker group that cannot start: its resources never came). A local
+    # Ray has all it will ever have, so a bounded number; a cluster may be autoscaling: no bound.
+    controller_retries: int = -1
 
 
 @dataclass
@@ -340,7 +343,8 @@ def tune_trial(config: dict) -> None:
             name=f"{spec.sweep}-{task.run_id}",  # stable across restores: derived from the task, not a timestamp
             storage_path=storage, **storage_kwargs,
             callbacks=[TuneReportCallback()],
-            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures),
+            failure_config=ray.train.FailureConfig(max_failures=spec.max_failures,
+                                                   controller_failure_limit=spec.controller_retries),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     )

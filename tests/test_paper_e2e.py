@@ -2,7 +2,14 @@
 images are crops of real photographs (scikit-image's; RGB, L and CMYK JPEGs, tab-separated val
 annotations), and recordings in the authors' pickle layout (a 3-D and a 2-D session with different
 neurons, repeated test images) converted with `python -m core.data convert`. A tiny budget through
-flags; every kind of the graph must end `ok` and the report must be written."""
+flags; every kind of the graph must end `ok` and the report must be written.
+
+A second Ray instance runs on the machine throughout (another user's job, a second sweep): Ray
+Train's placement-group cleaner once asked that instance whether our controllers were alive, leaked
+placement groups and stalled wave 2 forever; the sweep pins Ray's state API to its own instance."""
+
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -14,7 +21,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SEVEN = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
 
 
-def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path):
+@pytest.fixture
+def bystander_ray():
+    """Another local Ray instance (started by `ray.init`, as a notebook or a test would), alive for the test."""
+    code = "import ray, sys; ray.init(num_cpus=1, include_dashboard=True); print('up', flush=True); sys.stdin.read()"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout.readline().strip() == "up", "the bystander Ray instance did not start"
+    yield proc
+    proc.stdin.close()   # ray.shutdown() at exit stops its processes
+    proc.wait(60)
+
+
+def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path, bystander_ray):
     tin = make_tin_tree(tmp_path / "tiny-imagenet-200", n_classes=4, per_class=12, n_val=8, photos=True)
     r = run_cli("-m", "core.data", "convert", "--neural-pickles", str(make_pickle_sessions(tmp_path / "pk", photos=True)),
                 "--out", str(tmp_path / "neural"), "--trust-pickle")
@@ -26,6 +45,7 @@ def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path):
                 "--storage", str(tmp_path / "res"), "--data-root", str(tmp_path / "data"), "--num-cpus", "2",
                 "--cpus-per-trial", "0.6", "--bootstrap", "20", timeout=900)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert bystander_ray.poll() is None, "the other Ray instance was not running throughout"
     runs = lake(tmp_path / "res", "runs")
     assert set(runs["kind"]) == SEVEN and runs.height == 7
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")

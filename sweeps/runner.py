@@ -1,0 +1,231 @@
+"""Running a sweep: the waves of trials through Ray Tune, the progress lines, the summary and the report."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.io import join_uri
+from core.presets import get_preset
+from sweeps.cli import TRIAL_DRIVER_CPU, ray_map, start_ray
+
+
+def _say(msg: str) -> None:
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
+def progress_callback(quiet: bool):
+    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.shown = set()
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if quiet or result.get("kind") is None:
+                return
+            # a restarted worker says its finished epochs again (one may have died with the old worker)
+            key = (trial.trial_id, result.get("phase"), result.get("epoch"), result.get("done"))
+            if key in self.shown:
+                return
+            self.shown.add(key)
+            head = f"  {result.get('kind'):16s} ratio {result.get('ratio') or '-':>5s} seed {result.get('seed')}  "
+            feve, corr = result.get("feve", math.nan), result.get("val_correlation", math.nan)
+            if result.get("done") is True and result.get("status") == "failed":
+                _say(head + f"done: failed: {result.get('error', '')}")
+            elif result.get("done") is True:   # a classifier has no FEVe, a predictor's accuracy is chance
+                _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', math.nan):.3f}"
+                     + (f", FEVe {feve:.3f}" if feve == feve else ""))
+            else:
+                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}  val acc "
+                     f"{result.get('val_accuracy', math.nan):.3f}" + (f"  val corr {corr:.3f}" if corr == corr else ""))
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            _say(f"  trial {trial.trial_id} failed: {trial.error_file or ''}")
+
+    return Progress()
+
+
+def run_wave(spec, tasks, tintc_path, max_concurrent, log) -> None:
+    from ray import tune
+
+    from sweeps.stages import task_config, tune_trial
+
+    storage = join_uri(spec.storage, "ray")
+    kwargs = {}
+    if "://" in storage:
+        from sweeps.stages import fs_and_path
+
+        fs, storage = fs_and_path(storage)
+        kwargs["storage_filesystem"] = fs
+    else:
+        storage = str(Path(storage).resolve())
+    local = "://" not in spec.storage
+    # local storage: the fit's own per-epoch checkpoint in STORAGE/work is the resume point, so Ray
+    # Train checkpoints (a copy per epoch) are only reported for remote storage
+    configs = [task_config(spec, t, tintc_path,
+                           work_dir=str(Path(spec.storage).resolve() / "work" / t.run_id) if local else None,
+                           checkpoint_every_epoch=not local) for t in tasks]
+    tuner = tune.Tuner(
+        tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
+        param_space={"t": tune.grid_search(configs)},
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
+        run_config=tune.RunConfig(name=f"{spec.sweep}-{tasks[0].kind}-{uuid.uuid4().hex[:6]}", storage_path=storage,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                                  callbacks=[progress_callback(log is None)], verbose=0, **kwargs),
+    )
+    tuner.fit()
+
+
+def concurrency(spec, requested: int) -> int:
+    import ray
+
+    res = ray.cluster_resources()
+    if spec.gpus_per_trial:
+        k = int(res.get("GPU", 0) // spec.gpus_per_trial)
+        if k < 1:
+            raise ConfigError(f"--gpus-per-trial {spec.gpus_per_trial:g}: the cluster has {res.get('GPU', 0):g} GPUs")
+    else:
+        k = int(math.floor(res.get("CPU", 1) / (spec.cpus_per_trial + TRIAL_DRIVER_CPU) + 1e-9))
+        if k < 1:
+            raise ConfigError(f"--cpus-per-trial: the cluster has {res.get('CPU', 0):g} CPUs")
+    return max(1, min(k, requested)) if requested else max(1, k)
+
+
+def prepare_data(spec, log):
+    """The driver builds shared inputs once, before any trial: the world, TIN-TC, the Oracles' corruption banks."""
+    from core.data.corruptions import ensure_tintc
+    from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank, tintc_source
+
+    preset = get_preset(spec.preset)
+    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)
+    tintc = None
+    if any(k in CLASSIFIERS for k in spec.kinds):
+        images, folder = tintc_source(preset, sources, spec.data_root)
+        tintc = str(folder)
+        import ray
+
+        n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
+                     progress=log is not None)
+    if "oracle" in spec.kinds:
+        for seed in spec.seeds:   # one Oracle per seed, each with its own corruption draws
+            oracle_bank(sources, Path(spec.data_root), seed, preset.oracle_variants, log)
+    return sources, tintc
+
+
+def run_sweep(spec, ray_kwargs, args) -> int:
+    from sweeps.stages import finished_run_ids, plan, write_failed
+
+    log = None if args.quiet else print
+    t0 = time.perf_counter()
+    start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print)
+    sources, tintc = prepare_data(spec, log)
+    waves = plan(spec, sources.info)
+    k = concurrency(spec, args.max_concurrent)
+    done = finished_run_ids(spec)
+    total = sum(len(w) for w in waves)
+    skipped = sum(1 for w in waves for t in w if done.get(t.run_id) in ("ok", "diverged"))
+    print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
+          f"{total - skipped} to train, up to {k} at a time; results: {spec.storage}")
+    for i, wave in enumerate(waves, 1):
+        done = finished_run_ids(spec)
+        todo = []
+        for t in wave:
+            if done.get(t.run_id) in ("ok", "diverged"):
+                continue
+            if t.upstream_id and done.get(t.upstream_id) != "ok":
+                write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({done.get(t.upstream_id, 'missing')})")
+                continue
+            todo.append(t)
+        if not todo:
+            continue
+        if log:
+            log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
+        run_wave(spec, todo, tintc, k, log)
+        done = finished_run_ids(spec)
+        for t in todo:
+            if t.run_id not in done:
+                write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+    summarize(spec, time.perf_counter() - t0)
+    if hasattr(args, "no_report") and not args.no_report:
+        write_report(spec, args)
+    done = finished_run_ids(spec)
+    failed = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
+    if failed:   # everything that finished is written; the exit status says the sweep is not complete
+        print(f"{len(failed)} of {total} models failed ({', '.join(sorted({t.kind for t in failed}))}): their errors are "
+              "in the lake's runs table and the report; fix the cause and re-run the same command to train only them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def report_dir(spec, args) -> Path:
+    if getattr(args, "report", None):
+        return Path(args.report).resolve()
+    if "://" in spec.storage:
+        return Path.cwd() / f"report-{spec.sweep}"
+    return Path(spec.storage) / "report" / spec.sweep
+
+
+def write_report(spec, args) -> None:
+    """The analysis of this sweep (python -m analysis), after the summary. A lake with nothing to
+    analyse is said in one line; the sweep's own results stand either way."""
+    from analysis.report import build
+    from core.errors import UserError
+
+    out = report_dir(spec, args)
+    try:
+        rep = build(spec.storage, out, sweep=spec.sweep, n_boot=args.bootstrap, seed=0, log=print,
+                    include_unhealthy=getattr(args, "include_unhealthy", False),
+                    out_flag="--report" if getattr(args, "report", None) else "report folder")
+    except UserError as e:
+        print(f"report: not written: {e}")
+        return
+    if rep.regression_text:
+        print(rep.regression_text)
+    if rep.controls:
+        from analysis.controls import format_controls
+
+        print(format_controls(rep.controls))
+    print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
+
+
+def summarize(spec, seconds: float) -> None:
+    import polars as pl
+
+    from analysis.scores import robustness_scores
+    from core.results import read_table
+    from sweeps.stages import lake_root
+
+    runs = pl.from_arrow(read_table(lake_root(spec), "runs"))
+    runs = runs.filter(pl.col("sweep") == spec.sweep) if runs.height else runs
+    acc = pl.from_arrow(read_table(lake_root(spec), "corruption_accuracy"))
+    acc = acc.filter(pl.col("sweep") == spec.sweep) if acc.height else acc
+    print(f"\nsweep '{spec.sweep}' finished in {seconds:.0f}s; lake: {lake_root(spec)}")
+    if runs.height == 0:
+        print("no runs recorded")
+        return
+    ok = pl.col("status") == "ok"   # the means are over finished models only (a diverged model has no scores)
+    by_kind = runs.group_by("kind").agg(
+        pl.len().alias("models"), ok.sum().alias("ok"),
+        pl.col("clean_accuracy").filter(ok).mean().alias("clean_acc"), pl.col("feve").filter(ok).mean().alias("FEVe"),
+        pl.col("sim_match").filter(ok).mean().alias("sim_match"))
+    acc = acc.filter(pl.col("run_id").is_in(runs.filter(ok)["run_id"].implode())) if acc.height else acc
+    print("per kind: means over its ok models, unhealthy ones included (the report's controls say which to leave out)")
+    try:
+        rob = robustness_scores(acc, by=["kind"]).filter(pl.col("scope") == "overall").select("kind", "robustness")
+        by_kind = by_kind.join(rob, on="kind", how="left")
+    except ValueError as e:
+        print(f"(no robustness scores: {e})")
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=3):
+        print(by_kind.sort("kind"))
+    bad = runs.filter(pl.col("status") != "ok")
+    for r in bad.iter_rows(named=True):
+        print(f"  {r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}: {(r['error'] or '')[:200]}")
