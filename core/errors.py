@@ -13,6 +13,22 @@ class ConfigError(UserError):
     """A configuration or flag value is not acceptable."""
 
 
+NEEDED = ("ray", "torch", "torchvision", "pyarrow", "polars", "statsmodels", "optuna", "imagecorruptions")
+
+
+def require_installed(names=NEEDED) -> None:
+    """Before a command's imports: name every missing dependency in one line (not a ModuleNotFoundError
+    traceback from deep inside an import) and say how to install them."""
+    import importlib.util
+    import sys
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        print(f"error: missing dependencies ({', '.join(missing)}): install the project first with "
+              "`pip install -e .` in this folder (the README's Set-up command does, with the tests)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def cli_main(fn):
     """Run `fn()` as a CLI entry point: UserError becomes one stderr line and exit status 2."""
     import sys

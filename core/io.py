@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,23 @@ def check_replaceable(final: str | os.PathLike, what: str, flag: str, force: boo
         held = "a file"
     raise ConfigError(f"{flag} {final}: {held}; refusing to replace it (choose another folder, or pass --force "
                       "to replace it with everything in it)")
+
+
+def check_writable(final: str | os.PathLike, flag: str) -> None:
+    """The folder `final` can be created (or replaced) here: its nearest existing ancestor is a
+    writable folder. Checked before any work, so a long run does not end in a PermissionError."""
+    from core.errors import ConfigError
+
+    final = Path(final).resolve()
+    parent = final.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {final}: {parent} is a file, not a folder")
+    try:   # a real probe: root passes os.access() checks that the kernel then refuses (/proc, read-only mounts)
+        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=parent))
+    except OSError as e:
+        raise ConfigError(f"{flag} {final}: cannot write in {parent} ({e.strerror or e})") from None
 
 
 @contextlib.contextmanager

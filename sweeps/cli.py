@@ -17,6 +17,9 @@ from core.training.graph import FAMILIES, KINDS, UPSTREAM
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+# Ctrl-C: a KeyboardInterrupt that our driver handles (finished models kept, one line on how to go on),
+# not Tune's handler, which ends the wave as if it were done and advises `Tuner.restore(...)`
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the old reporter is silent at verbose=0: our own progress lines instead
 # Train V2's controller polls its workers every 2 s by default, which adds ~10 s to every short
 # trial on a local instance (measured: 34 -> 24 s for an empty TorchTrainer trial at 0.2 s); a

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import ConfigError, cli_main  # noqa: E402
+from core.errors import ConfigError, cli_main, require_installed  # noqa: E402
+require_installed()  # before the imports below need them
 from core.io import join_uri  # noqa: E402
 from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, progress_callback  # noqa: E402

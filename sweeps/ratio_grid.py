@@ -26,7 +26,8 @@ from pathlib import Path
 # runnable as `python sweeps/ratio_grid.py` from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import UserError, cli_main  # noqa: E402
+from core.errors import UserError, cli_main, require_installed  # noqa: E402
+require_installed()  # before the imports below need them
 from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
 
@@ -46,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
                         "sim_monkey, sim_shuffled, sim_pixel); upstream kinds are added as needed")
     p.add_argument("--report", metavar="DIR", help="where the analysis writes report.html, tables and figures "
                    "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
+    p.add_argument("--force", action="store_true", help="replace the report folder even if it holds files this "
+                   "command did not write (default: only an earlier report there is replaced)")
     p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")
     p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates for the report's error bars (default 250)")
     p.add_argument("--include-unhealthy", action="store_true", help="report: keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
@@ -58,10 +61,12 @@ def main(argv=None) -> int:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
-        from core.io import check_replaceable
+        from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir
 
-        check_replaceable(report_dir(spec, args), "report", "--report" if args.report else "report folder")
+        flag = "--report" if args.report else "report folder"
+        check_replaceable(report_dir(spec, args), "report", flag, args.force)
+        check_writable(report_dir(spec, args), flag)
     return run_sweep(spec, ray_kwargs, args)
 
 

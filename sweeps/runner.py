@@ -134,25 +134,31 @@ def run_sweep(spec, ray_kwargs, args) -> int:
     skipped = sum(1 for w in waves for t in w if done.get(t.run_id) in ("ok", "diverged"))
     print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
           f"{total - skipped} to train, up to {k} at a time; results: {spec.storage}")
-    for i, wave in enumerate(waves, 1):
-        done = finished_run_ids(spec)
-        todo = []
-        for t in wave:
-            if done.get(t.run_id) in ("ok", "diverged"):
+    try:
+        for i, wave in enumerate(waves, 1):
+            done = finished_run_ids(spec)
+            todo = []
+            for t in wave:
+                if done.get(t.run_id) in ("ok", "diverged"):
+                    continue
+                if t.upstream_id and done.get(t.upstream_id) != "ok":
+                    write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({done.get(t.upstream_id, 'missing')})")
+                    continue
+                todo.append(t)
+            if not todo:
                 continue
-            if t.upstream_id and done.get(t.upstream_id) != "ok":
-                write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({done.get(t.upstream_id, 'missing')})")
-                continue
-            todo.append(t)
-        if not todo:
-            continue
-        if log:
-            log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
-        run_wave(spec, todo, tintc, k, log)
-        done = finished_run_ids(spec)
-        for t in todo:
-            if t.run_id not in done:
-                write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+            if log:
+                log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
+            run_wave(spec, todo, tintc, k, log)
+            done = finished_run_ids(spec)
+            for t in todo:
+                if t.run_id not in done:
+                    write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+    except KeyboardInterrupt:   # nothing is recorded as failed: the same command goes on where this stopped
+        n = sum(1 for w in waves for t in w if finished_run_ids(spec).get(t.run_id) in ("ok", "diverged"))
+        print(f"\ninterrupted after {time.perf_counter() - t0:.0f}s: {n} of {total} models are in the lake; run the same "
+              "command again to train the rest (a model stopped mid-fit resumes from its last epoch)", file=sys.stderr)
+        raise SystemExit(130) from None
     summarize(spec, time.perf_counter() - t0)
     if hasattr(args, "no_report") and not args.no_report:
         write_report(spec, args)
@@ -183,7 +189,7 @@ def write_report(spec, args) -> None:
     out = report_dir(spec, args)
     try:
         rep = build(spec.storage, out, sweep=spec.sweep, n_boot=args.bootstrap, seed=0, log=print,
-                    include_unhealthy=getattr(args, "include_unhealthy", False),
+                    include_unhealthy=getattr(args, "include_unhealthy", False), force=getattr(args, "force", False),
                     out_flag="--report" if getattr(args, "report", None) else "report folder")
     except UserError as e:
         print(f"report: not written: {e}")

@@ -192,6 +192,8 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     (["--data-root", "/etc/hostname"], "--data-root /etc/hostname: not a directory"),
     (["--tin-root", "/no/such/tin"], "--tin-root /no/such/tin: no such file or directory"),
     (["--report", "/etc"], "--report /etc: a folder that this command did not write; refusing"),
+    (["--report", "/proc/nope"], "--report /proc/nope: cannot write in /proc"),
+    (["--report", "/etc/hostname/sub"], "--report /etc/hostname/sub: /etc/hostname is a file, not a folder"),
     (["--set", "oracle.width=0.5"], "--set oracle.width: the Oracle Readout loads the Oracle's weights"),
     (["--set", "oracle_readout.readout_layer=conv2_1"], "--set oracle_readout.readout_layer: the Oracle Readout loads"),
 ])
@@ -238,3 +240,40 @@ def test_architecture_overrides_reach_every_kind_the_rest_only_the_classifiers()
         o = task_overrides(spec, kind)
         assert o["width"] == (0.125 if kind == "monkey_predictor" else 0.0625), kind
         assert ("lr" in o) == (kind in CLASSIFIERS), kind
+
+
+def test_the_main_job_before_the_install_names_what_is_missing(tmp_path):
+    """A new user who runs the main job before installing gets one line naming the missing packages
+    and the install command, not a ModuleNotFoundError traceback."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")], check=True)
+    r = subprocess.run([str(tmp_path / "bare" / "bin" / "python"), "sweeps/ratio_grid.py"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("error: missing dependencies (ray, torch,") and "pip install -e ." in r.stderr
+
+
+def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, smoke_data):
+    """Ctrl-C (SIGINT to the driver's process group, as a terminal sends it) during the first wave:
+    exit status 130, one line on how to go on, nothing recorded as failed, no advice to call
+    Tune's `Tuner.restore` (the same command resumes)."""
+    storage = tmp_path / "results"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    log = tmp_path / "out.log"
+    p = subprocess.Popen([sys.executable, *sweep_args(storage, smoke_data, "--kinds", "baseline", "--no-report")],
+                         cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and "train epoch 1" not in log.read_text():
+        time.sleep(0.5)
+    assert p.poll() is None, log.read_text()[-3000:]
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        p.wait(120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    out = log.read_text()
+    assert p.returncode == 130, out[-3000:]
+    assert re.search(r"interrupted after \d+s: 0 of 1 models are in the lake; run the same command again", out), out[-3000:]
+    assert "Tuner.restore" not in out and "Traceback" not in out, out[-3000:]
+    runs = lake(storage, "runs")
+    assert runs.height == 0 or (runs["status"] != "failed").all(), runs.select("kind", "status", "error")
