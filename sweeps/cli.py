@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import re
 import socket
@@ -259,6 +260,8 @@ def start_ray(address: str | None, num_cpus: int | None, log):
     if ray.is_initialized():
         return ray.get_runtime_context()
     kwargs = dict(logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    # our own dashboard line below says that token authentication is on and how to get the token
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     port = None
     try:
         if address:

@@ -5,16 +5,19 @@
     python sweeps/ratio_grid.py --preset paper --tin-root PATH --neural-data PATH --address auto --storage s3://bucket/run
 
 Stages (each model a Ray Tune trial running one Ray Train run), in waves:
-  1. monkey_predictor, oracle, baseline[seed]
-  2. oracle_readout, mtl_monkey[ratio x seed], mtl_shuffled[ratio x seed]
-  3. mtl_oracle[ratio x seed]
+  1. monkey_predictor, oracle[seed], baseline[seed] (and sim_pixel[alpha x seed])
+  2. oracle_readout[seed], mtl_monkey[ratio x seed], mtl_shuffled[ratio x seed]
+     (and sim_monkey, sim_shuffled[alpha x seed])
+  3. mtl_oracle[ratio x seed] (reads the Oracle readout of its seed)
 With --family similarity: baseline[seed], monkey_predictor, then sim_monkey, sim_shuffled and
 sim_pixel over --alphas x seeds (--family both runs the two families together).
 Every classifier is also attacked (PGD L2/Linf at several epsilons, HopSkipJump's minimal L2).
-Results land in STORAGE/lake (Parquet: runs, epochs, corruption_accuracy, predictions);
+Results land in STORAGE/lake (Parquet: runs, epochs, corruption_accuracy, predictions, adversarial);
 finished models are skipped on a re-run, so --resume (or any re-run) completes only what is missing.
 At the end the analysis (python -m analysis) writes the scores, regression, bootstrap intervals,
 figures and report.html to STORAGE/report/<sweep> (./report-<sweep> when STORAGE is a URI).
+Exit status: 0 all models finished; 1 some model failed (its error is in the lake); 2 bad flags or
+data (one line, nothing started); 130 interrupted (Ctrl-C; the same command goes on).
 """
 
 from __future__ import annotations

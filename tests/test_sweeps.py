@@ -275,5 +275,7 @@ def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, smoke_data):
     assert p.returncode == 130, out[-3000:]
     assert re.search(r"interrupted after \d+s: 0 of 1 models are in the lake; run the same command again", out), out[-3000:]
     assert "Tuner.restore" not in out and "Traceback" not in out, out[-3000:]
+    # Ray's token notice stays out of the console: the dashboard line says it once, with how to get the token
+    assert "Set RAY_AUTH_MODE=disabled" not in out and "token authentication: `ray get-auth-token`" in out
     runs = lake(storage, "runs")
     assert runs.height == 0 or (runs["status"] != "failed").all(), runs.select("kind", "status", "error")
