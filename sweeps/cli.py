@@ -186,7 +186,7 @@ def resolve_common(args, kinds: str = "all"):
                 k = UPSTREAM[k]
                 if k not in kind_list:
                     kind_list.append(k)
-    if preset.world is None and not (args.tin_root and args.neural_data):
+    if preset.world is None and not (args.tin_root and args.neural_data) and not getattr(args, "plan", False):
         raise ConfigError(f"--preset {preset.name} trains on real data: give --tin-root and --neural-data")
     for flag in ("tin_root", "neural_data"):
         v = getattr(args, flag)

@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
                         "sim_monkey, sim_shuffled, sim_pixel); upstream kinds are added as needed")
     p.add_argument("--report", metavar="DIR", help="where the analysis writes report.html, tables and figures "
                    "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
+    p.add_argument("--plan", action="store_true", help="print the models the grid will train, what the lake already "
+                   "holds, and an estimate of compute (CPU core-hours, GPU-hours) and disk; start nothing")
     p.add_argument("--force", action="store_true", help="replace the report folder even if it holds files this "
                    "command did not write (default: only an earlier report there is replaced)")
     p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")
@@ -63,6 +65,10 @@ def main(argv=None) -> int:
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
+    if args.plan:
+        from sweeps.plan import print_plan
+
+        return print_plan(spec)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir

@@ -178,6 +178,32 @@ def test_a_plain_rerun_trains_nothing(resumed_sweep):
     assert grid_runs(storage).height == 7
 
 
+def test_plan_reads_the_lake_and_starts_nothing(resumed_sweep, tmp_path):
+    """--plan on the finished smoke sweep: every model found in the lake, nothing to train, no Ray
+    started (no ray/ session folder written), and the lake untouched; with another ratio, only the
+    new grid cells are to train."""
+    storage, data_root = resumed_sweep["storage"], resumed_sweep["data_root"]
+    stamps = {f: f.stat().st_mtime_ns for f in storage.rglob("*.parquet")}
+    r = run_cli(*sweep_args(storage, data_root, "--plan"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "7 models: 7 already in the lake, 0 to train" in r.stdout and "CPU core" in r.stdout, r.stdout
+    assert "Ray" not in r.stdout + r.stderr and {f: f.stat().st_mtime_ns for f in storage.rglob("*.parquet")} == stamps
+    r = run_cli(*sweep_args(storage, data_root, "--plan", "--ratios", "1:2,1:1"), timeout=120)
+    # 1:1 adds mtl_monkey, mtl_shuffled and mtl_oracle (one seed): 3 new models
+    assert "10 models: 7 already in the lake, 3 to train" in r.stdout, r.stdout
+
+
+def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):
+    """The paper grid (12 ratios x 5 seeds) is planned from the published sizes in under 5 s of
+    planning, with its model count and a compute and disk estimate."""
+    r = run_cli("sweeps/ratio_grid.py", "--preset", "paper", "--plan", "--storage", str(tmp_path / "r"),
+                "--data-root", str(tmp_path / "d"), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "196 models: 0 already in the lake, 196 to train" in r.stdout, r.stdout
+    assert re.search(r"of one GPU at [\d.]+ TFLOP/s", r.stdout) and "TIN-TC cache 2,867 MB" in r.stdout, r.stdout
+    assert float(re.search(r"planned in ([\d.]+)s", r.stdout).group(1)) < 5
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--ratios", "1-2"], "--ratios: ratio '1-2': expected 'n:c'"),
     (["--seeds", "-1"], "--seeds: -1 is negative"),

@@ -1,0 +1,183 @@
+"""`python sweeps/ratio_grid.py --plan`: the models a sweep will train, what its lake already holds, and
+an estimate of its compute and disk, without starting Ray or training anything.
+
+Compute is an upper bound: every fit runs its preset's maximum epochs (early stopping usually ends
+sooner). Model FLOPs are counted by torch's FlopCounterMode on the real architecture, built on the
+meta device (no weights allocated); they are turned into hours with throughput figures measured
+here (the constants below say where each comes from).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from core.presets import get_preset
+
+# benchmarks/train_throughput.py (README, Measured): `fit` at width 1/16 on one CPU thread, 364 images/s
+# x 39.0 MFLOP per training image (9.98 GFLOP at full width / 256) = 14.2 GFLOP/s per core.
+CPU_GFLOPS_PER_CORE = 14.2
+# H100, full width, batch 128, bf16: `fit` at 10.5k images/s x 9.98 GFLOP = 105 TFLOP/s (an earlier session's
+# measurement; narrow models use a GPU far less well, so their GPU-hours are a lower bound).
+GPU_TFLOPS = 105.0
+LAKE_BYTES_PER_MODEL = 60_000   # the smoke sweep's lake: ~360 KB for 6 models (runs, epochs, accuracy, predictions)
+CHECKPOINT_COPIES = 3           # model.pt, the epoch checkpoint (weights + optimiser state)
+
+
+def _sizes(spec, preset) -> dict:
+    """Images per split and neural trials, from the data where it is at hand, else the preset's design."""
+    if preset.world is not None and spec.tin_root is None:
+        from core.data.synthetic import world_config
+
+        w = world_config(preset.world)
+        return {"train": w.n_classes * w.train_per_class, "val": w.n_classes * w.val_per_class,
+                "test": w.n_classes * w.test_per_class, "classes": w.n_classes, "neurons": w.n_neurons,
+                "trials": w.neural_train_images, "size": w.image_size, "source": f"synthetic world '{preset.world}'"}
+    n = {"train": 90_000, "val": 10_000, "test": 10_000, "classes": 200, "neurons": 458, "trials": 24_000, "size": 64,
+         "source": "Tiny ImageNet and the paper's recordings (sizes as published: give --tin-root/--neural-data to count)"}
+    if spec.tin_root:
+        from core.data.tiny_imagenet import VAL_FRACTION, scan
+
+        listing = scan(spec.tin_root)
+        n_train = len(listing["train"])
+        n.update(train=round(n_train * (1 - VAL_FRACTION)), val=round(n_train * VAL_FRACTION), test=len(listing["val"]),
+                 classes=len(listing["wnids"]), source=f"--tin-root {spec.tin_root}")
+    if spec.neural_data:
+        import numpy as np
+
+        d = Path(spec.neural_data)
+        n.update(neurons=len(np.load(d / "neuron_ids.npy", mmap_mode="r")),
+                 trials=len(np.load(d / "train_image_index.npy", mmap_mode="r")))
+        n["source"] += f", --neural-data {spec.neural_data}"
+    return n
+
+
+def _prepared_info(spec, preset) -> dict | None:
+    """The data's content hashes (what run ids are made of) if the data are already prepared under
+    --data-root; None if a sweep would first write or decode them (then nothing can be in the lake)."""
+    from core.data.canonical import _read_manifest
+
+    root = Path(spec.data_root)
+    try:
+        if preset.world is not None and spec.tin_root is None:
+            cls_path, neu_path = root / f"world-{preset.world}" / "classification", root / f"world-{preset.world}" / "neural"
+        else:
+            from core.data.tiny_imagenet import _fingerprint, scan
+
+            cls_path, neu_path = root / "cache" / f"tin-{_fingerprint(scan(spec.tin_root))}-s0", Path(spec.neural_data)
+        cls, neu = _read_manifest(cls_path, "classification"), _read_manifest(neu_path, "neural")
+    except Exception:   # not prepared (or unreadable): the sweep itself will say what is wrong
+        return None
+    return {"classification": cls.get("content_hash", ""), "neural": neu.get("content_hash", ""),
+            "classification_path": str(cls_path), "neural_path": str(neu_path)}
+
+
+def _flops(cfg, n: dict) -> dict:
+    """FLOPs per image of this config's architecture: classification forward and forward+backward, and
+    the neural path (core up to the readout layer + readout) forward+backward."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from core.models import build_model
+
+    out = {}
+    with torch.device("meta"):
+        model = build_model(cfg.model, n["classes"], n["neurons"], cfg.width, readout_layer=cfg.readout_layer,
+                            image_size=n["size"], dropout=0.0)
+        x = torch.zeros(2, 1, n["size"], n["size"])
+        for name, fn, backward in (("cls_fwd", model, False), ("cls_train", model, True),
+                                   ("neural_train", model.predict_neural, True)):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                y = fn(x)
+                if backward:
+                    y.sum().backward()
+            out[name] = counter.get_total_flops() / 2
+        out["params"] = sum(p.numel() for p in model.parameters())
+    return out
+
+
+def _model_flops(task, cfg, preset, n, f) -> float:
+    """Upper-bound FLOPs of one model: its fit at max epochs, then TIN-TC and the attacks (classifiers)."""
+    from core.training.cycler import parse_ratio
+
+    epochs = cfg.max_epochs
+    cls_epoch = n["train"] * f["cls_train"] + n["val"] * f["cls_fwd"]
+    if task.kind == "monkey_predictor":
+        return epochs * n["trials"] * f["neural_train"]
+    if task.kind == "oracle_readout":   # frozen core: forward through it, the readout trained
+        return epochs * n["trials"] * f["neural_train"] / 2
+    if cfg.mode == "mtl":
+        neu, c = parse_ratio(cfg.ratio)
+        fit = epochs * (cls_epoch + n["train"] * neu / c * f["neural_train"])
+    elif task.kind == "oracle":   # two phases; pre-training sees each image clean and corrupted
+        fit = epochs * (2 * cls_epoch + cls_epoch)
+    elif cfg.mode == "similarity":   # a batch of pairs through the network beside each classification batch
+        fit = epochs * cls_epoch * (1 + 2 * cfg.sim_pairs / cfg.batch_size)
+    else:
+        fit = epochs * cls_epoch
+    n_eval = min(n["test"], preset.eval_images or n["test"])
+    evaluate = 71 * n_eval * f["cls_fwd"]
+    attacks = (2 * 5 * preset.adv_images * preset.adv_steps * f["cls_train"]
+               + preset.adv_decision_images * preset.adv_decision_steps * 100 * f["cls_fwd"])
+    return fit + evaluate + attacks
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:,.1f} hours" if seconds < 48 * 3600 else f"{seconds / 86400:,.1f} days"
+
+
+def print_plan(spec) -> int:
+    from core.training.kinds import base_config
+    from sweeps.stages import finished_run_ids, plan, task_overrides
+
+    t0 = time.perf_counter()
+    preset = get_preset(spec.preset)
+    n = _sizes(spec, preset)
+    info = _prepared_info(spec, preset)
+    waves = plan(spec, info or {"classification": "?", "neural": "?"})
+    done = finished_run_ids(spec) if info else {}
+    print(f"plan for sweep '{spec.sweep}' (preset {spec.preset}; data: {n['source']})")
+    print(f"  {n['train']:,} training / {n['val']:,} validation / {n['test']:,} test images, {n['classes']} classes; "
+          f"{n['trials']:,} neural trials, {n['neurons']} neurons")
+    flops_by_arch, total_flops, total_params, todo_models = {}, 0.0, 0, 0
+    for i, wave in enumerate(waves, 1):
+        if not wave:
+            continue
+        kinds = {}
+        for t in wave:
+            cfg = base_config(t.kind, preset, t.ratio or "1:1", t.seed, **task_overrides(spec, t.kind, t.alpha))
+            arch = (cfg.model, cfg.width, cfg.readout_layer)
+            if arch not in flops_by_arch:
+                flops_by_arch[arch] = _flops(cfg, n)
+            f = flops_by_arch[arch]
+            finished = done.get(t.run_id) in ("ok", "diverged")
+            k = kinds.setdefault(t.kind, [0, 0])
+            k[0] += 1
+            if not finished:
+                k[1] += 1
+                todo_models += 1
+                total_flops += _model_flops(t, cfg, preset, n, f)
+                total_params += f["params"]
+        print(f"  wave {i}: " + ", ".join(f"{kind} x{a}" + (f" ({a - b} in the lake)" if a - b else "")
+                                          for kind, (a, b) in kinds.items()))
+    total = sum(len(w) for w in waves)
+    print(f"  {total} models: {total - todo_models} already in the lake, {todo_models} to train"
+          + ("" if info else f" (the data are not prepared under {spec.data_root} yet: no model of them can be in the lake)"))
+    n_eval = min(n["test"], preset.eval_images or n["test"])
+    tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
+    bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
+    models_mb = total_params * 4 * CHECKPOINT_COPIES / 1e6
+    print(f"compute to train, upper bound (max epochs): {total_flops / 1e15:,.3g} PFLOP = "
+          f"{_duration(total_flops / (CPU_GFLOPS_PER_CORE * 1e9))} of one CPU core at {CPU_GFLOPS_PER_CORE} GFLOP/s, or "
+          f"{_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at {GPU_TFLOPS:g} TFLOP/s (H100, full width; "
+          "narrow models reach far less of a GPU)")
+    print(f"disk: TIN-TC cache {tintc_mb:,.0f} MB ({n_eval:,} test images x 70 conditions), Oracle corruption banks "
+          f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{todo_models * LAKE_BYTES_PER_MODEL / 1e6:.1f} MB")
+    print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")
+    return 0
+
