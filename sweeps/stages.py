@@ -60,6 +60,7 @@ class SweepSpec:
     alphas: list[float] = field(default_factory=lambda: [10.0])   # similarity-loss weights (sim_* kinds)
     tin_root: str | None = None
     neural_data: str | None = None
+    tintc_root: str | None = None   # the published Tiny-ImageNet-C JPEGs as TIN-TC (default: generated corruptions)
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
     device: str = "auto"
@@ -260,6 +261,10 @@ def train_worker(config: dict) -> None:
 
     try:
         sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
+        if spec.tintc_root and config.get("tintc"):   # the published TIN-TC: part of a classifier's identity
+            from core.data.published_tintc import identity
+
+            sources.info.update(identity(config["tintc"]))
         upstream = None
         if task.upstream_id:
             upstream = work / "upstream"

@@ -2,12 +2,14 @@
 images are crops of real photographs (scikit-image's; RGB, L and CMYK JPEGs, tab-separated val
 annotations), and recordings in the authors' pickle layout (a 3-D and a 2-D session with different
 neurons, repeated test images) converted with `python -m core.data convert`. A tiny budget through
-flags; every kind of the graph must end `ok` and the report must be written.
+flags; every kind of the graph must end `ok` and the report must be written. Classifiers are scored on
+a published-layout Tiny-ImageNet-C tree made from the same val images (`--tintc-root`).
 
 A second Ray instance runs on the machine throughout (another user's job, a second sweep): Ray
 Train's placement-group cleaner once asked that instance whether our controllers were alive, leaked
 placement groups and stalled wave 2 forever; the sweep pins Ray's state API to its own instance."""
 
+import json
 import subprocess
 import sys
 
@@ -16,6 +18,7 @@ import pytest
 
 from conftest import make_pickle_sessions, make_tin_tree, run_cli
 from conftest import read_lake as lake
+from published_tree import make_published_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 SEVEN = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -38,9 +41,14 @@ def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path, bystan
     r = run_cli("-m", "core.data", "convert", "--neural-pickles", str(make_pickle_sessions(tmp_path / "pk", photos=True)),
                 "--out", str(tmp_path / "neural"), "--trust-pickle")
     assert r.returncode == 0, r.stderr
+    pub = make_published_tree(tin, tmp_path / "Tiny-ImageNet-C")
     for flag, path in (("--tin-root", tin), ("--neural-data", tmp_path / "neural")):
         assert run_cli("-m", "core.data", "check", flag, str(path)).returncode == 0
+    r = run_cli("-m", "core.data", "check", "--tin-root", str(tin), "--neural-data", str(tmp_path / "neural"),
+                "--tintc-root", str(pub))
+    assert r.returncode == 0, r.stdout + r.stderr
     r = run_cli("sweeps/ratio_grid.py", "--preset", "paper", "--tin-root", str(tin), "--neural-data", str(tmp_path / "neural"),
+                "--tintc-root", str(pub),
                 "--seeds", "1000", "--ratios", "1:1", "--max-epochs", "1", "--set", "width=0.0625,batch_size=16",
                 "--storage", str(tmp_path / "res"), "--data-root", str(tmp_path / "data"), "--num-cpus", "2",
                 "--cpus-per-trial", "0.6", "--bootstrap", "20", timeout=900)
@@ -56,4 +64,7 @@ def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path, bystan
     assert all('"width": 0.0625' in c for c in runs["config"]), runs.select("kind", "config")
     acc = lake(tmp_path / "res", "corruption_accuracy")
     assert acc.height == 5 * 70 and acc.filter(pl.col("n_images") != 8).height == 0   # 5 classifiers × TIN-TC
+    # TIN-TC was the published JPEGs' cache (no corruptions generated), and the runs say so
+    assert [p.name for p in (tmp_path / "data").glob("tintc-*")] == [next((tmp_path / "data").glob("tintc-published-*-n8")).name]
+    assert all(json.loads(d)["tintc"].startswith("published-") for d in runs["data"])
     assert (tmp_path / "res" / "report" / "paper" / "report.html").is_file()

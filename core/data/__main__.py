@@ -1,9 +1,12 @@
 """python -m core.data: write the synthetic world, check real data, convert recordings.
 
-  synth    write the synthetic world (classification + simulated V1) in canonical form
-  check    validate a Tiny ImageNet tree or a canonical data set and print a summary
-  convert  convert the authors' per-session pickles into the pickle-free neural format
-  tin      decode a Tiny ImageNet tree once into the canonical (memory-mapped) cache
+  synth          write the synthetic world (classification + simulated V1) in canonical form
+  check          validate a run's inputs (Tiny ImageNet, recordings, a data set, the published
+                 Tiny-ImageNet-C; one or several at once) and print a summary of each
+  convert        convert the authors' per-session pickles into the pickle-free neural format
+  tin            decode a Tiny ImageNet tree once into the canonical (memory-mapped) cache
+  compare-tintc  one model's accuracy on the published Tiny-ImageNet-C JPEGs against the
+                 corruptions generated here, per corruption and severity
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--n-neurons", type=int, help="override the preset's number of neurons")
     s.add_argument("--overwrite", action="store_true", help="replace an existing world at --out")
 
-    c = sub.add_parser("check", help="validate a data set and print a summary")
-    g = c.add_mutually_exclusive_group(required=True)
-    g.add_argument("--tin-root", type=Path, help="a tiny-imagenet-200 folder (every image is decoded)")
-    g.add_argument("--neural-data", type=Path, help="a neural data set in the project's format")
-    g.add_argument("--data", type=Path, help="a classification data set in the project's format")
+    c = sub.add_parser("check", help="validate a run's inputs (any combination) and print a summary of each",
+                       description="Validate the inputs of a run and print a summary of each. With one input its first "
+                                   "problem stops the check (one `error:` line); with several, every problem is listed "
+                                   "on its own `problem: ...` line. Exit status 2 if there is any problem, else 0.")
+    c.add_argument("--tin-root", type=Path, help="a tiny-imagenet-200 folder (every image is decoded; JPEG modes counted)")
+    c.add_argument("--neural-data", type=Path, help="a neural data set in the project's format (neurons per session, repeats)")
+    c.add_argument("--data", type=Path, help="a classification data set in the project's format")
+    c.add_argument("--tintc-root", type=Path, help="the published Tiny-ImageNet-C folder (<corruption>/<severity>/<wnid>/"
+                                                   "<file>.JPEG; needs --tin-root): every condition's copy of every TIN val "
+                                                   "image is looked up in its class folder and decoded")
 
     v = sub.add_parser("convert", help="convert the authors' session pickles (needs --trust-pickle)")
     v.add_argument("--neural-pickles", required=True, type=Path, help="folder of per-session *.pkl files")
@@ -56,6 +64,24 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--tin-root", required=True, type=Path)
     t.add_argument("--cache", required=True, type=Path, help="cache folder")
     t.add_argument("--seed", type=int, default=0, help="seed of the 10%% train/val split (default 0)")
+
+    m = sub.add_parser("compare-tintc", help="a model's accuracy: published Tiny-ImageNet-C against generated corruptions",
+                       description="Evaluate one trained classifier on the published Tiny-ImageNet-C JPEGs and on the "
+                                   "corruptions this project generates of the same test images; print accuracy per "
+                                   "corruption x severity, per corruption and overall, and which set is harder.")
+    m.add_argument("--model", required=True, type=Path, help="a model folder with model.pt (a sweep's STORAGE/models/<run id> "
+                                                             "or the --out of `python -m core.training`)")
+    m.add_argument("--tin-root", required=True, type=Path, help="the tiny-imagenet-200 folder the model's test images come from")
+    m.add_argument("--tintc-root", required=True, type=Path, help="the published Tiny-ImageNet-C folder "
+                                                                  "(<corruption>/<severity>/<wnid>/<file>.JPEG)")
+    m.add_argument("--images", type=int, help="the first N Tiny ImageNet val (test) images (default 500, or all if there "
+                                              "are fewer; 0: all)")
+    m.add_argument("--data-root", type=Path, default=Path("data"),
+                   help="where both TIN-TC caches are written and reused (default ./data)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    m.add_argument("--workers", type=int, default=0, help="processes for decoding and corrupting (default: all cores)")
+    m.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (default: torch's choice; 1 avoids "
+                                                          "threads waiting on each other on a busy machine)")
     return p
 
 
@@ -75,19 +101,9 @@ def main(argv=None) -> int:
         print(f"wrote {args.out}: {cfg.n_classes} classes {m['classification']['sizes']}, "
               f"{cfg.n_neurons} neurons, {m['neural']['sizes']} in {dt:.1f}s ({n_img / dt:.0f} images/s)")
     elif args.cmd == "check":
-        if args.tin_root:
-            from core.data import tiny_imagenet
+        from core.data import check
 
-            ds = tiny_imagenet.build(args.tin_root, verbose=True)
-            print(f"{args.tin_root}: Tiny ImageNet OK: {ds.summary()}")
-        elif args.neural_data:
-            from core.data.canonical import NeuralSet
-
-            print(f"{args.neural_data}: OK: {NeuralSet.load(args.neural_data).summary()}")
-        else:
-            from core.data.canonical import ClassificationSet
-
-            print(f"{args.data}: OK: {ClassificationSet.load(args.data).summary()}")
+        return check.main(args)
     elif args.cmd == "convert":
         from core.data import recordings
 
@@ -104,6 +120,12 @@ def main(argv=None) -> int:
 
         ds = tiny_imagenet.load_or_build(args.tin_root, args.cache, args.seed)
         print(f"{ds.path}: {ds.summary()}")
+    elif args.cmd == "compare-tintc":
+        from core.evaluate.tintc_compare import compare, format_table   # torch: only for this command
+
+        res = compare(args.model, args.tin_root, args.tintc_root, args.images, args.data_root, args.device,
+                      args.workers or None, threads=args.threads)
+        print(format_table(res, str(args.model)))
     return 0
 
 

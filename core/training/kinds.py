@@ -124,6 +124,7 @@ def load_model(folder: str | os.PathLike, device: str = "cpu") -> tuple[MultiTas
     blob = torch.load(f, map_location=device, weights_only=False)
     model = build_model(**blob["build"])
     model.load_state_dict(blob["state"])
+    model.build_args = dict(blob["build"])   # how it was built (image size, classes), for callers that check
     record = json.loads((folder / "run.json").read_text()) if (folder / "run.json").is_file() else {}
     return model.to(device).eval(), record
 
@@ -255,7 +256,13 @@ def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, 
     if cfg.mode != "similarity":  # the sim_* settings do not touch other models: their ids stay as before
         c = {k: v for k, v in c.items() if not k.startswith("sim_")}
     data = data_info.get("classification", "") + data_info.get("neural", "")
-    return f"{kind}-{config_hash({'kind': kind, 'preset': preset, 'ratio': ratio, 'seed': seed, 'cfg': c, 'data': data, 'upstream': upstream_id, **(extra or {})}, 12)}"
+    ident = {"kind": kind, "preset": preset, "ratio": ratio, "seed": seed, "cfg": c, "data": data, "upstream": upstream_id,
+             **(extra or {})}
+    if kind in CLASSIFIERS and data_info.get("tintc"):
+        # scored on another TIN-TC (the published JPEGs, `--tintc-root`): another record. Absent for the
+        # generated corruptions, so their run ids stay what they were
+        ident["tintc"] = data_info["tintc"]
+    return f"{kind}-{config_hash(ident, 12)}"
 
 
 def identity_extra(kind: str, preset: Preset) -> dict | None:
