@@ -45,6 +45,9 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-trial", type=float, default=0.0, help="CPUs per model (default: 1 on CPU runs, 2 with GPUs)")
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on models trained at once (default: as many as resources allow)")
     p.add_argument("--tin-root", help="Tiny ImageNet folder (preset paper)")
+    p.add_argument("--tintc-root", help="the published Tiny-ImageNet-C folder (<corruption>/<severity>/<wnid>/<file>.JPEG; "
+                                        "needs --tin-root): classifiers are scored on its JPEGs of the test images instead "
+                                        "of on corruptions generated here (their run ids differ accordingly)")
     p.add_argument("--neural-data", help="neural recordings in the project's format (preset paper; see `python -m core.data convert`)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
@@ -188,8 +191,10 @@ def resolve_common(args, kinds: str = "all"):
                     kind_list.append(k)
     if preset.world is None and not (args.tin_root and args.neural_data) and not getattr(args, "plan", False):
         raise ConfigError(f"--preset {preset.name} trains on real data: give --tin-root and --neural-data")
-    for flag in ("tin_root", "neural_data"):
-        v = getattr(args, flag)
+    if getattr(args, "tintc_root", None) and not args.tin_root:
+        raise ConfigError("--tintc-root needs --tin-root: its JPEGs are matched to the Tiny ImageNet val images by file name and class")
+    for flag in ("tin_root", "neural_data", "tintc_root"):
+        v = getattr(args, flag, None)
         if v and not Path(v).exists():
             raise ConfigError(f"--{flag.replace('_', '-')} {v}: no such file or directory")
     if args.gpus_per_trial < 0 or args.cpus_per_trial < 0 or args.max_concurrent < 0:
@@ -211,7 +216,8 @@ def resolve_common(args, kinds: str = "all"):
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere
     spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=storage,
                      data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list, alphas=alphas,
-                     tin_root=args.tin_root, neural_data=args.neural_data, gpus_per_trial=args.gpus_per_trial,
+                     tin_root=args.tin_root, neural_data=args.neural_data, tintc_root=getattr(args, "tintc_root", None),
+                     gpus_per_trial=args.gpus_per_trial,
                      cpus_per_trial=cpus - TRIAL_DRIVER_CPU if not args.gpus_per_trial else cpus,
                      device=args.device, overrides=overrides, cls_overrides=parse_set(args.set),
                      controller_retries=-1 if args.address else LOCAL_CONTROLLER_RETRIES)

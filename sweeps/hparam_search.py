@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
     from core.results import write_table
     from core.results.lake import now, provenance
-    from sweeps.runner import run_wave
+    from sweeps.runner import run_graph
     from sweeps.stages import finished_run_ids, lake_root, plan
 
     log = None if args.quiet else print
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     else:
         if log:
             log("training the Monkey Predictor first")
-        run_wave(spec, [predictor], tintc, 1, log)
+        run_graph(spec, [predictor], tintc, 1, log)
         if finished_run_ids(spec).get(predictor.run_id) != "ok":
             raise ConfigError("the Monkey Predictor did not finish; see the Ray logs under STORAGE/ray")
 

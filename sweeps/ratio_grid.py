@@ -4,7 +4,8 @@
     python sweeps/ratio_grid.py --family similarity   # Li et al.'s similarity family over alpha x seed
     python sweeps/ratio_grid.py --preset paper --tin-root PATH --neural-data PATH --address auto --storage s3://bucket/run
 
-Stages (each model a Ray Tune trial running one Ray Train run), in waves:
+Stages (each model a Ray Tune trial running one Ray Train run; a model starts as soon as its
+upstream is in the lake, the earliest stage first):
   1. monkey_predictor, oracle[seed], baseline[seed] (and sim_pixel[alpha x seed])
   2. oracle_readout[seed], mtl_monkey[ratio x seed], mtl_shuffled[ratio x seed]
      (and sim_monkey, sim_shuffled[alpha x seed])

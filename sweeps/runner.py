@@ -1,4 +1,4 @@
-"""Running a sweep: the waves of trials through Ray Tune, the progress lines, the summary and the report."""
+"""Running a sweep: its models through one Ray Tune run in dependency order, the progress lines, the summary and the report."""
 
 from __future__ import annotations
 
@@ -52,10 +52,8 @@ def progress_callback(quiet: bool):
     return Progress()
 
 
-def run_wave(spec, tasks, tintc_path, max_concurrent, log) -> None:
+def _run_config(spec, name: str, callbacks):
     from ray import tune
-
-    from sweeps.stages import task_config, tune_trial
 
     storage = join_uri(spec.storage, "ray")
     kwargs = {}
@@ -66,21 +64,87 @@ def run_wave(spec, tasks, tintc_path, max_concurrent, log) -> None:
         kwargs["storage_filesystem"] = fs
     else:
         storage = str(Path(storage).resolve())
-    local = "://" not in spec.storage
+    return tune.RunConfig(name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                          callbacks=callbacks, verbose=0, **kwargs)
+
+
+def _trial_config(spec, task, tintc_path) -> dict:
+    from sweeps.stages import task_config
+
     # local storage: the fit's own per-epoch checkpoint in STORAGE/work is the resume point, so Ray
     # Train checkpoints (a copy per epoch) are only reported for remote storage
-    configs = [task_config(spec, t, tintc_path,
-                           work_dir=str(Path(spec.storage).resolve() / "work" / t.run_id) if local else None,
-                           checkpoint_every_epoch=not local) for t in tasks]
+    local = "://" not in spec.storage
+    return task_config(spec, task, tintc_path, work_dir=str(Path(spec.storage).resolve() / "work" / task.run_id) if local else None,
+                       checkpoint_every_epoch=not local)
+
+
+def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
+    """A Tune searcher that hands out the sweep's models in dependency order: a model is suggested as
+    soon as its upstream's record is `ok` in the lake (not when a wave ends), the earliest stage
+    first; a model whose upstream failed is recorded as failed without running. Tune asks again
+    whenever a slot is free; `None` means "nothing is ready yet"."""
+    from ray.tune.search import Searcher
+
+    from sweeps.stages import finished_run_ids, write_failed
+
+    class GraphSearcher(Searcher):
+        def __init__(self):
+            super().__init__()
+            self.pending = list(tasks)          # in stage order
+            self.active = {}                    # trial id -> task, until the trial ends
+            self.done = finished_run_ids(spec)
+            self.started = total - len(tasks)
+
+        def set_search_properties(self, metric, mode, config, **spec_):
+            return True
+
+        def _may_come(self, run_id: str) -> bool:   # to run, or running, in this Tune run
+            return any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())
+
+        def suggest(self, trial_id):
+            for t in list(self.pending):
+                if not t.upstream_id or self.done.get(t.upstream_id) == "ok":
+                    self.pending.remove(t)
+                    self.active[trial_id] = t
+                    self.started += 1
+                    if log:
+                        log(f"model {self.started} of {total} starts: {t.label()} ({time.perf_counter() - t0:.0f}s elapsed)")
+                    return {"t": _trial_config(spec, t, tintc_path)}
+                if not self._may_come(t.upstream_id):   # the upstream ended without `ok` (or was never to run)
+                    self.pending.remove(t)
+                    write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({self.done.get(t.upstream_id, 'missing')})")
+                    self.done[t.run_id] = "failed"
+            return Searcher.FINISHED if not self.pending else None
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            t = self.active.pop(trial_id, None)
+            self.done = finished_run_ids(spec)   # the trial wrote its record (ok, diverged or failed) before it ended
+            if t is not None and t.run_id not in self.done:
+                self.done[t.run_id] = "failed"   # crashed past its retries: recorded after the run
+
+    return GraphSearcher()
+
+
+def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = None, t0: float | None = None) -> None:
+    """One Ray Tune run for all `tasks` (in stage order), each started as soon as its upstream is in
+    the lake; a task that ends without a record is recorded as failed afterwards."""
+    from ray import tune
+
+    from sweeps.stages import finished_run_ids, tune_trial, write_failed
+
+    t0 = time.perf_counter() if t0 is None else t0
+    total = len(tasks) if total is None else total
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
-        param_space={"t": tune.grid_search(configs)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, reuse_actors=False),
-        run_config=tune.RunConfig(name=f"{spec.sweep}-{tasks[0].kind}-{uuid.uuid4().hex[:6]}", storage_path=storage,
-                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                                  callbacks=[progress_callback(log is None)], verbose=0, **kwargs),
+        tune_config=tune.TuneConfig(search_alg=graph_searcher(spec, tasks, tintc_path, log, total, t0),
+                                    num_samples=len(tasks), max_concurrent_trials=max_concurrent, reuse_actors=False),
+        run_config=_run_config(spec, f"{spec.sweep}-{uuid.uuid4().hex[:6]}", [progress_callback(log is None)]),
     )
     tuner.fit()
+    done = finished_run_ids(spec)
+    for t in tasks:
+        if t.run_id not in done:
+            write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
 
 
 def concurrency(spec, requested: int) -> int:
@@ -112,8 +176,14 @@ def prepare_data(spec, log):
         import ray
 
         n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
-                     progress=log is not None)
+        if getattr(spec, "tintc_root", None):   # the published JPEGs of the same test images, decoded once
+            from core.data.published_tintc import ensure_published, identity
+
+            tintc = str(ensure_published(spec.tin_root, spec.tintc_root, len(images), spec.data_root, map_fn=ray_map, log=log))
+            sources.info.update(identity(tintc))   # a classifier scored on them is another run (run_id_for)
+        else:
+            ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
+                         progress=log is not None)
     if "oracle" in spec.kinds:
         for seed in spec.seeds:   # one Oracle per seed, each with its own corruption draws
             oracle_bank(sources, Path(spec.data_root), seed, preset.oracle_variants, log)
@@ -121,7 +191,7 @@ def prepare_data(spec, log):
 
 
 def run_sweep(spec, ray_kwargs, args) -> int:
-    from sweeps.stages import finished_run_ids, plan, write_failed
+    from sweeps.stages import finished_run_ids, plan
 
     log = None if args.quiet else print
     t0 = time.perf_counter()
@@ -134,26 +204,13 @@ def run_sweep(spec, ray_kwargs, args) -> int:
     skipped = sum(1 for w in waves for t in w if done.get(t.run_id) in ("ok", "diverged"))
     print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
           f"{total - skipped} to train, up to {k} at a time; results: {spec.storage}")
+    todo = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
     try:
-        for i, wave in enumerate(waves, 1):
-            done = finished_run_ids(spec)
-            todo = []
-            for t in wave:
-                if done.get(t.run_id) in ("ok", "diverged"):
-                    continue
-                if t.upstream_id and done.get(t.upstream_id) != "ok":
-                    write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({done.get(t.upstream_id, 'missing')})")
-                    continue
-                todo.append(t)
-            if not todo:
-                continue
+        if todo:
             if log:
-                log(f"wave {i}: {', '.join(sorted({t.kind for t in todo}))} ({len(todo)} models)")
-            run_wave(spec, todo, tintc, k, log)
-            done = finished_run_ids(spec)
-            for t in todo:
-                if t.run_id not in done:
-                    write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+                log(f"{len(todo)} models in one Ray Tune run, each started as soon as its upstream is in the lake "
+                    f"(stages: {' -> '.join(', '.join(sorted({t.kind for t in w})) for w in waves if w)})")
+            run_graph(spec, todo, tintc, k, log, total=total, t0=t0)
     except KeyboardInterrupt:   # nothing is recorded as failed: the same command goes on where this stopped
         n = sum(1 for w in waves for t in w if finished_run_ids(spec).get(t.run_id) in ("ok", "diverged"))
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f}s: {n} of {total} models are in the lake; run the same "

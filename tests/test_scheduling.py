@@ -1,0 +1,104 @@
+"""Dependency-driven scheduling: the sweep's Tune searcher hands out a model as soon as its upstream's
+record is `ok` in the lake, not when the upstream's whole stage has ended; a model whose upstream
+failed is recorded as failed without running. Driven here through the searcher's own interface
+(suggest / on_trial_complete, as Tune calls it) on a real Parquet lake; the sweep tests run it in Ray."""
+
+import pytest
+from ray.tune.search import Searcher
+
+from core.results import write_table
+from core.results.lake import now
+from sweeps.runner import graph_searcher
+from sweeps.stages import SweepSpec, finished_run_ids, lake_root, plan
+
+
+def spec_for(tmp_path) -> SweepSpec:
+    return SweepSpec(sweep="sched", preset="smoke", storage=str(tmp_path / "res"), data_root=str(tmp_path / "data"),
+                     ratios=["1:2", "2:1"], seeds=[0], kinds=["baseline", "monkey_predictor", "oracle", "oracle_readout",
+                                                              "mtl_monkey", "mtl_shuffled", "mtl_oracle"])
+
+
+def record(spec, task, status="ok"):
+    """What a finished trial writes before it ends: its row in the runs table."""
+    write_table(lake_root(spec), "runs", [{"run_id": task.run_id, "kind": task.kind, "ratio": task.ratio, "seed": task.seed,
+                                           "preset": spec.preset, "status": status, "error": "", "created_at": now()}],
+                spec.sweep, task.kind, task.run_id)
+
+
+class Driver:
+    """Plays Tune's part: asks for trials while slots are free, ends trials by id."""
+
+    def __init__(self, spec, tasks):
+        self.spec = spec
+        self.s = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=0.0)
+        self.running = {}   # trial id -> run id
+        self.n = 0
+
+    def ask(self):
+        self.n += 1
+        cfg = self.s.suggest(f"trial{self.n}")
+        if cfg is None or cfg == Searcher.FINISHED:
+            return cfg
+        self.running[f"trial{self.n}"] = cfg["t"]["task"]["run_id"]
+        return cfg["t"]["task"]["kind"], cfg["t"]["task"]["ratio"]
+
+    def end(self, tasks, kind, ratio="", status="ok"):
+        task = next(t for t in tasks if t.kind == kind and t.ratio == ratio)
+        trial = next(k for k, v in self.running.items() if v == task.run_id)
+        if status is not None:
+            record(self.spec, task, status)
+        del self.running[trial]
+        self.s.on_trial_complete(trial)
+
+
+@pytest.fixture
+def graph(tmp_path):
+    spec = spec_for(tmp_path)
+    tasks = [t for w in plan(spec, {"classification": "c", "neural": "n"}) for t in w]
+    return spec, tasks, Driver(spec, tasks)
+
+
+def test_a_model_starts_when_its_upstream_is_in_the_lake_not_when_its_stage_ends(graph):
+    spec, tasks, d = graph
+    assert [d.ask() for _ in range(3)] == [("monkey_predictor", ""), ("oracle", ""), ("baseline", "")]
+    d.end(tasks, "oracle")                              # the Oracle ends first: its readout is next,
+    assert d.ask() == ("oracle_readout", "")            # though the Monkey Predictor (same stage) still runs
+    d.end(tasks, "oracle_readout")
+    # mtl_oracle's upstream is ok: it starts before the stage-2 MTL-Monkey models have even started
+    assert [d.ask(), d.ask()] == [("mtl_oracle", "1:2"), ("mtl_oracle", "2:1")]
+    assert d.ask() is None                               # MTL-Monkey waits for the Monkey Predictor
+    d.end(tasks, "monkey_predictor")
+    rest = [d.ask() for _ in range(4)]
+    assert sorted(rest) == [("mtl_monkey", "1:2"), ("mtl_monkey", "2:1"), ("mtl_shuffled", "1:2"), ("mtl_shuffled", "2:1")]
+    assert d.ask() == Searcher.FINISHED
+
+
+def test_a_failed_upstream_fails_its_models_without_running_them(graph):
+    spec, tasks, d = graph
+    d.ask(), d.ask()                                     # monkey_predictor, oracle
+    d.end(tasks, "oracle", status="failed")
+    d.end(tasks, "monkey_predictor")
+    started = []
+    while (x := d.ask()) not in (None, Searcher.FINISHED):
+        started.append(x)
+    assert ("oracle_readout", "") not in started and not any(k == "mtl_oracle" for k, _ in started)
+    status = finished_run_ids(spec)
+    for t in tasks:
+        if t.kind in ("oracle_readout", "mtl_oracle"):
+            assert status[t.run_id] == "failed", t.label()
+    # a trial that crashed past its retries (no record) counts as ended: its downstream fails too
+    d.end(tasks, "baseline", status=None)
+    assert finished_run_ids(spec).get(next(t for t in tasks if t.kind == "baseline").run_id) is None
+
+
+def test_an_upstream_that_failed_before_is_retried_first_and_its_models_wait_for_it(graph):
+    """A re-run after a failure: the lake says the Oracle failed, but it is in this run again, so its
+    readout waits for the new attempt instead of failing on the old record."""
+    spec, tasks, d = graph
+    record(spec, next(t for t in tasks if t.kind == "oracle"), "failed")
+    d.s.done = finished_run_ids(spec)
+    assert [d.ask(), d.ask()] == [("monkey_predictor", ""), ("oracle", "")]
+    assert d.ask() == ("baseline", "") and d.ask() is None   # oracle_readout waits, not failed
+    assert all(finished_run_ids(spec).get(t.run_id) != "failed" for t in tasks if t.kind == "oracle_readout")
+    d.end(tasks, "oracle")
+    assert d.ask() == ("oracle_readout", "")
