@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -115,6 +116,16 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
                     write_failed(spec, t, f"upstream {t.upstream_id} did not finish ({self.done.get(t.upstream_id, 'missing')})")
                     self.done[t.run_id] = "failed"
             return Searcher.FINISHED if not self.pending else None
+
+        def save(self, checkpoint_path: str):   # Tune saves its searcher with the experiment state
+            with open(checkpoint_path, "w") as f:
+                json.dump({"pending": [t.run_id for t in self.pending], "started": self.started}, f)
+
+        def restore(self, checkpoint_path: str):
+            with open(checkpoint_path) as f:
+                state = json.load(f)
+            self.pending = [t for t in self.pending if t.run_id in set(state["pending"])]
+            self.started = state["started"]
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             t = self.active.pop(trial_id, None)

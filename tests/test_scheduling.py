@@ -102,3 +102,13 @@ def test_an_upstream_that_failed_before_is_retried_first_and_its_models_wait_for
     assert all(finished_run_ids(spec).get(t.run_id) != "failed" for t in tasks if t.kind == "oracle_readout")
     d.end(tasks, "oracle")
     assert d.ask() == ("oracle_readout", "")
+
+
+def test_the_searchers_state_round_trips(graph, tmp_path):
+    """Tune saves the searcher with its experiment state: what is still to hand out survives a restore."""
+    spec, tasks, d = graph
+    d.ask(), d.ask()
+    d.s.save(str(tmp_path / "searcher.json"))
+    fresh = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=0.0)
+    fresh.restore(str(tmp_path / "searcher.json"))
+    assert [t.run_id for t in fresh.pending] == [t.run_id for t in d.s.pending] and len(fresh.pending) == len(tasks) - 2
