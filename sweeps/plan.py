@@ -138,7 +138,9 @@ def print_plan(spec) -> int:
     t0 = time.perf_counter()
     preset = get_preset(spec.preset)
     n = _sizes(spec, preset)
-    info = _prepared_info(spec, preset)
+    # with the published TIN-TC a classifier's run id also carries the decoded JPEGs' hash, known only once
+    # they are decoded: the lake is not matched then
+    info = None if spec.tintc_root else _prepared_info(spec, preset)
     waves = plan(spec, info or {"classification": "?", "neural": "?"})
     done = finished_run_ids(spec) if info else {}
     print(f"plan for sweep '{spec.sweep}' (preset {spec.preset}; data: {n['source']})")
@@ -167,7 +169,8 @@ def print_plan(spec) -> int:
                                           for kind, (a, b) in kinds.items()))
     total = sum(len(w) for w in waves)
     print(f"  {total} models: {total - todo_models} already in the lake, {todo_models} to train"
-          + ("" if info else f" (the data are not prepared under {spec.data_root} yet: no model of them can be in the lake)"))
+          + ("" if info else " (--tintc-root: the lake is not matched; every model counts as to train)" if spec.tintc_root
+             else f" (the data are not prepared under {spec.data_root} yet: no model of them can be in the lake)"))
     n_eval = min(n["test"], preset.eval_images or n["test"])
     tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
     bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
