@@ -165,7 +165,7 @@ def print_plan(spec) -> int:
                 todo_models += 1
                 total_flops += _model_flops(t, cfg, preset, n, f)
                 total_params += f["params"]
-        print(f"  wave {i}: " + ", ".join(f"{kind} x{a}" + (f" ({a - b} in the lake)" if a - b else "")
+        print(f"  stage {i}: " + ", ".join(f"{kind} x{a}" + (f" ({a - b} in the lake)" if a - b else "")
                                           for kind, (a, b) in kinds.items()))
     total = sum(len(w) for w in waves)
     print(f"  {total} models: {total - todo_models} already in the lake, {todo_models} to train"
