@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from analysis.controls import INCLUDE_UNHEALTHY_HELP
 from core.errors import UserError, cli_main
 
 
@@ -26,7 +27,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0; the same seed gives the same intervals)")
     p.add_argument("--force", action="store_true", help="replace --out even if it holds files this command did not "
                    "write (default: only an earlier report is replaced)")
-    p.add_argument("--include-unhealthy", action="store_true", help="keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
+    p.add_argument("--include-unhealthy", action="store_true", help=INCLUDE_UNHEALTHY_HELP)
     return p
 
 

@@ -42,6 +42,11 @@ class Control:
     detail: str
 
 
+INCLUDE_UNHEALTHY_HELP = ("keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the "
+                          "scores and figures; they stay named in the report and the controls verdict stays red "
+                          "(default: left out)")
+
+
 def chance_level(preds: pl.DataFrame) -> float:
     """1 / number of classes among the clean test labels (NaN with fewer than two: undecidable)."""
     clean = preds.filter(pl.col("condition") == "clean")

@@ -34,6 +34,7 @@ from core.errors import UserError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
 from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
+from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
                    "command did not write (default: only an earlier report there is replaced)")
     p.add_argument("--no-report", action="store_true", help="skip the analysis at the end (run python -m analysis later)")
     p.add_argument("--bootstrap", type=int, default=250, metavar="N", help="bootstrap replicates for the report's error bars (default 250)")
-    p.add_argument("--include-unhealthy", action="store_true", help="report: keep models that fail a health check (at chance, collapsed, dead readout layer, FEVe <= 0) in the scores and figures; they stay named in the report and the controls verdict stays red (default: left out)")
+    p.add_argument("--include-unhealthy", action="store_true", help="report: " + INCLUDE_UNHEALTHY_HELP)
     return p
 
 

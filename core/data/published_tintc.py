@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from core.data.corruptions import _POOL_CONTEXT, CONDITIONS, CORRUPTIONS, MANIFEST_VERSION, _file
+from core.data.corruptions import _POOL_CONTEXT, CONDITIONS, CORRUPTIONS, MANIFEST_VERSION, _file, check_condition_files
 from core.data.tiny_imagenet import IMAGE_SIZE, decode_gray, scan
 from core.errors import DataError
 from core.io import atomic_dir, sha256_file, stable_hash
@@ -156,16 +156,7 @@ def check_cache(path: str | os.PathLike, fingerprint: str, n_images: int, verify
     for k, v in expected_manifest(fingerprint, n_images).items():
         if m.get(k) != v:
             return f"manifest field {k!r} differs"
-    files = m.get("files") or {}
-    for c, s in CONDITIONS:
-        f = path / _file(c, s)
-        if not f.is_file():
-            return f"missing {f.name}"
-        if f.stat().st_size != files.get(f.name, {}).get("size"):
-            return f"{f.name} has the wrong size"
-        if verify_hashes and sha256_file(f) != files[f.name].get("sha256"):
-            return f"{f.name} content does not match its hash"
-    return None
+    return check_condition_files(path, m.get("files") or {}, verify_hashes)
 
 
 def cache_folder(data_root: str | os.PathLike, fingerprint: str, n_images: int) -> Path:
