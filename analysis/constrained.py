@@ -76,18 +76,24 @@ class Reconstruction:
     target_activation: np.ndarray = None   # (N,) ||f(x0)||²: loss / this = relative loss
     tail_drop: np.ndarray = None           # (N, R) fall of the loss over the last tenth of the steps / ||f(x0)||²
     tail_swing: np.ndarray = None          # (N, R) max − min of the loss over the last tenth of the steps / ||f(x0)||²
+    trivial_loss: np.ndarray = None        # (N, R) the loss at x0 shrunk into the ball, a feasible point any optimum beats
 
     @property
     def converged(self) -> np.ndarray:
         """(N, R): over the last tenth of the steps the loss fell by less than CONVERGED of ||f(x0)||²
-        and swung by less than that."""
+        and swung by less than that, and it ended no worse than the trivial feasible point (a
+        reconstruction stuck on a plateau or a bad value neither falls nor swings, but loses to it)."""
         swing = self.tail_swing if self.tail_swing is not None else np.zeros_like(self.tail_drop)
-        return (self.tail_drop < CONVERGED) & (swing < CONVERGED)
+        ok = (self.tail_drop < CONVERGED) & (swing < CONVERGED)
+        if self.trivial_loss is not None:   # no worse than it by 0.1% of ||f(x0)||² (float error at a zero loss)
+            ok &= self.loss <= self.trivial_loss + 1e-3 * self.target_activation[:, None]
+        return ok
 
 
 def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam", lr: float = 0.01,
                 blur_sigma: float = 1.0, seed: int = 0, init_fraction: float = 0.1,
-                callback: Callable | None = None, log: Callable | None = None, label: str = "") -> Reconstruction:
+                callback: Callable | None = None, log: Callable | None = None, label: str = "",
+                reduction: str = "sum") -> Reconstruction:
     """Projected-gradient reconstruction of f(target) for every (image, norm) pair at once.
 
     target: tensor (N, C, H, W) in f's input space, on f's device. norms: R budgets. The start is
@@ -96,6 +102,8 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
 
     if optimizer not in ("sgd", "adam"):
         raise ConfigError(f"optimizer {optimizer!r}: expected sgd or adam")
+    if reduction not in ("sum", "mean"):
+        raise ConfigError(f"reduction {reduction!r}: expected sum (the squared norm) or mean (over the layer's elements)")
     if steps < 1:
         raise ConfigError(f"steps {steps}: expected at least 1")
     norms = [float(r) for r in norms]
@@ -115,8 +123,16 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     x.requires_grad_(True)
     opt = torch.optim.SGD([x], lr=lr) if optimizer == "sgd" else torch.optim.Adam([x], lr=lr)
 
-    def per_image_loss(z):
-        return (f(z).float() - goal).square().flatten(1).sum(1)   # the paper's squared norm
+    def per_image_loss(z):   # always the summed squared norm (what is recorded and compared)
+        return (f(z).float() - goal).square().flatten(1).sum(1)
+
+    # the optimised objective: the summed squared norm, or (reduction "mean") its mean over the layer's
+    # elements, which makes SGD's steps C·H·W times smaller (Adam is indifferent): one reading of the paper
+    # (SGD lr 5), if the authors averaged
+    scale_obj = 1.0 / goal1[0].numel() if reduction == "mean" else 1.0
+    with torch.no_grad():   # the trivial feasible point: the target itself, shrunk into the ball
+        t_rep = target.repeat_interleave(R, dim=0)
+        trivial = per_image_loss(t_rep * torch.clamp(radius / t_rep.flatten(1).norm(dim=1), max=1.0).view(-1, 1, 1, 1))
 
     t0 = time.perf_counter()
     every = max(1, steps // 5)
@@ -125,7 +141,7 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     for step in range(1, steps + 1):
         opt.zero_grad(set_to_none=True)
         cur_loss = per_image_loss(x)
-        cur_loss.sum().backward()  # samples are independent (eval mode): sum = per-sample gradients
+        (cur_loss.sum() * scale_obj).backward()  # samples are independent (eval mode): sum = per-sample gradients
         if step > tail_from:   # the loss of the iterate before this step, for every step of the tail
             d = cur_loss.detach()
             lo, hi = (d, d.clone()) if lo is None else (torch.minimum(lo, d), torch.maximum(hi, d))
@@ -158,7 +174,8 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         hi_np = np.maximum(hi.cpu().numpy().reshape(shape), loss_np)
         swing = (hi_np - lo_np) / scale
     return Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
-                          loss_np, norm.cpu().numpy().reshape(shape), time.perf_counter() - t0, target_act, drop, swing)
+                          loss_np, norm.cpu().numpy().reshape(shape), time.perf_counter() - t0, target_act, drop, swing,
+                          trivial.cpu().numpy().reshape(shape))
 
 
 def spectral_control(recon: np.ndarray, original: np.ndarray) -> np.ndarray:

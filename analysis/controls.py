@@ -14,7 +14,11 @@ Run-level controls (the paper's own; the verdict heads every report and the main
 - negative control: MTL-Shuffled's interval includes 100 (overlaps the Baseline's, which is 100 by
   definition): shuffled targets carry no information about the images, so co-training on them
   should neither help nor hurt; an interval above 100 points at a leak of image information, one
-  below at a recipe in which the extra task slows classification (both fail).
+  below at a recipe in which the extra task slows classification (both fail). With a single training
+  seed (of MTL-Shuffled or of the Baseline) the interval covers test images only, not training runs,
+  which vary more: an interval below 100 is then "unclear"; one above 100 still fails, on purpose,
+  because a leak is a code defect worth chasing from one model (a false alarm costs a look, a missed
+  leak the study).
 An unhealthy model is kept out of scores, figures and regressions; the report names it and why.
 """
 
@@ -105,28 +109,29 @@ def _positive(est: float, lo: float, hi: float) -> tuple[str, str]:
     return "fail", "not above 100: the Oracle trains on these corruption kinds, so suspect the code"
 
 
-def _negative(est: float, lo: float, hi: float, n_models: int = 2) -> tuple[str, str]:
+def _negative(est: float, lo: float, hi: float, n_seeds: int = 2) -> tuple[str, str]:
     if lo <= 100 <= hi:
         return "pass", "its interval includes 100"
     if lo > 100:
         return "fail", "its interval lies above 100: shuffled targets carry no image information, so suspect the code"
-    if n_models < 2:
+    if n_seeds < 2:
         # one model: the interval resamples test images only, not training runs, and one run's robustness
         # moves by more than that (the demo's MTL-Shuffled: 94.3, then 82.3 after its upstream Monkey
         # Predictor changed in the third decimal of FEVe; over 3 seeds the controls preset gave [89.4, 128.3])
-        return "unclear", ("its interval lies below 100, but it is one model: the interval covers test images, not "
-                           "training runs, which vary more; a grid with several seeds (--preset controls) decides")
+        return "unclear", ("its interval lies below 100, but from one training seed: the interval covers test images, "
+                           "not training runs, which vary more; a grid with several seeds (--preset controls) decides")
     return "fail", ("its interval lies below 100: co-training on shuffled targets hurt robustness (compare its clean "
                     "accuracy with the Baseline's: a recipe that slows the MTL classifier shows here)")
 
 
-def _interval_control(boot_kind: pl.DataFrame | None, kind: str, name: str, judge) -> Control:
-    """A control on one kind's pooled overall-robustness interval, judged by `judge(est, lo, hi)`."""
+def _interval_control(boot_kind: pl.DataFrame | None, kind: str, name: str, judge, n_seeds: int = 0) -> Control:
+    """A control on one kind's pooled overall-robustness interval, judged by `judge(est, lo, hi)`
+    (the negative control also by the number of training seeds behind it)."""
     row = _interval(boot_kind, kind)
     if row is None:
         return Control(name, "unclear", f"no healthy {kind} with robustness scores in this sweep")
     est, lo, hi = row["estimate"], row["low"], row["high"]
-    status, why = judge(est, lo, hi, int(row.get("n_models") or 0)) if judge is _negative else judge(est, lo, hi)
+    status, why = judge(est, lo, hi, n_seeds) if judge is _negative else judge(est, lo, hi)
     return Control(name, status, f"{kind} robustness {est:.1f} [{lo:.1f}, {hi:.1f}]: {why}")
 
 
@@ -155,8 +160,13 @@ def run_controls(health: pl.DataFrame, boot_kind: pl.DataFrame | None) -> list[C
 
     out.append(_interval_control(boot_kind, "oracle", "positive control: Oracle more robust than the Baseline",
                                  _positive))
+    def seeds(kind: str) -> int:   # distinct training seeds of a kind's healthy models (ratios are not replicates)
+        h = health.filter((pl.col("kind") == kind) & pl.col("healthy"))
+        return h["seed"].n_unique() if h.height else 0
+
     out.append(_interval_control(boot_kind, "mtl_shuffled",
-                                 "negative control: MTL-Shuffled's interval overlaps the Baseline's", _negative))
+                                 "negative control: MTL-Shuffled's interval overlaps the Baseline's", _negative,
+                                 min(seeds("mtl_shuffled"), seeds("baseline"))))
     return out
 
 

@@ -41,6 +41,7 @@ class Lake:
     preds: pl.DataFrame
     sweeps: list[str]
     adversarial: pl.DataFrame = None
+    tintc: str = "generated"   # the corruption set the classifiers were scored on ("published-<hash>": --tintc-root)
 
 
 @dataclass
@@ -69,6 +70,23 @@ def lake_root(results: str) -> str:
         return results
     raise DataError(f"--results {results}: not a results lake (expected a 'lake/' or 'runs/' folder inside; "
                     "point it at the --storage of a sweep)")
+
+
+def tintc_source(runs: pl.DataFrame, sweep: str, root: str) -> str:
+    """The one corruption set a sweep's classifiers were scored on; a sweep that mixes the generated
+    TIN-TC and the published Tiny-ImageNet-C cannot be scored (image i of a condition would be two
+    different pictures, and the Baseline of one set would divide the accuracy of the other)."""
+    import json
+
+    from core.training.graph import CLASSIFIERS
+
+    cls = runs.filter(pl.col("kind").is_in(list(CLASSIFIERS)) & (pl.col("status") == "ok"))
+    found = {json.loads(d or "{}").get("tintc") or "generated" for d in cls["data"]} if "data" in cls.columns else set()
+    if len(found) > 1:
+        raise DataError(f"{root}/runs: sweep {sweep!r} mixes classifiers scored on different corruption sets "
+                        f"({', '.join(sorted(found))}); give each its own --sweep name (a sweep with --tintc-root "
+                        "is named <preset>-published by default)")
+    return found.pop() if found else "generated"
 
 
 def load(results: str, sweep: str | None = None) -> Lake:
@@ -103,8 +121,9 @@ def load(results: str, sweep: str | None = None) -> Lake:
         t = pl.from_arrow(read_table(root, name))
         return with_setting(t.filter(pl.col("sweep") == sweep) if t.height else t)
 
+    tintc = tintc_source(runs, sweep, root)
     return Lake(root, sweep, with_setting(runs), table("corruption_accuracy"), table("predictions"), sweeps,
-                table("adversarial"))
+                table("adversarial"), tintc)
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
@@ -120,6 +139,11 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     notes = rep.notes
     runs = lake.runs
     log(f"analysis: sweep '{lake.sweep}' from {lake.root}: {runs.height} runs")
+    if lake.tintc != "generated":
+        notes.append("the classifiers were scored on the published Tiny-ImageNet-C (--tintc-root), not on TIN-TC: "
+                     "Hendrycks' 64-pixel corruption parameters, every image saved as JPEG quality 85, corrupted in "
+                     "colour before the grey conversion; its robustness scores are not comparable with the paper's "
+                     "TIN-TC ones (python -m core.data compare-tintc shows the difference per condition)")
     if len(lake.sweeps) > 1:
         notes.append(f"the lake holds sweeps {', '.join(lake.sweeps)}; this report covers '{lake.sweep}' (--sweep picks another)")
     bad = runs.filter(pl.col("status") != "ok")

@@ -214,7 +214,9 @@ def resolve_common(args, kinds: str = "all"):
     cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere
-    spec = SweepSpec(sweep=args.sweep or preset.name, preset=preset.name, storage=storage,
+    # a sweep scored on the published Tiny-ImageNet-C is its own sweep: the report never pools the two sets
+    default_name = preset.name + ("-published" if getattr(args, "tintc_root", None) else "")
+    spec = SweepSpec(sweep=args.sweep or default_name, preset=preset.name, storage=storage,
                      data_root=str(Path(args.data_root).resolve()), ratios=ratios, seeds=seeds, kinds=kind_list, alphas=alphas,
                      tin_root=args.tin_root, neural_data=args.neural_data, tintc_root=getattr(args, "tintc_root", None),
                      gpus_per_trial=args.gpus_per_trial,

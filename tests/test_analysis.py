@@ -430,3 +430,21 @@ def test_a_corruption_with_the_baseline_at_zero_is_left_out_of_every_score_the_s
     from analysis.scores import undefined_corruptions
 
     assert undefined_corruptions(acc) == ["fog"]
+
+
+def test_a_sweep_scored_on_two_corruption_sets_is_refused_and_one_set_is_named():
+    """Classifiers of one sweep scored on the generated TIN-TC and on the published Tiny-ImageNet-C
+    cannot share a Baseline or an image index: the analysis refuses the mix in one line."""
+    from analysis.report import tintc_source
+    from core.errors import DataError
+
+    def runs(*datas):
+        return pl.DataFrame({"kind": ["baseline", "mtl_monkey", "monkey_predictor"][:len(datas)], "status": ["ok"] * len(datas),
+                             "data": list(datas)})
+
+    gen, pub = json.dumps({"classification": "c"}), json.dumps({"classification": "c", "tintc": "published-ab12"})
+    assert tintc_source(runs(gen, gen), "s", "lake") == "generated"
+    assert tintc_source(runs(pub, pub, gen), "s", "lake") == "published-ab12"   # the predictor is no classifier
+    with pytest.raises(DataError, match="sweep 's' mixes classifiers scored on different corruption sets "
+                                        r"\(generated, published-ab12\)"):
+        tintc_source(runs(gen, pub), "s", "lake")

@@ -38,14 +38,17 @@ def test_model_health_names_each_problem():
     assert "FEVe" not in h["s"]["problem"] and "at chance" in h["s"]["problem"]
 
 
-def boot(rows, n_models=3):
+def boot(rows):
     return pl.DataFrame([{"kind": k, "ratio": "all", "statistic": "robustness", "level": "overall", "scope": "overall",
-                          "estimate": e, "low": lo, "high": hi, "n_models": n_models} for k, e, lo, hi in rows])
+                          "estimate": e, "low": lo, "high": hi} for k, e, lo, hi in rows])
 
 
-def healthy():
-    return pl.DataFrame({"run_id": ["b", "o", "m", "s"], "kind": ["baseline", "oracle", "mtl_monkey", "mtl_shuffled"],
-                         "ratio": ["", "", "1:1", "1:1"], "seed": [0, 0, 0, 0], "healthy": [True] * 4, "problem": [""] * 4})
+def healthy(seeds=(0,)):
+    """Healthy Baseline, Oracle, MTL-Monkey and MTL-Shuffled models, one of each per seed."""
+    kinds = ["baseline", "oracle", "mtl_monkey", "mtl_shuffled"]
+    rows = [{"run_id": f"{k[0]}{s}", "kind": k, "ratio": "1:1" if k.startswith("mtl") else "", "seed": s,
+             "healthy": True, "problem": ""} for s in seeds for k in kinds]
+    return pl.DataFrame(rows)
 
 
 def test_verdict_green_only_when_both_controls_hold():
@@ -65,17 +68,21 @@ def test_verdict_green_only_when_both_controls_hold():
     # below 100: over several models a failure (the recipe hurt); for one model undecided, since the
     # interval then covers test images only and one training run moves by more than that
     below = [("oracle", 140, 120, 165), ("mtl_shuffled", 82, 74, 92)]
-    neg = [x for x in ctl.run_controls(healthy(), boot(below)) if x.name.startswith("negative")][0]
+    neg = [x for x in ctl.run_controls(healthy(seeds=(0, 1, 2)), boot(below)) if x.name.startswith("negative")][0]
     assert neg.status == "fail" and "hurt robustness" in neg.detail
-    c = ctl.run_controls(healthy(), boot(below, n_models=1))
+    c = ctl.run_controls(healthy(), boot(below))
     neg = [x for x in c if x.name.startswith("negative")][0]
-    assert neg.status == "unclear" and "one model" in neg.detail and ctl.verdict(c) == "unclear"
-    # ... but above 100 stays a failure even for one model: shuffled targets must not carry information
-    c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)], n_models=1))
+    assert neg.status == "unclear" and "one training seed" in neg.detail and ctl.verdict(c) == "unclear"
+    # two ratios of one seed are not replicates: still one seed
+    two_ratios = pl.concat([healthy(), healthy().filter(pl.col("kind") == "mtl_shuffled").with_columns(
+        pl.lit("2:1").alias("ratio"), pl.lit("s0b").alias("run_id"))])
+    assert [x for x in ctl.run_controls(two_ratios, boot(below)) if x.name.startswith("negative")][0].status == "unclear"
+    # ... but above 100 stays a failure even for one seed: shuffled targets must not carry information
+    c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
     assert [x for x in c if x.name.startswith("negative")][0].status == "fail"
     # a sick model fails its control and names the model
-    sick = healthy().with_columns(pl.when(pl.col("run_id") == "o").then(False).otherwise(True).alias("healthy"),
-                                  pl.when(pl.col("run_id") == "o").then(pl.lit("dead readout layer (0% of its channels respond)"))
+    sick = healthy().with_columns(pl.when(pl.col("run_id") == "o0").then(False).otherwise(True).alias("healthy"),
+                                  pl.when(pl.col("run_id") == "o0").then(pl.lit("dead readout layer (0% of its channels respond)"))
                                   .otherwise(pl.lit("")).alias("problem"))
     c = ctl.run_controls(sick, None)
     dead = [x for x in c if x.name == "no dead readout layer"][0]

@@ -67,4 +67,8 @@ def test_the_paper_preset_trains_every_kind_on_real_format_data(tmp_path, bystan
     # TIN-TC was the published JPEGs' cache (no corruptions generated), and the runs say so
     assert [p.name for p in (tmp_path / "data").glob("tintc-*")] == [next((tmp_path / "data").glob("tintc-published-*-n8")).name]
     assert all(json.loads(d)["tintc"].startswith("published-") for d in runs["data"])
-    assert (tmp_path / "res" / "report" / "paper" / "report.html").is_file()
+    # its own sweep (never pooled with a generated-TIN-TC sweep of the same preset), and the report says
+    # the scores are on another benchmark
+    assert (runs["sweep"] == "paper-published").all()
+    html = (tmp_path / "res" / "report" / "paper-published" / "report.html").read_text()
+    assert "scored on the published Tiny-ImageNet-C" in html

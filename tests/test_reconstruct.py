@@ -90,6 +90,14 @@ def test_convergence_is_recorded_and_a_fit_stopped_early_is_flagged():
     wild = reconstruct(f, x0, [wide], steps=400, optimizer="sgd", lr=0.3, blur_sigma=0.0)
     assert good.converged.all() and (good.loss / good.target_activation[:, None]).max() < 1e-6
     assert not wild.converged.any() and wild.tail_swing.min() > 0.5, (wild.tail_drop, wild.tail_swing)
+    # stuck: a step too small to move in 50 steps neither falls nor swings by 1% of the scale, but ends
+    # worse than the trivial feasible point (x0 shrunk into the ball): not converged either
+    stuck = reconstruct(f, x0, [wide], steps=50, optimizer="sgd", lr=1e-6, blur_sigma=0.0)
+    assert (np.abs(stuck.tail_drop) < 0.01).all() and (stuck.tail_swing < 0.01).all()
+    assert (stuck.loss > stuck.trivial_loss).all() and not stuck.converged.any()
+    # reduction "mean" optimises the mean over the layer's elements: SGD's step shrinks by their number
+    mean = reconstruct(f, x0, [wide], steps=400, optimizer="sgd", lr=0.05 * 64, blur_sigma=0.0, reduction="mean")
+    np.testing.assert_allclose(mean.x, good.x, rtol=1e-4, atol=1e-5)
 
 
 def test_spectral_control_has_the_reconstructions_amplitude_and_the_originals_phase():

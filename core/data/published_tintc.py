@@ -10,6 +10,14 @@ condition and a ``manifest.json`` (a sha256 per file, the source type ``publishe
 tree's fingerprint). The cache is built atomically and reused only when its manifest and files
 verify; anything else is rebuilt.
 
+It is another benchmark than the paper's TIN-TC (METHOD.md: "Hendrycks' own Tiny-ImageNet-C uses
+milder, 64-px-tuned parameters; it is a different set from TIN-TC"): its corruption parameters are
+tuned for 64-pixel images, every image was saved as JPEG quality 85 (so every condition carries JPEG
+artefacts, and jpeg_compression is compressed twice), and it corrupted the colour image, where TIN-TC
+corrupts the grey image stacked to three channels. Scores on it are therefore not comparable with
+TIN-TC scores: a sweep with --tintc-root is its own sweep (<preset>-published), the analysis refuses a
+sweep that mixes the two, and the report says which set was used.
+
 Every file is looked up before anything is decoded, so a missing condition, a missing image or a
 wrong-class split (an image under another class folder than val_annotations.txt gives it: the
 published frost split is known to have some) is reported at once, one line naming the path.

@@ -98,4 +98,7 @@ def format_table(result: dict, model_dir: str = "") -> str:
         verdict = f"neither set is harder for this model (mean accuracy {p:.3f} on both"
     out.append(f"\nOverall, {verdict}; the published set is harder on {harder} of {len(CORRUPTIONS)} corruptions; "
                f"{len(rows)} conditions x {n} images).")
+    out.append("The difference mixes three things: Hendrycks' corruption parameters (tuned for 64-pixel images) "
+               "against ImageNet-C's, the JPEG (quality 85) every published image was saved as, and the published "
+               "images being corrupted in colour before the grey conversion, the generated ones after it.")
     return "\n".join(out)
