@@ -21,6 +21,7 @@ CPU_GFLOPS_PER_CORE = 14.2
 # measurement; narrow models use a GPU far less well, so their GPU-hours are a lower bound).
 GPU_TFLOPS = 105.0
 LAKE_BYTES_PER_MODEL = 60_000   # the smoke sweep's lake: ~360 KB for 6 models (runs, epochs, accuracy, predictions)
+PREDICTION_BYTES = 3.8          # per predictions row (71 conditions x test images per classifier): 2.7 MB per 710,000 rows
 CHECKPOINT_COPIES = 3           # model.pt, the epoch checkpoint (weights + optimiser state)
 
 
@@ -175,12 +176,18 @@ def print_plan(spec) -> int:
     tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
     bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
     models_mb = total_params * 4 * CHECKPOINT_COPIES / 1e6
-    print(f"compute to train, upper bound (max epochs): {total_flops / 1e15:,.3g} PFLOP = "
-          f"{_duration(total_flops / (CPU_GFLOPS_PER_CORE * 1e9))} of one CPU core at {CPU_GFLOPS_PER_CORE} GFLOP/s, or "
+    from core.training.graph import CLASSIFIERS
+
+    n_cls = sum(1 for w in waves for t in w if t.kind in CLASSIFIERS and done.get(t.run_id) not in ("ok", "diverged"))
+    lake_mb = (todo_models * LAKE_BYTES_PER_MODEL + n_cls * 71 * n_eval * PREDICTION_BYTES) / 1e6
+    print("compute to train (fits at max epochs, TIN-TC evaluation and attacks; not the corruption builds), "
+          f"upper bound: {total_flops / 1e15:,.3g} PFLOP = "
+          f"{_duration(total_flops / (CPU_GFLOPS_PER_CORE * 1e9))} of one CPU core at {CPU_GFLOPS_PER_CORE} GFLOP/s (measured "
+          "at width 1/16 on one thread: wider models use a core better, so this overstates them), or "
           f"{_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at {GPU_TFLOPS:g} TFLOP/s (H100, full width; "
           "narrow models reach far less of a GPU)")
     print(f"disk: TIN-TC cache {tintc_mb:,.0f} MB ({n_eval:,} test images x 70 conditions), Oracle corruption banks "
-          f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{todo_models * LAKE_BYTES_PER_MODEL / 1e6:.1f} MB")
+          f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{lake_mb:,.1f} MB")
     print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")
     return 0
 

@@ -93,6 +93,7 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
             super().__init__()
             self.pending = list(tasks)          # in stage order
             self.active = {}                    # trial id -> task, until the trial ends
+            self.resumed = set()                # run ids running when the state was saved (after a restore)
             self.done = finished_run_ids(spec)
             self.started = total - len(tasks)
 
@@ -100,7 +101,8 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
             return True
 
         def _may_come(self, run_id: str) -> bool:   # to run, or running, in this Tune run
-            return any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())
+            return (any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())
+                    or (run_id in self.resumed and run_id not in self.done))
 
         def suggest(self, trial_id):
             for t in list(self.pending):
@@ -119,13 +121,15 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
 
         def save(self, checkpoint_path: str):   # Tune saves its searcher with the experiment state
             with open(checkpoint_path, "w") as f:
-                json.dump({"pending": [t.run_id for t in self.pending], "started": self.started}, f)
+                json.dump({"pending": [t.run_id for t in self.pending], "started": self.started,
+                           "active": [t.run_id for t in self.active.values()]}, f)
 
         def restore(self, checkpoint_path: str):
             with open(checkpoint_path) as f:
                 state = json.load(f)
             self.pending = [t for t in self.pending if t.run_id in set(state["pending"])]
             self.started = state["started"]
+            self.resumed = set(state.get("active", []))   # running when saved: Tune resumes them, may still end ok
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             t = self.active.pop(trial_id, None)
