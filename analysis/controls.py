@@ -165,7 +165,7 @@ def run_controls(health: pl.DataFrame, boot_kind: pl.DataFrame | None) -> list[C
         return h["seed"].n_unique() if h.height else 0
 
     out.append(_interval_control(boot_kind, "mtl_shuffled",
-                                 "negative control: MTL-Shuffled's interval overlaps the Baseline's", _negative,
+                                 "negative control: MTL-Shuffled's interval should include 100 (the Baseline)", _negative,
                                  min(seeds("mtl_shuffled"), seeds("baseline"))))
     return out
 

@@ -116,7 +116,8 @@ def robustness_vs_neural(models: pl.DataFrame, reg: pl.DataFrame | None, kind: s
     d = models.filter((pl.col("kind") == kind) & (pl.col("status") == "ok")).drop_nulls(["robustness", neural])
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     if d.height:
-        sc = ax.scatter(d[neural], d["robustness"], c=d["clean_accuracy"], cmap="viridis", s=36, edgecolor="k", lw=0.4)
+        sc = ax.scatter(d[neural], d["robustness"], c=d["clean_accuracy"], cmap="viridis", s=36, edgecolor="k", lw=0.4,
+                        vmin=0.0, vmax=1.0)   # an accuracy: the colour scale is [0, 1], never padded past it
         fig.colorbar(sc, ax=ax, label="clean accuracy")
         if reg is not None and reg.height:
             coef = {r["term"]: r["coef"] for r in reg.iter_rows(named=True)}

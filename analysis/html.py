@@ -48,7 +48,7 @@ def controls_box(controls: list, n_seeds: int = 0) -> str:
     """The verdict box that opens the report: green, amber or red, one line per control."""
     v = ctl.verdict(controls)
     colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
-    title = {"pass": "Controls: all passed", "unclear": "Controls: undecided (see the amber lines)",
+    title = {"pass": "Controls: all passed", "unclear": "Controls: UNCLEAR (see the amber lines)",
              "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
     items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828'}[c.status]}'>"
                     f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)

@@ -102,7 +102,7 @@ def group_summary(runs: pl.DataFrame, scores: pl.DataFrame | None) -> pl.DataFra
     """Per (kind, ratio): models, ok, clean accuracy, FEVe, correlations, overall robustness."""
     out = (runs.group_by(GROUP).agg(
         pl.len().alias("models"), (pl.col("status") == "ok").sum().alias("ok"),
-        pl.col("seed").unique().sort().cast(pl.String).str.join(",").alias("seeds"),
+        pl.col("seed").unique().sort().cast(pl.String).str.join(",").alias("seed ids"),
         pl.col("ratio_value").first(),
         pl.col("clean_accuracy").mean(), pl.col("feve").mean(), pl.col("corr_avg").mean(), pl.col("corr_true").mean(),
         *([pl.col("sim_match").mean()] if "sim_match" in runs.columns else [])))

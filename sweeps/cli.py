@@ -64,7 +64,11 @@ def _list(text: str, what: str, conv):
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise ConfigError(f"--{what} {text!r}: expected a comma-separated list")
-    return [conv(t) for t in items]
+    out = [conv(t) for t in items]
+    dup = next((t for t, v in zip(items, out) if out.count(v) > 1), None)
+    if dup is not None:   # the same model twice would share one run id and one work folder
+        raise ConfigError(f"--{what} {text!r}: {dup} is given twice")
+    return out
 
 
 def _seed(t: str) -> int:

@@ -208,6 +208,8 @@ def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):
 @pytest.mark.parametrize("flags, message", [
     (["--ratios", "1-2"], "--ratios: ratio '1-2': expected 'n:c'"),
     (["--seeds", "-1"], "--seeds: -1 is negative"),
+    (["--seeds", "0,0"], "--seeds '0,0': 0 is given twice"),
+    (["--ratios", "1:2,1:2"], "--ratios '1:2,1:2': 1:2 is given twice"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: unreachable"),
     (["--storage", "/proc/no/such"], "--storage /proc/no/such: not writable"),
