@@ -61,5 +61,13 @@ def main() -> int:
     return 1 if survived else 0
 
 
+def _stop(signum, frame):   # SIGTERM/SIGHUP (a timeout, a closed terminal): unwind, so `finally` restores the file
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
     sys.exit(main())
