@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 from core.errors import ConfigError
-from core.io import join_uri
 from core.presets import get_preset
 from sweeps.cli import TRIAL_DRIVER_CPU, ray_map, start_ray
 
@@ -56,15 +55,9 @@ def progress_callback(quiet: bool):
 def _run_config(spec, name: str, callbacks):
     from ray import tune
 
-    storage = join_uri(spec.storage, "ray")
-    kwargs = {}
-    if "://" in storage:
-        from sweeps.stages import fs_and_path
+    from sweeps.stages import ray_storage
 
-        fs, storage = fs_and_path(storage)
-        kwargs["storage_filesystem"] = fs
-    else:
-        storage = str(Path(storage).resolve())
+    storage, kwargs = ray_storage(spec)
     return tune.RunConfig(name=name, storage_path=storage, failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                           callbacks=callbacks, verbose=0, **kwargs)
 

@@ -332,13 +332,7 @@ def tune_trial(config: dict) -> None:
     use_gpu = spec.gpus_per_trial > 0
     per_worker = ({"GPU": spec.gpus_per_trial, "CPU": max(spec.cpus_per_trial, 0.01)} if use_gpu
                   else {"CPU": spec.cpus_per_trial})
-    storage = join_uri(spec.storage, "ray")
-    storage_kwargs = {}
-    if "://" not in storage:
-        storage = str(Path(storage).resolve())
-    else:
-        fs, path = fs_and_path(storage)
-        storage, storage_kwargs = path, {"storage_filesystem": fs}
+    storage, storage_kwargs = ray_storage(spec)
     trainer = DataParallelTrainer(
         train_worker,
         train_loop_config=config,
@@ -354,6 +348,16 @@ def tune_trial(config: dict) -> None:
         ),
     )
     trainer.fit()
+
+
+def ray_storage(spec: SweepSpec) -> tuple[str, dict]:
+    """Where Ray Tune and Ray Train keep their state (STORAGE/ray): an absolute local path, or a
+    URI's path with its pyarrow filesystem as `storage_filesystem`."""
+    storage = join_uri(spec.storage, "ray")
+    if "://" not in storage:
+        return str(Path(storage).resolve()), {}
+    fs, path = fs_and_path(storage)
+    return path, {"storage_filesystem": fs}
 
 
 def spec_dict(spec: SweepSpec) -> dict:
