@@ -9,6 +9,7 @@ here (the constants below say where each comes from).
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -25,6 +26,14 @@ PREDICTION_BYTES = 3.8          # per predictions row (71 conditions x test imag
 CHECKPOINT_COPIES = 3           # model.pt, the epoch checkpoint (weights + optimiser state)
 
 
+@functools.lru_cache(maxsize=None)
+def _listing(tin_root: str) -> dict:
+    """The Tiny ImageNet tree's file listing, read once per plan (the sizes and the cache key both need it)."""
+    from core.data.tiny_imagenet import scan
+
+    return scan(tin_root)
+
+
 def _sizes(spec, preset) -> dict:
     """Images per split and neural trials, from the data where it is at hand, else the preset's design."""
     if preset.world is not None and spec.tin_root is None:
@@ -37,9 +46,9 @@ def _sizes(spec, preset) -> dict:
     n = {"train": 90_000, "val": 10_000, "test": 10_000, "classes": 200, "neurons": 458, "trials": 24_000, "size": 64,
          "source": "Tiny ImageNet and the paper's recordings (sizes as published: give --tin-root/--neural-data to count)"}
     if spec.tin_root:
-        from core.data.tiny_imagenet import VAL_FRACTION, scan
+        from core.data.tiny_imagenet import VAL_FRACTION
 
-        listing = scan(spec.tin_root)
+        listing = _listing(spec.tin_root)
         n_train = len(listing["train"])
         n.update(train=round(n_train * (1 - VAL_FRACTION)), val=round(n_train * VAL_FRACTION), test=len(listing["val"]),
                  classes=len(listing["wnids"]), source=f"--tin-root {spec.tin_root}")
@@ -63,9 +72,9 @@ def _prepared_info(spec, preset) -> dict | None:
         if preset.world is not None and spec.tin_root is None:
             cls_path, neu_path = root / f"world-{preset.world}" / "classification", root / f"world-{preset.world}" / "neural"
         else:
-            from core.data.tiny_imagenet import _fingerprint, scan
+            from core.data.tiny_imagenet import _fingerprint
 
-            cls_path, neu_path = root / "cache" / f"tin-{_fingerprint(scan(spec.tin_root))}-s0", Path(spec.neural_data)
+            cls_path, neu_path = root / "cache" / f"tin-{_fingerprint(_listing(spec.tin_root))}-s0", Path(spec.neural_data)
         cls, neu = _read_manifest(cls_path, "classification"), _read_manifest(neu_path, "neural")
     except Exception:   # not prepared (or unreadable): the sweep itself will say what is wrong
         return None
