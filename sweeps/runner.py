@@ -37,14 +37,16 @@ def progress_callback(quiet: bool):
             self.shown.add(key)
             head = f"  {result.get('kind'):16s} ratio {result.get('ratio') or '-':>5s} seed {result.get('seed')}  "
             feve, corr = result.get("feve", math.nan), result.get("val_correlation", math.nan)
+            # a neural-only model has no accuracy, a classifier no FEVe: only what the model has is said
+            clean, val = result.get("clean_accuracy", math.nan), result.get("val_accuracy", math.nan)
             if result.get("done") is True and result.get("status") == "failed":
                 _say(head + f"done: failed: {result.get('error', '')}")
-            elif result.get("done") is True:   # a classifier has no FEVe, a predictor's accuracy is chance
-                _say(head + f"done: {result.get('status')}, clean acc {result.get('clean_accuracy', math.nan):.3f}"
+            elif result.get("done") is True:
+                _say(head + f"done: {result.get('status')}" + (f", clean acc {clean:.3f}" if clean == clean else "")
                      + (f", FEVe {feve:.3f}" if feve == feve else ""))
             else:
-                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}  val acc "
-                     f"{result.get('val_accuracy', math.nan):.3f}" + (f"  val corr {corr:.3f}" if corr == corr else ""))
+                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}" + (f"  val acc {val:.3f}" if val == val else "")
+                     + (f"  val corr {corr:.3f}" if corr == corr else ""))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             _say(f"  trial {trial.trial_id} failed: {trial.error_file or ''}")
