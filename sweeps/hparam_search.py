@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from core.io import join_uri  # noqa: E402
 from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
-from sweeps.runner import concurrency, prepare_data, progress_callback  # noqa: E402
+from sweeps.runner import concurrency, prepare_data, progress_callback, run_config  # noqa: E402
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
 SEARCHED = ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")
@@ -85,7 +84,7 @@ def main(argv=None) -> int:
     from core.results import write_table
     from core.results.lake import now, provenance
     from sweeps.runner import run_graph
-    from sweeps.stages import finished_run_ids, lake_root, plan
+    from sweeps.stages import finished_run_ids, lake_root, plan, trial_resources
 
     log = None if args.quiet else print
     t0 = time.perf_counter()
@@ -117,18 +116,16 @@ def main(argv=None) -> int:
         "work_root": str(Path(spec.storage).resolve() / "work") if "://" not in spec.storage else None,
     }
     k = concurrency(spec, args.max_concurrent)
-    storage = str(Path(spec.storage).resolve() / "ray") if "://" not in spec.storage else join_uri(spec.storage, "ray")
     tuner = tune.Tuner(
-        tune.with_resources(hparam_trial, {"CPU": TRIAL_DRIVER_CPU}),
+        tune.with_resources(hparam_trial, trial_resources(spec, TRIAL_DRIVER_CPU)),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=args.metric, mode="max", num_samples=args.trials,
             search_alg=ConcurrencyLimiter(OptunaSearch(seed=args.search_seed), max_concurrent=k),
             # rungs by epoch, not by report: a worker restarted after a fault says its finished epochs again
             scheduler=ASHAScheduler(time_attr="epoch", grace_period=args.grace_period, reduction_factor=2),
-            reuse_actors=False),
-        run_config=tune.RunConfig(name=f"{spec.sweep}-{int(time.time())}", storage_path=storage, verbose=0,
-                                  callbacks=[progress_callback(log is None)]),
+            reuse_actors=spec.train_workers == 0),
+        run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None)]),
     )
     grid = tuner.fit()
     # record trials that ASHA stopped early (finished ones wrote their own records)

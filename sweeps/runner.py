@@ -54,7 +54,7 @@ def progress_callback(quiet: bool):
     return Progress()
 
 
-def _run_config(spec, name: str, callbacks):
+def run_config(spec, name: str, callbacks):
     from ray import tune
 
     from sweeps.stages import ray_storage
@@ -140,15 +140,18 @@ def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = 
     the lake; a task that ends without a record is recorded as failed afterwards."""
     from ray import tune
 
-    from sweeps.stages import finished_run_ids, tune_trial, write_failed
+    from sweeps.stages import finished_run_ids, trial_resources, tune_trial, write_failed
 
     t0 = time.perf_counter() if t0 is None else t0
     total = len(tasks) if total is None else total
     tuner = tune.Tuner(
-        tune.with_resources(tune_trial, {"CPU": TRIAL_DRIVER_CPU}),
+        tune.with_resources(tune_trial, trial_resources(spec, TRIAL_DRIVER_CPU)),
         tune_config=tune.TuneConfig(search_alg=graph_searcher(spec, tasks, tintc_path, log, total, t0),
-                                    num_samples=len(tasks), max_concurrent_trials=max_concurrent, reuse_actors=False),
-        run_config=_run_config(spec, f"{spec.sweep}-{uuid.uuid4().hex[:6]}", [progress_callback(log is None)]),
+                                    num_samples=len(tasks), max_concurrent_trials=max_concurrent,
+                                    # local mode: the next model runs in the same process (torch and the code
+                                    # imported once); a worker group is a new process per model anyway
+                                    reuse_actors=spec.train_workers == 0),
+        run_config=run_config(spec, f"{spec.sweep}-{uuid.uuid4().hex[:6]}", [progress_callback(log is None)]),
     )
     tuner.fit()
     done = finished_run_ids(spec)

@@ -70,6 +70,10 @@ class SweepSpec:
     # Train controller retries (a worker group that cannot start: its resources never came). A local
     # Ray has all it will ever have, so a bounded number; a cluster may be autoscaling: no bound.
     controller_retries: int = -1
+    # Ray Train workers per model: 0 = Train V2's local mode (the fit runs inside the Tune trial's own
+    # process; Tune reports, checkpoints and retries), 1 = a Train worker group of one (an extra
+    # controller and worker process per model). See the README's "Why local mode" for the measurement.
+    train_workers: int = 0
 
 
 @dataclass
@@ -235,6 +239,7 @@ def error_text(e: BaseException) -> str:
 def train_worker(config: dict) -> None:
     """Runs inside a Ray Train worker: one model, plain `core`, records into the lake."""
     import ray.train
+    import ray.tune
     import torch
 
     from core.data.corruptions import load_tintc
@@ -249,7 +254,9 @@ def train_worker(config: dict) -> None:
     # local storage: work under STORAGE/work, so a re-run after a killed driver resumes the fit;
     # otherwise a node-local folder, restored from Ray Train's last checkpoint after a restart
     work = Path(config["work_dir"]) if config.get("work_dir") else Path(tempfile.gettempdir()) / "brainrobust-work" / task.run_id
-    ckpt = ray.train.get_checkpoint()
+    # local mode: the Tune trial is the process, so Tune's report, checkpoint and retries are the ones that count
+    local = spec.train_workers == 0
+    ckpt = ray.tune.get_checkpoint() if local else ray.train.get_checkpoint()
     if not config.get("work_dir"):
         # remote storage: Ray Train's checkpoint is the only resume point; a node-local folder left by an
         # earlier sweep on this node (same run id) is ours, and stale: start it afresh
@@ -258,6 +265,8 @@ def train_worker(config: dict) -> None:
     if ckpt is not None:
         with ckpt.as_directory() as d:
             shutil.copytree(d, work / "checkpoint", dirs_exist_ok=True)
+
+    say, checkpoint = (ray.tune.report, ray.tune.Checkpoint) if local else (ray.train.report, ray.train.Checkpoint)
 
     try:
         sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
@@ -275,9 +284,9 @@ def train_worker(config: dict) -> None:
             metrics = {k: row[k] for k in ("epoch", "phase", "val_accuracy", "val_correlation", "lr", "images_per_s")}
             metrics.update(kind=task.kind, ratio=task.setting(), seed=task.seed, done=False)
             if ckpt_path is not None and config.get("checkpoint_every_epoch", True):
-                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(str(work / "checkpoint")))
+                say(metrics, checkpoint=checkpoint.from_directory(str(work / "checkpoint")))
             else:
-                ray.train.report(metrics)
+                say(metrics)
             if ckpt_path is not None:   # an epoch just finished (not one said again after a resume)
                 _fault_pause(row, task.run_id, work)
 
@@ -290,14 +299,14 @@ def train_worker(config: dict) -> None:
         error = error_text(e)
         write_failed(spec, task, error)
         # every metric a Tune search may ask for is in the report (NaN), or the search itself would stop
-        ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "epoch": 0,
+        say({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "epoch": 0,
                           "status": "failed", "error": error.splitlines()[0][:300], "clean_accuracy": float("nan"),
                           "feve": float("nan"), "val_accuracy": float("nan"), "val_correlation": float("nan")})
         return
     if res.run["run_id"] != task.run_id:
         raise RuntimeError(f"run id mismatch: planned {task.run_id}, trained {res.run['run_id']}")
     res.run["node"] = f"{socket.gethostname()}/{ray.get_runtime_context().get_node_id()[:12]}"
-    if ray.train.get_context().get_world_rank() == 0:
+    if local or ray.train.get_context().get_world_rank() == 0:   # local mode: one process, rank 0
         _upload_model(spec, work, task.run_id)
         root = lake_root(spec)
         for table, rows in (("epochs", res.epochs), ("corruption_accuracy", res.corruption_accuracy),
@@ -307,7 +316,7 @@ def train_worker(config: dict) -> None:
     r = res.run
     corr = [e["val_correlation"] for e in res.epochs if e.get("val_correlation") == e.get("val_correlation")]
     # the final report repeats the best validation metrics: a Tune search with a metric needs them in every report
-    ray.train.report({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "status": r["status"],
+    say({"kind": task.kind, "ratio": task.setting(), "seed": task.seed, "done": True, "status": r["status"],
                       "clean_accuracy": r["clean_accuracy"], "feve": r["feve"], "epoch": r["epochs"],
                       "val_accuracy": r["val_accuracy"], "val_correlation": max(corr) if corr else float("nan")})
 
@@ -337,7 +346,8 @@ def tune_trial(config: dict) -> None:
         train_worker,
         train_loop_config=config,
         backend_config=ray.train.BackendConfig(),
-        scaling_config=ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=per_worker),
+        scaling_config=(ray.train.ScalingConfig(num_workers=0) if spec.train_workers == 0 else
+                        ray.train.ScalingConfig(num_workers=1, use_gpu=use_gpu, resources_per_worker=per_worker)),
         run_config=ray.train.RunConfig(
             name=f"{spec.sweep}-{task.run_id}",  # stable across restores: derived from the task, not a timestamp
             storage_path=storage, **storage_kwargs,
@@ -348,6 +358,16 @@ def tune_trial(config: dict) -> None:
         ),
     )
     trainer.fit()
+
+
+def trial_resources(spec: SweepSpec, driver_cpu: float) -> dict:
+    """What one Tune trial asks of Ray: in local mode the model's own CPUs (and GPU share) besides the
+    trial driver's sliver; with a worker group only the sliver (the worker asks for the rest)."""
+    if spec.train_workers:
+        return {"CPU": driver_cpu}
+    if spec.gpus_per_trial > 0:
+        return {"CPU": driver_cpu + spec.cpus_per_trial, "GPU": spec.gpus_per_trial}
+    return {"CPU": driver_cpu + spec.cpus_per_trial}
 
 
 def ray_storage(spec: SweepSpec) -> tuple[str, dict]:

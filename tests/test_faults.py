@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 import torch
 
@@ -23,7 +24,10 @@ def args(storage, data_root, *extra):
             "--seeds", "0", "--num-cpus", "2", *extra]
 
 
-def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run(tmp_path, smoke_data):
+@pytest.mark.parametrize("train_workers", ["0", "1"])
+def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run(tmp_path, smoke_data, train_workers):
+    # --train-workers 0: the fit runs in the Tune trial's process (local mode), which Tune restarts;
+    # 1: in a Ray Train worker, which Ray Train restarts
     # the uninterrupted reference: the same model trained in one process without Ray (same config,
     # hence the same run id; one thread, as a sweep trial with --cpus-per-trial 1)
     ref = run_cli("-m", "core.training", "--kind", "baseline", "--preset", "smoke", "--seed", "0", "--max-epochs", "3",
@@ -34,12 +38,16 @@ def test_training_worker_killed_mid_fit_resumes_and_matches_an_uninterrupted_run
     # PAUSE_ENV), writes its pid, and is killed there: inside the fit, by construction, not by a race
     pause = tmp_path / "pause"
     pause.mkdir()
-    w = Watched(args(tmp_path / "killed", smoke_data, "--kinds", "baseline", "--max-epochs", "3", "--no-report"),
+    w = Watched(args(tmp_path / "killed", smoke_data, "--kinds", "baseline", "--max-epochs", "3", "--no-report",
+                     "--train-workers", train_workers),
                 env={PAUSE_ENV: f"1:{pause}"})
     w.wait_for(lambda out: any(pause.glob("*.json")))
     marker = json.loads(next(pause.glob("*.json")).read_text())
     ckpt = torch.load(Path(marker["work"]) / "checkpoint" / marker["phase"] / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["epoch"] == 1          # the kill lands after epoch 1's checkpoint, before epoch 2
+    # the process that trains is the Tune trial itself in local mode, a Ray Train worker otherwise
+    title = " ".join(psutil.Process(marker["pid"]).cmdline())
+    assert ("ImplicitFunc" in title) == (train_workers == "0") and ("TrainWorker" in title) == (train_workers == "1"), title
     os.kill(marker["pid"], signal.SIGKILL)
     code, out = w.finish()
     assert code == 0, out[-3000:]

@@ -94,10 +94,10 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
             except (OSError, KeyError, ValueError):
                 pass
         # a fault on S3 storage: each fit pauses after epoch 1 (sweeps.stages PAUSE_ENV); its node-local work
-        # folder is deleted and its worker killed, so the restarted worker has only Ray Train's checkpoint
-        # in the bucket to resume from
-        # (killed once the driver printed that epoch: the report has reached the Train controller, which
-        # registers the checkpoint; the worker is held still, so waiting for the line races nothing)
+        # folder is deleted and its process (the Tune trial) killed, so the restarted trial has only the
+        # checkpoint in the bucket to resume from
+        # (killed once the driver printed that epoch: the report, and its checkpoint, have reached Tune;
+        # the process is held still, so waiting for the line races nothing)
         for m in pause.glob("*.json"):
             kind = m.stem.rsplit("-", 1)[0]
             if m.stem not in killed and re.search(rf"{kind}\s+ratio\s+\S+ seed 0  \w+ epoch 1 ", w.out):
@@ -152,9 +152,10 @@ def test_dashboard_state_api_shows_the_sweeps_trials_and_needs_the_token(s3_swee
     assert s3_sweep["unauthorized"] is True  # without the token: 401
     # with the token from ~/.ray/auth_token (what `ray get-auth-token` prints), the state API answered
     classes = {a.get("class_name") for a in s3_sweep["seen"]}
-    # the Tune trials (function trainables) and the Ray Train workers they launched
+    # the Tune trials (function trainables), inside which the fits run (Train V2's local mode, the default):
+    # no Ray Train controller or worker group of their own
     assert "ImplicitFunc" in classes, classes
-    assert any("TrainWorker" in (c or "") or "RayTrainWorker" in (c or "") for c in classes), classes
+    assert not any("TrainWorker" in (c or "") or "TrainController" in (c or "") for c in classes), classes
 
 
 def test_a_diverging_model_is_recorded_the_sweep_goes_on_and_the_report_says_so(s3, s3_sweep):
@@ -172,7 +173,7 @@ def test_a_diverging_model_is_recorded_the_sweep_goes_on_and_the_report_says_so(
     assert (s3_sweep["tmp"] / "report" / "robustness.parquet").exists()
 
 
-def test_a_fault_on_s3_storage_resumes_from_ray_trains_checkpoint(s3, s3_sweep):
+def test_a_fault_on_s3_storage_resumes_from_the_checkpoint_in_the_bucket(s3, s3_sweep):
     assert s3_sweep["returncode"] == 0, s3_sweep["out"][-3000:]
     killed = s3_sweep["killed"]
     opts = {"aws_endpoint_url": f"http://127.0.0.1:{s3['port']}", "aws_allow_http": "true", "aws_region": "us-east-1",
@@ -182,7 +183,7 @@ def test_a_fault_on_s3_storage_resumes_from_ray_trains_checkpoint(s3, s3_sweep):
     assert set(ok["run_id"]) <= set(killed), (ok["run_id"].to_list(), list(killed))
     for r in ok.iter_rows(named=True):
         # killed after epoch 1 with its local copy gone, the fit resumed after epoch 1 (not from scratch):
-        # the checkpoint came from the bucket, through ray.train.get_checkpoint()
+        # the checkpoint came from the bucket, through ray.tune.get_checkpoint() (local mode: Tune keeps it)
         assert r["resumed"] == f"{killed[r['run_id']]['phase']}:1", r
         # and every epoch's progress line was printed once, the one before the kill included
         for e in range(1, r["epochs"] + 1):
