@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import version
@@ -28,6 +27,7 @@ from PIL import Image
 
 from core.errors import DataError
 from core.io import atomic_dir, sha256_file, stable_hash
+from core.progress import Progress
 
 # worker processes come from a fork server (a clean process started for the purpose), not from a fork of
 # this one: a fork of a process that already runs Ray's or torch's threads (a driver, a test session) can
@@ -162,24 +162,20 @@ def build_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, worke
             else:
                 pool = ProcessPoolExecutor(workers, mp_context=_POOL_CONTEXT)
                 map_fn = pool.map
-        tty = sys.stderr.isatty()   # a terminal: one line rewritten; a log file: a line every 10 s and at the end
+        bar = Progress("TIN-TC (70 conditions each)", len(images), "images") if progress else None
         try:
-            done, said = 0, t0
+            done = 0
             for start, block in map_fn(_corrupt_chunk, jobs):
                 for j, cs in enumerate(CONDITIONS):
                     arrays[cs][start:start + block.shape[1]] = block[j]
                 done += block.shape[1]
-                now = time.perf_counter()
-                if progress and (tty or now - said >= 10 or done == len(images)):
-                    said, rate = now, done / (now - t0)
-                    left = (len(images) - done) / rate if rate > 0 else float("nan")
-                    print(("\r" if tty else "") + f"TIN-TC: {done}/{len(images)} images x 70 conditions ({rate:.1f} images/s, "
-                          f"about {left:.0f} s left)", end="" if tty else "\n", file=sys.stderr, flush=True)
+                if bar:
+                    bar.update(done)
         finally:
+            if bar:
+                bar.close()
             if pool is not None:
                 pool.shutdown()
-        if progress and tty:
-            print(file=sys.stderr)
         files = {}
         for cs, arr in arrays.items():
             arr.flush()
@@ -257,11 +253,10 @@ def _bank_job(args):
 
 def main(argv=None) -> int:
     """python -m core.data.corruptions: build (or verify) the TIN-TC cache of a data set's test images."""
-    import argparse
-
     from core.data.canonical import ClassificationSet
+    from core.errors import Parser
 
-    p = argparse.ArgumentParser(prog="python -m core.data.corruptions", description=main.__doc__)
+    p = Parser(prog="python -m core.data.corruptions", description=main.__doc__)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--preset", default=None, help="synthetic world preset whose test images to corrupt (default demo)")
     src.add_argument("--data", type=Path, help="a classification data set in the project's format")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from PIL import Image
 
 from core.data.canonical import NeuralSet
 from core.errors import DataError
+from core.progress import Progress
 
 REQUIRED_KEYS = ("subject_id", "session_id", "training_responses", "testing_responses",
                  "training_image_ids", "testing_image_ids")
@@ -120,12 +120,11 @@ def convert(
     pool_ids = np.unique(np.concatenate(all_ids))
     lookup = {int(i): n for n, i in enumerate(pool_ids)}
     pool = np.empty((len(pool_ids), size, size), dtype=np.uint8)
+    bar = Progress("stimuli", len(pool_ids), "images") if verbose and len(pool_ids) >= 1000 else None
     for n, i in enumerate(pool_ids):
         pool[n] = _load_stimulus(images_dir / f"{int(i) + image_id_offset}.npy", crop, size)
-        if verbose and (n + 1) % 1000 == 0:
-            print(f"\rstimuli: {n + 1}/{len(pool_ids)}", end="", file=sys.stderr, flush=True)
-    if verbose and len(pool_ids) >= 1000:
-        print(file=sys.stderr)
+        if bar and ((n + 1) % 1000 == 0 or n + 1 == len(pool_ids)):
+            bar.update(n + 1)
 
     K = sum(p[4].shape[1] for p in parsed)
     test_pool = np.unique(np.concatenate([p[3] for p in parsed]))

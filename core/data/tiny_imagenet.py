@@ -10,7 +10,6 @@ PIL's ``convert("L")`` does for RGB, which is what the authors' pipeline used.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from core.data.canonical import ClassificationSet
 from core.errors import DataError
 from core.io import stable_hash
+from core.progress import Progress
 
 IMAGE_SIZE = 64
 VAL_FRACTION = 0.1
@@ -97,13 +97,12 @@ def _fingerprint(listing: dict) -> str:
 def _decode_all(items, progress: str) -> tuple[np.ndarray, np.ndarray]:
     x = np.empty((len(items), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     y = np.empty(len(items), dtype=np.int64)
-    step = max(1, len(items) // 20)
+    bar = Progress(progress, len(items), "images") if progress else None
+    step = max(1, len(items) // 200)
     for i, (p, k) in enumerate(items):
         x[i], y[i] = decode_gray(p), k
-        if progress and (i + 1) % step == 0:
-            print(f"\r{progress}: {i + 1}/{len(items)}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(f"\r{progress}: {len(items)}/{len(items)}", file=sys.stderr)
+        if bar and ((i + 1) % step == 0 or i + 1 == len(items)):
+            bar.update(i + 1)
     return x, y
 
 
