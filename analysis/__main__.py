@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from analysis.controls import INCLUDE_UNHEALTHY_HELP
-from core.errors import UserError, cli_main
+from core.errors import Parser, UserError, cli_main
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m analysis",
         description="Analyse one sweep from the results lake: robustness scores relative to the Baseline (overall, per "
                     "category, per corruption), the two-factor regression robustness ~ clean_accuracy + feve per pool "

@@ -42,3 +42,11 @@ def cli_main(fn):
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(rc or 0)
+
+
+class Parser(__import__("argparse").ArgumentParser):
+    """argparse with the project's one-line errors: a bad flag value prints `PROG: error: <message>
+    (see --help)` instead of the multi-line usage block, and exits with status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

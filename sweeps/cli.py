@@ -14,7 +14,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
-from core.training.graph import FAMILIES, KINDS, UPSTREAM
+from core.training.graph import FAMILIES, KINDS, SIM_KINDS, UPSTREAM
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -62,6 +62,10 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                         "readout_layer reach every kind, e.g. width=0.0625 for a quick look at the paper preset")
     p.add_argument("--resume", action="store_true", help="finish an interrupted sweep (finished models are always skipped; this also says so)")
     p.add_argument("--quiet", action="store_true", help="only the summary")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output too: its INFO logs, the Tune and Train processes' output, and the "
+                        "start-up warnings kept out by default (the raylet's worker-count warning, Tune's bottleneck "
+                        "warnings)")
 
 
 def _list(text: str, what: str, conv):
@@ -197,6 +201,9 @@ def resolve_common(args, kinds: str = "all"):
                 k = UPSTREAM[k]
                 if k not in kind_list:
                     kind_list.append(k)
+    if getattr(args, "alphas", None) and not any(k in SIM_KINDS for k in kind_list):
+        raise ConfigError(f"--alphas {args.alphas}: weights of the similarity loss, but no similarity-family model is to "
+                          "run; add --family similarity (or both), or --kinds with a sim_* kind")
     if preset.world is None and not (args.tin_root and args.neural_data) and not getattr(args, "plan", False):
         raise ConfigError(f"--preset {preset.name} trains on real data: give --tin-root and --neural-data")
     if getattr(args, "tintc_root", None) and not args.tin_root:
@@ -230,8 +237,9 @@ def resolve_common(args, kinds: str = "all"):
                      gpus_per_trial=args.gpus_per_trial,
                      cpus_per_trial=cpus - TRIAL_DRIVER_CPU if not args.gpus_per_trial else cpus,
                      device=args.device, overrides=overrides, cls_overrides=parse_set(args.set),
-                     controller_retries=-1 if args.address else LOCAL_CONTROLLER_RETRIES, train_workers=args.train_workers)
-    ray_kwargs = {"address": args.address, "num_cpus": args.num_cpus if not args.address else None}
+                     controller_retries=-1 if args.address else LOCAL_CONTROLLER_RETRIES, train_workers=getattr(args, "train_workers", 0))
+    ray_kwargs = {"address": args.address, "num_cpus": args.num_cpus if not args.address else None,
+                  "verbose": getattr(args, "verbose", False)}
     return spec, ray_kwargs
 
 
@@ -270,12 +278,43 @@ def pin_state_api(port: int) -> None:
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
 
 
-def start_ray(address: str | None, num_cpus: int | None, log):
+# what Ray prints that says nothing a user can act on: kept out of the console unless --verbose
+HARMLESS_RAYLET = ("maximum expected startup concurrency",)   # "N PYTHON worker processes have been started ..."
+QUIET_LOGGERS = ("ray.tune", "ray.train")   # bottleneck notes ("... operation took 2.1 s"), retry chatter: our lines say it
+
+
+def keep_ray_quiet() -> None:
+    """Leave the raylet's harmless warnings out of the console and Tune's and Train's warnings below
+    errors. The raylet's messages reach the driver through `ray._private.worker.print_to_stdstream`
+    (called by its error-listener thread by name, so replacing the module attribute filters them);
+    every other raylet message (a worker killed for memory, say) still comes through."""
+    import ray._private.worker as w
+
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if getattr(w.print_to_stdstream, "keeps_harmless_out", False):
+        return
+    show = w.print_to_stdstream
+
+    def filtered(data, ignore_prefix):
+        if data.get("pid") == "raylet":
+            data = {**data, "lines": [ln for ln in data.get("lines", []) if not any(h in ln for h in HARMLESS_RAYLET)]}
+            if not data["lines"]:
+                return None
+        return show(data, ignore_prefix)
+
+    filtered.keeps_harmless_out = True
+    w.print_to_stdstream = filtered
+
+
+def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = False):
     import ray
 
     if ray.is_initialized():
         return ray.get_runtime_context()
-    kwargs = dict(logging_level="WARNING", log_to_driver=False, configure_logging=True)
+    kwargs = dict(logging_level="INFO" if verbose else "WARNING", log_to_driver=verbose, configure_logging=True)
+    if not verbose:
+        keep_ray_quiet()
     # our own dashboard line below says that token authentication is on and how to get the token
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     port = None

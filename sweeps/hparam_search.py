@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import ConfigError, cli_main, require_installed  # noqa: E402
+from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
 from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, progress_callback, run_config  # noqa: E402
@@ -59,7 +59,7 @@ def hparam_trial(config: dict) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python sweeps/hparam_search.py", description=__doc__,
+    p = Parser(prog="python sweeps/hparam_search.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(p)
     p.add_argument("--trials", type=int, default=16, help="number of Optuna trials (default 16)")
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
     log = None if args.quiet else print
     t0 = time.perf_counter()
-    start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print)
+    start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print, verbose=ray_kwargs.get("verbose", False))
     sources, tintc = prepare_data(spec, log)
     # the Monkey Predictor: from the lake, or trained first
     waves = plan(spec, sources.info)

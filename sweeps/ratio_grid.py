@@ -30,7 +30,7 @@ from pathlib import Path
 # runnable as `python sweeps/ratio_grid.py` from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.errors import UserError, cli_main, require_installed  # noqa: E402
+from core.errors import Parser, UserError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
 from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
@@ -38,7 +38,7 @@ from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python sweeps/ratio_grid.py", description=__doc__,
+    p = Parser(prog="python sweeps/ratio_grid.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_flags(p)
     p.add_argument("--family", default="mtl", choices=["mtl", "similarity", "both"],

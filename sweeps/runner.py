@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 import uuid
@@ -17,6 +18,29 @@ from sweeps.cli import TRIAL_DRIVER_CPU, ray_map, start_ray
 def _say(msg: str) -> None:
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
+
+
+def clock(seconds: float) -> str:
+    """12 s, 3 min 05 s, 2 h 07 min."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def time_left(pending_kinds, running, took: dict, slots: int) -> float | None:
+    """Seconds until the sweep is done: the models still to start (their kinds) and the running ones
+    ((kind, seconds so far)), each expected to take what its kind's finished models took (on average;
+    a kind with none yet: the mean over all), spread over `slots` models at a time. None before any
+    model has finished."""
+    if not took:
+        return None
+    every = [x for v in took.values() for x in v]
+    mean = lambda kind: sum(took[kind]) / len(took[kind]) if took.get(kind) else sum(every) / len(every)  # noqa: E731
+    work = sum(mean(k) for k in pending_kinds) + sum(max(0.0, mean(k) - ran) for k, ran in running)
+    return work / max(1, slots)
 
 
 def progress_callback(quiet: bool):
@@ -74,7 +98,7 @@ def _trial_config(spec, task, tintc_path) -> dict:
                        checkpoint_every_epoch=not local)
 
 
-def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
+def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: int = 1):
     """A Tune searcher that hands out the sweep's models in dependency order: a model is suggested as
     soon as its upstream's record is `ok` in the lake (not when a wave ends), the earliest stage
     first; a model whose upstream failed is recorded as failed without running. Tune asks again
@@ -88,6 +112,9 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
             super().__init__()
             self.pending = list(tasks)          # in stage order
             self.active = {}                    # trial id -> task, until the trial ends
+            self.since = {}                     # trial id -> when it started
+            self.took = {}                      # kind -> seconds its models took (started and ended here)
+            self.first_estimate = None          # (elapsed, time left) when the first estimate was made
             self.resumed = set()                # run ids running when the state was saved (after a restore)
             self.done = finished_run_ids(spec)
             self.started = total - len(tasks)
@@ -105,8 +132,15 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
                     self.pending.remove(t)
                     self.active[trial_id] = t
                     self.started += 1
+                    now = time.perf_counter()
+                    self.since[trial_id] = now
                     if log:
-                        log(f"model {self.started} of {total} starts: {t.label()} ({time.perf_counter() - t0:.0f}s elapsed)")
+                        left = time_left([p.kind for p in self.pending], [(a.kind, now - self.since[i]) for i, a in self.active.items()],
+                                         self.took, slots)
+                        if left is not None and self.first_estimate is None:
+                            self.first_estimate = (now - t0, left)
+                        log(f"model {self.started} of {total} starts: {t.label()} ({clock(now - t0)} elapsed, "
+                            + (f"about {clock(left)} left)" if left is not None else "time left: known when a model has finished)"))
                     return {"t": _trial_config(spec, t, tintc_path)}
                 if not self._may_come(t.upstream_id):   # the upstream ended without `ok` (or was never to run)
                     self.pending.remove(t)
@@ -128,6 +162,9 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             t = self.active.pop(trial_id, None)
+            began = self.since.pop(trial_id, None)
+            if t is not None and began is not None and not error:
+                self.took.setdefault(t.kind, []).append(time.perf_counter() - began)
             self.done = finished_run_ids(spec)   # the trial wrote its record (ok, diverged or failed) before it ended
             if t is not None and t.run_id not in self.done:
                 self.done[t.run_id] = "failed"   # crashed past its retries: recorded after the run
@@ -135,18 +172,20 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float):
     return GraphSearcher()
 
 
-def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = None, t0: float | None = None) -> None:
+def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = None, t0: float | None = None):
     """One Ray Tune run for all `tasks` (in stage order), each started as soon as its upstream is in
-    the lake; a task that ends without a record is recorded as failed afterwards."""
+    the lake; a task that ends without a record is recorded as failed afterwards. Returns the first
+    estimate of the time left, (elapsed, left) in seconds, or None."""
     from ray import tune
 
     from sweeps.stages import finished_run_ids, trial_resources, tune_trial, write_failed
 
     t0 = time.perf_counter() if t0 is None else t0
     total = len(tasks) if total is None else total
+    searcher = graph_searcher(spec, tasks, tintc_path, log, total, t0, max_concurrent)
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, trial_resources(spec, TRIAL_DRIVER_CPU)),
-        tune_config=tune.TuneConfig(search_alg=graph_searcher(spec, tasks, tintc_path, log, total, t0),
+        tune_config=tune.TuneConfig(search_alg=searcher,
                                     num_samples=len(tasks), max_concurrent_trials=max_concurrent,
                                     # local mode: the next model runs in the same process (torch and the code
                                     # imported once); a worker group is a new process per model anyway
@@ -158,6 +197,7 @@ def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = 
     for t in tasks:
         if t.run_id not in done:
             write_failed(spec, t, "trial ended without a record (see the Ray logs under STORAGE/ray)")
+    return searcher.first_estimate
 
 
 def concurrency(spec, requested: int) -> int:
@@ -175,8 +215,11 @@ def concurrency(spec, requested: int) -> int:
     return max(1, min(k, requested)) if requested else max(1, k)
 
 
-def prepare_data(spec, log):
-    """The driver builds shared inputs once, before any trial: the world, TIN-TC, the Oracles' corruption banks."""
+def prepare_data(spec, log, ray_kwargs=None):
+    """The driver builds shared inputs once, before any trial: the world, TIN-TC, the Oracles' corruption banks.
+
+    Ray is started only if TIN-TC has to be built (as Ray tasks): a re-run whose inputs are all cached,
+    and whose models are all in the lake, never starts it."""
     from core.data.corruptions import ensure_tintc
     from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank, tintc_source
 
@@ -188,14 +231,20 @@ def prepare_data(spec, log):
         tintc = str(folder)
         import ray
 
-        n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        def map_fn(fn, jobs):   # Ray comes up on the first chunk to build, not before
+            if ray_kwargs is not None:
+                start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print, verbose=ray_kwargs.get("verbose", False))
+            yield from ray_map(fn, jobs)
+
+        n_cpu = max(1, int(ray.cluster_resources().get("CPU", 1)) if ray.is_initialized() else
+                    (ray_kwargs or {}).get("num_cpus") or os.cpu_count() or 1)
         if getattr(spec, "tintc_root", None):   # the published JPEGs of the same test images, decoded once
             from core.data.published_tintc import ensure_published, identity
 
-            tintc = str(ensure_published(spec.tin_root, spec.tintc_root, len(images), spec.data_root, map_fn=ray_map, log=log))
+            tintc = str(ensure_published(spec.tin_root, spec.tintc_root, len(images), spec.data_root, map_fn=map_fn, log=log))
             sources.info.update(identity(tintc))   # a classifier scored on them is another run (run_id_for)
         else:
-            ensure_tintc(images, tintc, seed=0, log=log, map_fn=ray_map, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
+            ensure_tintc(images, tintc, seed=0, log=log, map_fn=map_fn, chunk=max(4, min(32, len(images) // (4 * n_cpu))),
                          progress=log is not None)
     if "oracle" in spec.kinds:
         for seed in spec.seeds:   # one Oracle per seed, each with its own corruption draws
@@ -208,28 +257,31 @@ def run_sweep(spec, ray_kwargs, args) -> int:
 
     log = None if args.quiet else print
     t0 = time.perf_counter()
-    start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print)
-    sources, tintc = prepare_data(spec, log)
+    sources, tintc = prepare_data(spec, log, ray_kwargs)
     waves = plan(spec, sources.info)
-    k = concurrency(spec, args.max_concurrent)
     done = finished_run_ids(spec)
     total = sum(len(w) for w in waves)
     skipped = sum(1 for w in waves for t in w if done.get(t.run_id) in ("ok", "diverged"))
-    print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
-          f"{total - skipped} to train, up to {k} at a time; results: {spec.storage}")
     todo = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
+    if todo:
+        start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print, verbose=ray_kwargs.get("verbose", False))
+        k = concurrency(spec, args.max_concurrent)
+    print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
+          + (f"{len(todo)} to train, up to {k} at a time" if todo else "nothing to train (Ray not started)")
+          + f"; results: {spec.storage}")
+    estimate = None
     try:
         if todo:
             if log:
                 log(f"{len(todo)} models in one Ray Tune run, each started as soon as its upstream is in the lake "
                     f"(stages: {' -> '.join(', '.join(sorted({t.kind for t in w})) for w in waves if w)})")
-            run_graph(spec, todo, tintc, k, log, total=total, t0=t0)
+            estimate = run_graph(spec, todo, tintc, k, log, total=total, t0=t0)
     except KeyboardInterrupt:   # nothing is recorded as failed: the same command goes on where this stopped
         n = sum(1 for w in waves for t in w if finished_run_ids(spec).get(t.run_id) in ("ok", "diverged"))
         print(f"\ninterrupted after {time.perf_counter() - t0:.0f}s: {n} of {total} models are in the lake; run the same "
               "command again to train the rest (a model stopped mid-fit resumes from its last epoch)", file=sys.stderr)
         raise SystemExit(130) from None
-    summarize(spec, time.perf_counter() - t0)
+    summarize(spec, time.perf_counter() - t0, trained=len(todo), skipped=skipped, estimate=estimate)
     if hasattr(args, "no_report") and not args.no_report:
         write_report(spec, args)
     done = finished_run_ids(spec)
@@ -273,7 +325,28 @@ def write_report(spec, args) -> None:
     print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
 
 
-def summarize(spec, seconds: float) -> None:
+def readable(table):
+    """The summary table as text cells: 3 decimals, "-" where a value does not apply (null or NaN), and
+    columns that apply to no row (sim_match without the similarity family) left out."""
+    import polars as pl
+
+    cols = []
+    for name, dtype in table.schema.items():
+        c = pl.col(name)
+        if dtype == pl.Null:
+            continue
+        if dtype.is_float():
+            missing = c.is_null() | c.is_nan()
+            if table.select(missing.all()).item():
+                continue
+            text = c.map_elements(lambda v: f"{v:.3f}", return_dtype=pl.String)
+            cols.append(pl.when(missing).then(pl.lit("-")).otherwise(text).alias(name))
+        else:
+            cols.append(c)
+    return table.select(cols)
+
+
+def summarize(spec, seconds: float, trained: int = 0, skipped: int = 0, estimate=None) -> None:
     import polars as pl
 
     from analysis.scores import robustness_scores
@@ -284,7 +357,9 @@ def summarize(spec, seconds: float) -> None:
     runs = runs.filter(pl.col("sweep") == spec.sweep) if runs.height else runs
     acc = pl.from_arrow(read_table(lake_root(spec), "corruption_accuracy"))
     acc = acc.filter(pl.col("sweep") == spec.sweep) if acc.height else acc
-    print(f"\nsweep '{spec.sweep}' finished in {seconds:.0f}s; lake: {lake_root(spec)}")
+    print(f"\nsweep '{spec.sweep}' finished in {clock(seconds)}: {trained} models run, {skipped} already in the lake"
+          + (f" (at {clock(estimate[0])} the first estimate said {clock(estimate[1])} left; it took "
+             f"{clock(seconds - estimate[0])})" if estimate else "") + f"; lake: {lake_root(spec)}")
     if runs.height == 0:
         print("no runs recorded")
         return
@@ -300,8 +375,9 @@ def summarize(spec, seconds: float) -> None:
         by_kind = by_kind.join(rob, on="kind", how="left")
     except ValueError as e:
         print(f"(no robustness scores: {e})")
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, float_precision=3):
-        print(by_kind.sort("kind"))
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=100):
+        print(readable(by_kind.sort("kind")))
+    print("  (-: does not apply, e.g. a neural-only model's accuracy, a classifier's FEVe, or no Baseline to compare with)")
     bad = runs.filter(pl.col("status") != "ok")
     for r in bad.iter_rows(named=True):
         print(f"  {r['kind']} ratio {r['ratio'] or '-'} seed {r['seed']}: {r['status']}: {(r['error'] or '')[:200]}")

@@ -3,6 +3,8 @@ record is `ok` in the lake, not when the upstream's whole stage has ended; a mod
 failed is recorded as failed without running. Driven here through the searcher's own interface
 (suggest / on_trial_complete, as Tune calls it) on a real Parquet lake; the sweep tests run it in Ray."""
 
+import time
+
 import pytest
 from ray.tune.search import Searcher
 
@@ -118,3 +120,28 @@ def test_the_searchers_state_round_trips(graph, tmp_path):
     while (x := fresh.suggest("t")) not in (None, Searcher.FINISHED):
         assert x["t"]["task"]["kind"] not in ("oracle_readout", "mtl_oracle"), x["t"]["task"]
     assert finished_run_ids(spec).get(oracle_readout.run_id) is None
+
+
+def test_time_left_counts_the_models_to_start_and_the_rest_of_the_running_ones():
+    from sweeps.runner import time_left
+
+    assert time_left(["baseline"], [], {}, 1) is None   # nothing finished: nothing to go by
+    took = {"baseline": [10.0, 30.0], "oracle": [50.0]}
+    # to start: a baseline (20 s on average) and a kind not seen yet (the mean over all: 30 s); running: an
+    # oracle 20 s in (30 s to go) and a baseline past its mean (0 s to go); two slots share the work
+    assert time_left(["baseline", "mtl_monkey"], [("oracle", 20.0), ("baseline", 25.0)], took, 2) == pytest.approx(40.0)
+
+
+def test_the_progress_lines_say_the_time_left_once_a_model_has_finished(tmp_path):
+    spec = spec_for(tmp_path)
+    tasks = [t for w in plan(spec, {"classification": "c", "neural": "n"}) for t in w if t.kind in ("baseline", "oracle")]
+    lines = []
+    s = graph_searcher(spec, tasks, None, log=lines.append, total=len(tasks), t0=time.perf_counter(), slots=1)
+    first = s.suggest("a")["t"]["task"]
+    assert lines[0] == f"model 1 of 2 starts: {first['kind']}[-, seed 0] (0 s elapsed, time left: known when a model has finished)"
+    record(spec, next(t for t in tasks if t.run_id == first["run_id"]))
+    s.on_trial_complete("a")
+    second = s.suggest("b")["t"]["task"]
+    assert second["kind"] != first["kind"]
+    assert lines[1].startswith(f"model 2 of 2 starts: {second['kind']}[-, seed 0] (0 s elapsed, about ") and lines[1].endswith(" left)")
+    assert s.first_estimate is not None and s.first_estimate[1] >= 0

@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from core.errors import ConfigError, cli_main
+from core.errors import ConfigError, Parser, cli_main
 
 
 def _slice(text: str) -> slice:
@@ -27,7 +27,7 @@ def _slice(text: str) -> slice:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__,
+    p = Parser(prog="python -m core.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 

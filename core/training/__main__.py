@@ -14,14 +14,14 @@ import argparse
 import time
 from pathlib import Path
 
-from core.errors import ConfigError, cli_main
+from core.errors import ConfigError, Parser, cli_main
 
 
 def parser() -> argparse.ArgumentParser:
     from core.presets import PRESETS
     from core.training.graph import KINDS   # light: flag errors answer before torch is imported
 
-    p = argparse.ArgumentParser(prog="python -m core.training", description=__doc__,
+    p = Parser(prog="python -m core.training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="model kind (the paper's Table 1)")
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
