@@ -77,14 +77,30 @@ class Reconstruction:
     tail_drop: np.ndarray = None           # (N, R) fall of the loss over the last tenth of the steps / ||f(x0)||²
     tail_swing: np.ndarray = None          # (N, R) max − min of the loss over the last tenth of the steps / ||f(x0)||²
     trivial_loss: np.ndarray = None        # (N, R) the loss at x0 shrunk into the ball, a feasible point any optimum beats
+    # the check (a monotone line search run on from the optimiser's result, see `reconstruct`)
+    main_loss: np.ndarray = None           # (N, R) the loss where the optimiser stopped, before the check
+    check_gain: np.ndarray = None          # (N, R) how much lower the check went / ||f(x0)||² (>= CONVERGED: a stall)
+    check_tail_drop: np.ndarray = None     # (N, R) the check's fall over its last tenth / ||f(x0)||²
+
+    @property
+    def stalled(self) -> np.ndarray:
+        """(N, R): the optimiser had stopped short: the check went on to a loss lower by CONVERGED of
+        ||f(x0)||² or more (a stall that neither falls nor swings, which the tail alone cannot see)."""
+        return self.check_gain >= CONVERGED if self.check_gain is not None else np.zeros(self.loss.shape, bool)
 
     @property
     def converged(self) -> np.ndarray:
-        """(N, R): over the last tenth of the steps the loss fell by less than CONVERGED of ||f(x0)||²
-        and swung by less than that, and it ended no worse than the trivial feasible point (a
-        reconstruction stuck on a plateau or a bad value neither falls nor swings, but loses to it)."""
-        swing = self.tail_swing if self.tail_swing is not None else np.zeros_like(self.tail_drop)
-        ok = (self.tail_drop < CONVERGED) & (swing < CONVERGED)
+        """(N, R): the result is settled. With the check (the default): over the check's last tenth
+        the monotone line search fell by less than CONVERGED of ||f(x0)||², so the point it ends at (the
+        result) is one that steepest descent with a line search no longer improves. Without it: over
+        the optimiser's last tenth the loss fell and swung by less than that. Either way the result is
+        no worse than the trivial feasible point (a run stuck at a bad value neither falls nor swings,
+        but loses to it)."""
+        if self.check_tail_drop is not None:
+            ok = self.check_tail_drop < CONVERGED
+        else:
+            swing = self.tail_swing if self.tail_swing is not None else np.zeros_like(self.tail_drop)
+            ok = (self.tail_drop < CONVERGED) & (swing < CONVERGED)
         if self.trivial_loss is not None:   # no worse than it by 0.1% of ||f(x0)||² (float error at a zero loss)
             ok &= self.loss <= self.trivial_loss + 1e-3 * self.target_activation[:, None]
         return ok
@@ -93,11 +109,16 @@ class Reconstruction:
 def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam", lr: float = 0.01,
                 blur_sigma: float = 1.0, seed: int = 0, init_fraction: float = 0.1,
                 callback: Callable | None = None, log: Callable | None = None, label: str = "",
-                reduction: str = "sum") -> Reconstruction:
+                reduction: str = "sum", check_steps: int | None = None) -> Reconstruction:
     """Projected-gradient reconstruction of f(target) for every (image, norm) pair at once.
 
     target: tensor (N, C, H, W) in f's input space, on f's device. norms: R budgets. The start is
-    Gaussian noise of norm `init_fraction`·r; `callback(step, x)` sees every iterate (after projection)."""
+    Gaussian noise of norm `init_fraction`·r; `callback(step, x)` sees every optimiser iterate (after
+    projection). Then the check: `check_steps` (default a fifth of `steps`, at least 20; 0 to skip) of
+    projected steepest descent on the blurred gradient with a backtracking (Armijo) line search per
+    reconstruction, from where the optimiser stopped. It never raises the loss, so the result is the
+    better of the two; how much it still found (`check_gain`) says whether the optimiser had stalled,
+    and its own last tenth whether the result has settled (`Reconstruction.converged`)."""
     import torch
 
     if optimizer not in ("sgd", "adam"):
@@ -160,12 +181,26 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
                 cur = per_image_loss(x)
             log(f"  {label} step {step}/{steps}: activation loss {cur.mean().item():.4g} "
                 f"({time.perf_counter() - t0:.1f}s)")
+    shape = (N, R)
+    scale = np.repeat(np.where(target_act > 0, target_act, np.nan), R).reshape(shape)   # ||f(x0)||² per (image, norm)
+    with torch.no_grad():
+        main_loss = per_image_loss(x)
+    check_steps = max(20, steps // 5) if check_steps is None else check_steps
+    check = None
+    if check_steps > 0:
+        x_c, check_hist = _line_search_descent(per_image_loss, x.detach(), radius, check_steps, blur_sigma)
+        main_np = main_loss.cpu().numpy().reshape(shape)
+        tail = max(1, check_steps // 10)
+        end = check_hist[-1].reshape(shape)
+        check = (main_np, (main_np - end) / scale, (check_hist[-1 - tail].reshape(shape) - end) / scale)
+        x = x_c
+        if log:
+            log(f"  {label} check ({check_steps} line-search steps): activation loss {end.mean():.4g}, "
+                f"{int((check[1] >= CONVERGED).sum())} of {N * R} had stalled ({time.perf_counter() - t0:.1f}s)")
     with torch.no_grad():
         loss = per_image_loss(x)
         norm = x.flatten(1).norm(dim=1)
-    shape = (N, R)
     loss_np = loss.cpu().numpy().reshape(shape)
-    scale = np.repeat(np.where(target_act > 0, target_act, np.nan), R).reshape(shape)   # ||f(x0)||² per (image, norm)
     if before_tail is None:   # a single step: nothing to compare with
         drop = swing = np.full(shape, np.nan)
     else:
@@ -175,7 +210,46 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         swing = (hi_np - lo_np) / scale
     return Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
                           loss_np, norm.cpu().numpy().reshape(shape), time.perf_counter() - t0, target_act, drop, swing,
-                          trivial.cpu().numpy().reshape(shape))
+                          trivial.cpu().numpy().reshape(shape), *(check or (None, None, None)))
+
+
+def _line_search_descent(loss_fn, x, radius, steps: int, blur_sigma: float, c: float = 1e-4):
+    """Projected steepest descent with a backtracking (Armijo) line search, one step length per
+    reconstruction: the check of `reconstruct`. Each step tries x' = P(x − t·d) with d the blurred
+    gradient (a descent direction: the Gaussian blur is positive definite), halves t until
+    loss(x') ≤ loss(x) + c·<g, x' − x> (at most 30 times; a reconstruction that finds no such step
+    stays put), and starts the next step from 2t. Returns the final x and the loss (N*R,) before
+    every step and after the last, as numpy arrays in a list."""
+    import torch
+
+    x = x.clone()
+    hist = []
+    t = None
+    for _ in range(steps):
+        xg = x.clone().requires_grad_(True)
+        cur = loss_fn(xg)
+        g, = torch.autograd.grad(cur.sum(), xg)
+        cur = cur.detach()
+        hist.append(cur.cpu().numpy())
+        d = _blur(g, blur_sigma) if blur_sigma and blur_sigma > 0 else g
+        if t is None:   # the first try: a step of a tenth of the budget
+            t = 0.1 * radius / d.flatten(1).norm(dim=1).clamp_min(1e-12)
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        nxt = x.clone()
+        with torch.no_grad():
+            for _ in range(30):
+                cand = project(x - t.view(-1, 1, 1, 1) * d, radius)
+                ok = (loss_fn(cand) <= cur + c * (g * (cand - x)).flatten(1).sum(1)) & ~done
+                nxt[ok] = cand[ok]
+                done |= ok
+                if bool(done.all()):
+                    break
+                t = torch.where(done, t, t / 2)
+        x = nxt
+        t = torch.where(done, t * 2, t)
+    with torch.no_grad():
+        hist.append(loss_fn(x).cpu().numpy())
+    return x, hist
 
 
 def spectral_control(recon: np.ndarray, original: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.constrained import default_optimizer, reconstruct, spectral_control
-from core.errors import DataError, UserError, cli_main
+from core.errors import DataError, Parser, UserError, cli_main
 
 STEPS = {"smoke": 60, "demo": 400, "controls": 400, "study": 2000, "paper": 8000}
 IMAGES = {"smoke": 4, "demo": 8, "controls": 8, "study": 16, "paper": 70}
@@ -141,7 +141,7 @@ def noisy_targets(clean: np.ndarray) -> np.ndarray:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m analysis.reconstruct", description=__doc__,
+    p = Parser(prog="python -m analysis.reconstruct", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--results", required=True, metavar="PATH_OR_URI", help="a sweep's --storage (holding lake/ and models/)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
@@ -171,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
                         "reading of the paper); mean, its mean over the layer's elements (SGD's steps C·H·W times "
                         "smaller, Adam indifferent: the paper's SGD lr 5 if the authors averaged). Recorded losses "
                         "and the convergence check use the squared norm either way")
+    p.add_argument("--check-steps", type=int, help="line-search steps run on from each optimiser's result (default a "
+                   "fifth of --steps, at least 20; 0: none): the result is the better point, a reconstruction the "
+                   "check still lowers by 1%% of ||f(x0)||² or more had stalled, and it must settle within them")
     p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur of the gradient, pixels (0: none; default 1)")
     p.add_argument("--saliency-maps", type=Path, metavar="PATH",
                    help="saliency maps computed elsewhere (e.g. DeepGaze II): .npy (N,H,W), .npz with 'maps', or a "
@@ -228,6 +231,8 @@ def run(args, log=print) -> dict:
         raise UserError(f"--images {args.images}: expected at least 1")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps {args.steps}: expected at least 1")
+    if getattr(args, "check_steps", None) is not None and args.check_steps < 0:
+        raise UserError(f"--check-steps {args.check_steps}: expected 0 or more")
     if args.blur_sigma < 0:
         raise UserError(f"--blur-sigma {args.blur_sigma}: expected 0 or more")
     if args.saliency_maps is not None and not args.saliency_maps.exists():
@@ -281,7 +286,8 @@ def run(args, log=print) -> dict:
             label = f"{kind}[{run_row['ratio'] or '-'}, seed {run_row['seed']}]"
             log(f"reconstruct: {label} with {opt} lr {lr:g}")
             rec = reconstruct(lambda z: model.features(z, args.layer), x0, norms, steps, opt, lr, args.blur_sigma,
-                              args.seed, log=log, label=label, reduction=getattr(args, "loss_reduction", "sum"))
+                              args.seed, log=log, label=label, reduction=getattr(args, "loss_reduction", "sum"),
+                              check_steps=getattr(args, "check_steps", None))
             x0_np = x0.float().cpu().numpy()[:, 0]                                # (N, H, W)
             xr = rec.x[:, :, 0]                                                  # (N, R, H, W)
             ctrl = spectral_control(xr, x0_np[:, None])
@@ -316,15 +322,28 @@ def run(args, log=print) -> dict:
                                          "trivial_relative_loss": float(rec.trivial_loss[i, j] / rec.target_activation[i])
                                          if variant == "reconstruction" and rec.target_activation[i] > 0 else float("nan"),
                                          "loss_reduction": getattr(args, "loss_reduction", "sum"),
+                                         # where the optimiser stopped, and what the line-search check found beyond it
+                                         "optimizer_relative_loss": float(rec.main_loss[i, j] / rec.target_activation[i])
+                                         if variant == "reconstruction" and rec.main_loss is not None
+                                         and rec.target_activation[i] > 0 else float("nan"),
+                                         "check_gain": float(rec.check_gain[i, j])
+                                         if variant == "reconstruction" and rec.check_gain is not None else float("nan"),
+                                         "stalled": bool(rec.stalled[i, j]) if variant == "reconstruction" else False,
+                                         "converged": bool(rec.converged[i, j]) if variant == "reconstruction" else False,
                                          "model_converged": model_ok})
             rel = rec.loss / np.where(rec.target_activation > 0, rec.target_activation, np.nan)[:, None]
             summaries.append(f"{label}: {rec.seconds:.1f}s, activation loss relative to ||f(x0)||² (median) "
                              + ", ".join(f"r={r:g}: {np.nanmedian(rel[:, j]) if np.isfinite(rel[:, j]).any() else float('nan'):.3g}"
                                          for j, r in enumerate(norms))
                              + "; achieved norm ≤ budget: " + str(bool((rec.norm <= np.array(norms) * (1 + 1e-4)).all()))
-                             + f"; converged: {int(rec.converged.sum())} of {rec.converged.size} (over the last tenth of the "
-                             f"{steps} steps the loss fell and swung by < 1% of ||f(x0)||²; median fall "
-                             f"{np.nanmedian(rec.tail_drop):.2%}, swing {np.nanmedian(rec.tail_swing):.2%})")
+                             + (f"; the {opt} optimiser had stalled in {int(rec.stalled.sum())} of {rec.stalled.size} (the "
+                                f"line-search check lowered the loss by >= 1% of ||f(x0)||² more; median "
+                                f"{np.nanmedian(rec.check_gain):.2%}, at most {np.nanmax(rec.check_gain):.2%}); converged: "
+                                f"{int(rec.converged.sum())} of {rec.converged.size} (the check's last tenth fell by < 1%)"
+                                if rec.check_gain is not None else
+                                f"; converged: {int(rec.converged.sum())} of {rec.converged.size} (over the last tenth of the "
+                                f"{steps} steps the loss fell and swung by < 1% of ||f(x0)||²; median fall "
+                                f"{np.nanmedian(rec.tail_drop):.2%}, swing {np.nanmedian(rec.tail_swing):.2%})"))
             log("reconstruct: " + summaries[-1])
             if not model_ok:
                 summaries.append(f"{label}: NOT CONVERGED ({share:.0%} of its reconstructions settled, {opt} lr {lr:g}): "
