@@ -133,6 +133,23 @@ def _model_flops(task, cfg, preset, n, f) -> float:
     return fit + evaluate + attacks
 
 
+def task_flops(spec, tasks) -> dict[str, float]:
+    """run id -> upper-bound FLOPs of each task (what `--plan` adds up)."""
+    from core.training.kinds import base_config
+    from sweeps.stages import task_overrides
+
+    preset = get_preset(spec.preset)
+    n = _sizes(spec, preset)
+    by_arch, out = {}, {}
+    for t in tasks:
+        cfg = base_config(t.kind, preset, t.ratio or "1:1", t.seed, **task_overrides(spec, t.kind, t.alpha))
+        arch = (cfg.model, cfg.width, cfg.readout_layer)
+        if arch not in by_arch:
+            by_arch[arch] = _flops(cfg, n)
+        out[t.run_id] = _model_flops(t, cfg, preset, n, by_arch[arch])
+    return out
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"

@@ -30,16 +30,27 @@ def clock(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def time_left(pending_kinds, running, took: dict, slots: int) -> float | None:
-    """Seconds until the sweep is done: the models still to start (their kinds) and the running ones
-    ((kind, seconds so far)), each expected to take what its kind's finished models took (on average;
-    a kind with none yet: the mean over all), spread over `slots` models at a time. None before any
-    model has finished."""
+def time_left(pending, running, took, slots: int, prior: float | None = None) -> float | None:
+    """Seconds until the sweep is done, from the work each model needs and the seconds per unit of work
+    its finished models took. A model is (group, weight): its weight the FLOPs `--plan` counts for it
+    (1 where unknown), its group whether it is a classifier, since classifiers and neural-only models
+    use the hardware differently (measured on the demo: the Monkey Predictor took 152 s per TFLOP, the
+    Baseline 54). A group with nothing finished yet takes `prior` (s per unit, from the measured
+    throughput) or else the rate of all finished models. pending: (group, weight) still to start;
+    running: (group, weight, seconds so far); took: (group, weight, seconds) of the finished ones;
+    `slots` models run at a time. None before any model has finished."""
     if not took:
         return None
-    every = [x for v in took.values() for x in v]
-    mean = lambda kind: sum(took[kind]) / len(took[kind]) if took.get(kind) else sum(every) / len(every)  # noqa: E731
-    work = sum(mean(k) for k in pending_kinds) + sum(max(0.0, mean(k) - ran) for k, ran in running)
+
+    def rate_of(rows):
+        return sum(sec for *_, sec in rows) / max(sum(w for _, w, _ in rows), 1e-30)
+
+    overall = rate_of(took)
+    rates = {}
+    for g in {g for g, *_ in [*pending, *running, *took]}:
+        own = [r for r in took if r[0] == g]
+        rates[g] = rate_of(own) if own else (prior if prior is not None else overall)
+    work = sum(w * rates[g] for g, w in pending) + sum(max(0.0, w * rates[g] - ran) for g, w, ran in running)
     return work / max(1, slots)
 
 
@@ -98,13 +109,15 @@ def _trial_config(spec, task, tintc_path) -> dict:
                        checkpoint_every_epoch=not local)
 
 
-def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: int = 1):
+def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: int = 1, weights: dict | None = None,
+                   prior: float | None = None):
     """A Tune searcher that hands out the sweep's models in dependency order: a model is suggested as
     soon as its upstream's record is `ok` in the lake (not when a wave ends), the earliest stage
     first; a model whose upstream failed is recorded as failed without running. Tune asks again
     whenever a slot is free; `None` means "nothing is ready yet"."""
     from ray.tune.search import Searcher
 
+    from core.training.graph import CLASSIFIERS
     from sweeps.stages import finished_run_ids, write_failed
 
     class GraphSearcher(Searcher):
@@ -113,7 +126,9 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             self.pending = list(tasks)          # in stage order
             self.active = {}                    # trial id -> task, until the trial ends
             self.since = {}                     # trial id -> when it started
-            self.took = {}                      # kind -> seconds its models took (started and ended here)
+            self.took = []                      # (weight, seconds) of the models that started and ended here
+            # (classifier?, planned FLOPs or 1) of a model: what the time-left estimate weighs it by
+            self.weight = lambda t: (t.kind in CLASSIFIERS, (weights or {}).get(t.run_id, 1.0))
             self.first_estimate = None          # (elapsed, time left) when the first estimate was made
             self.resumed = set()                # run ids running when the state was saved (after a restore)
             self.done = finished_run_ids(spec)
@@ -135,8 +150,9 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
                     now = time.perf_counter()
                     self.since[trial_id] = now
                     if log:
-                        left = time_left([p.kind for p in self.pending], [(a.kind, now - self.since[i]) for i, a in self.active.items()],
-                                         self.took, slots)
+                        left = time_left([self.weight(p) for p in self.pending],
+                                         [(*self.weight(a), now - self.since[i]) for i, a in self.active.items()], self.took,
+                                         slots, prior if weights else None)
                         if left is not None and self.first_estimate is None:
                             self.first_estimate = (now - t0, left)
                         log(f"model {self.started} of {total} starts: {t.label()} ({clock(now - t0)} elapsed, "
@@ -164,12 +180,34 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             t = self.active.pop(trial_id, None)
             began = self.since.pop(trial_id, None)
             if t is not None and began is not None and not error:
-                self.took.setdefault(t.kind, []).append(time.perf_counter() - began)
+                self.took.append((*self.weight(t), time.perf_counter() - began))
             self.done = finished_run_ids(spec)   # the trial wrote its record (ok, diverged or failed) before it ended
             if t is not None and t.run_id not in self.done:
                 self.done[t.run_id] = "failed"   # crashed past its retries: recorded after the run
 
     return GraphSearcher()
+
+
+def planned_flops(spec, tasks) -> dict | None:
+    """run id -> the FLOPs `--plan` counts for the model (fit at max epochs, evaluation, attacks): the
+    weights of the time-left estimate. None where they cannot be counted (the estimate then weighs
+    every model alike)."""
+    try:
+        from sweeps.plan import task_flops
+
+        return task_flops(spec, tasks)
+    except Exception:   # noqa: BLE001 - only the estimate depends on it
+        return None
+
+
+def prior_seconds_per_flop(spec) -> float | None:
+    """Before a model of a group has finished: on CPUs, the throughput `--plan` uses (measured for `fit`,
+    per core) at the trial's threads; on GPUs none (a narrow model's share of a GPU is not known ahead)."""
+    from sweeps.plan import CPU_GFLOPS_PER_CORE
+
+    if spec.gpus_per_trial > 0 or spec.device == "cuda":
+        return None
+    return 1.0 / (CPU_GFLOPS_PER_CORE * 1e9 * max(1, int(round(spec.cpus_per_trial))))
 
 
 def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = None, t0: float | None = None):
@@ -182,7 +220,8 @@ def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = 
 
     t0 = time.perf_counter() if t0 is None else t0
     total = len(tasks) if total is None else total
-    searcher = graph_searcher(spec, tasks, tintc_path, log, total, t0, max_concurrent)
+    searcher = graph_searcher(spec, tasks, tintc_path, log, total, t0, max_concurrent, planned_flops(spec, tasks),
+                              prior_seconds_per_flop(spec))
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, trial_resources(spec, TRIAL_DRIVER_CPU)),
         tune_config=tune.TuneConfig(search_alg=searcher,

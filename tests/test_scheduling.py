@@ -122,14 +122,19 @@ def test_the_searchers_state_round_trips(graph, tmp_path):
     assert finished_run_ids(spec).get(oracle_readout.run_id) is None
 
 
-def test_time_left_counts_the_models_to_start_and_the_rest_of_the_running_ones():
+def test_time_left_weighs_each_model_by_its_work_and_its_groups_rate():
     from sweeps.runner import time_left
 
-    assert time_left(["baseline"], [], {}, 1) is None   # nothing finished: nothing to go by
-    took = {"baseline": [10.0, 30.0], "oracle": [50.0]}
-    # to start: a baseline (20 s on average) and a kind not seen yet (the mean over all: 30 s); running: an
-    # oracle 20 s in (30 s to go) and a baseline past its mean (0 s to go); two slots share the work
-    assert time_left(["baseline", "mtl_monkey"], [("oracle", 20.0), ("baseline", 25.0)], took, 2) == pytest.approx(40.0)
+    assert time_left([(True, 1.0)], [], [], 1) is None   # nothing finished: nothing to go by
+    # finished: a classifier of 10 units in 20 s (2 s per unit), a neural-only model of 4 units in 20 s (5 s per unit)
+    took = [(True, 10.0, 20.0), (False, 4.0, 20.0)]
+    # to start: a classifier of 5 units (10 s) and a neural-only one of 2 (10 s); running: a classifier of
+    # 20 units 15 s in (25 s to go) and one past its share (0 s); two slots share the 45 s of work
+    assert time_left([(True, 5.0), (False, 2.0)], [(True, 20.0, 15.0), (True, 1.0, 9.0)], took, 2) == pytest.approx(22.5)
+    # a group with nothing finished takes the prior rate if given, else the rate of all finished models
+    only_neural = [(False, 4.0, 20.0)]
+    assert time_left([(True, 10.0)], [], only_neural, 1, prior=2.0) == pytest.approx(20.0)
+    assert time_left([(True, 10.0)], [], only_neural, 1) == pytest.approx(50.0)
 
 
 def test_the_progress_lines_say_the_time_left_once_a_model_has_finished(tmp_path):
