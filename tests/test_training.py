@@ -197,3 +197,53 @@ def test_config_refuses_typos():
         from_dict(TrainConfig, {"lr": "x"})
     with pytest.raises(ConfigError, match="mode 'foo'"):
         TrainConfig(mode="foo")
+
+
+class _Seen(Exception):
+    """Raised by the probe below once the first layer has seen its input: where evaluation put it."""
+
+
+@pytest.mark.parametrize("device", ["meta", pytest.param("cuda", marks=CUDA)])
+def test_evaluation_runs_on_the_device_the_model_is_on_not_a_hard_coded_cpu(device):
+    """`run_kind` evaluates where the model trained (the GPU of a GPU trial). Every evaluation entry point
+    takes its device from the model: on a CPU-only machine the model is moved to torch's meta device (no
+    data, any computation on it is shape-only), and the first convolution must see its input there; a
+    hard-coded CPU would hand it a CPU tensor. With a GPU, the results equal the CPU's too."""
+    from core.evaluate import alive_fraction, classification_records, neural_test_metrics
+    from core.models.mtl import build_model
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    model = build_model("vgg11_bn_fc", n_classes=3, n_neurons=4, width=1 / 16, image_size=32, dropout=0.0).eval()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 32, 32), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    tintc = {("gaussian_noise", 1): images[::-1].copy()}
+    neural = SimpleNamespace(images=images, test_image_index=np.arange(6), test_responses=rng.random((2, 6, 4)),
+                             test_mask=np.ones((2, 6, 4), bool), true_rates=None)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    calls = {
+        "classification_records": lambda m: classification_records(m, images, labels, tintc),
+        "neural_test_metrics": lambda m: neural_test_metrics(m, neural),
+        "alive_fraction": lambda m: alive_fraction(m, images),
+    }
+    if device == "meta":
+        model.to("meta")
+        seen = []
+
+        def probe(module, args):
+            seen.append(args[0].device.type)
+            raise _Seen
+
+        handle = conv.register_forward_pre_hook(probe)
+        for name, call in calls.items():
+            with pytest.raises(_Seen):
+                call(model)
+            assert seen[-1] == "meta", (name, seen)
+        handle.remove()
+    else:
+        on_cpu = {name: call(model) for name, call in calls.items()}
+        model.to("cuda")
+        on_gpu = {name: call(model) for name, call in calls.items()}
+        assert on_gpu["classification_records"][1] == on_cpu["classification_records"][1]
+        assert on_gpu["alive_fraction"] == pytest.approx(on_cpu["alive_fraction"])

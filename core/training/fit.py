@@ -11,6 +11,8 @@ status "diverged" instead of raising.
 
 from __future__ import annotations
 
+import contextlib
+
 import copy
 import math
 import os
@@ -106,7 +108,8 @@ def _predict(model: MultiTaskModel, x_u8: torch.Tensor, head, batch: int, amp: b
         x = model.prep(x_u8[a:a + batch].to(dev))
         if dev.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+        # bf16 autocast on CUDA only (torch.autocast refuses some device types even when disabled)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else contextlib.nullcontext():
             out.append(head(model, x).float())
     return torch.cat(out)
 
