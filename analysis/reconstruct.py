@@ -5,10 +5,12 @@ controls, and the saliency ratio ϱ̄ (analysis.saliency), written as tables, fi
 The target x0 is, by default, the undistorted test image, as in the paper's saliency analysis (Fig. 7:
 "70 undistorted images ... as targets"); `--target noisy` reconstructs the image with Gaussian noise,
 severity 2 (byte-identical to the TIN-TC cache), as in the paper's Fig. 5, and every table, figure and
-report line then says so (ϱ̄ on noisy targets mixes denoising into the saliency measure). A model whose
-reconstructions are still falling or swinging at the end (by 1% or more of ||f(x0)||² over the last tenth of
-the steps) is flagged
-as not converged and left out of the ϱ̄ comparison: a comparison of optimisers is not one of models.
+report line then says so (ϱ̄ on noisy targets mixes denoising into the saliency measure). After the
+optimiser, a line-search check runs on from its result (analysis.constrained): the result is the better
+point, a reconstruction the check still lowered by 1% of ||f(x0)||² or more had stalled (recorded), and one
+still falling by that much over the check's last tenth has not converged. A model with more than a tenth of
+its reconstructions not converged is flagged and left out of the ϱ̄ comparison: a comparison of optimisers
+is not one of models.
 
     python -m analysis.reconstruct --results PATH_OR_URI --out DIR [--models ...] [--norms 5,15,60] [--images N]
 """
@@ -25,119 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from analysis.constrained import default_optimizer, reconstruct, spectral_control
+from analysis.reconstruct_inputs import RECON_KINDS, fetch_model, load_images, noisy_targets, select_models, storage_of
+from analysis.reconstruct_report import default_report, section_html
 from core.errors import DataError, Parser, UserError, cli_main
 
 STEPS = {"smoke": 60, "demo": 400, "controls": 400, "study": 2000, "paper": 8000}
 IMAGES = {"smoke": 4, "demo": 8, "controls": 8, "study": 16, "paper": 70}
-RECON_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle", "sim_monkey", "sim_shuffled", "sim_pixel")
-TARGET_CORRUPTION, TARGET_SEVERITY = "gaussian_noise", 2
-TINTC_SEED = 0  # the base seed of the TIN-TC cache (core.data.corruptions.condition_seed)
-
-
-# ----------------------------------------------------------------------------- lake → models and images
-
-
-def _storage_of(lake_root: str) -> str:
-    return lake_root[: -len("/lake")] if lake_root.rstrip("/").endswith("/lake") else lake_root.rsplit("/", 1)[0]
-
-
-def select_models(runs, models: list[str] | None, ratio: str | None, seed: int | None, alpha: float | None = None):
-    """One finished classifier per requested kind (or the given run ids), as a list of row dicts."""
-    import polars as pl
-
-    from core.training.cycler import ratio_value
-
-    ok = runs.filter(pl.col("status") == "ok")
-    if models:
-        by_id = {r["run_id"]: r for r in ok.iter_rows(named=True)}
-        chosen, kinds = [], []
-        for m in models:
-            if m in by_id:
-                chosen.append(by_id[m])
-            elif m in RECON_KINDS:
-                kinds.append(m)
-            else:
-                raise UserError(f"--models {m}: neither a model kind ({', '.join(RECON_KINDS)}) nor a finished run id "
-                                "in this sweep")
-    else:
-        chosen, kinds = [], [k for k in RECON_KINDS if k in set(ok["kind"].to_list())]
-    for k in kinds:
-        rows = ok.filter(pl.col("kind") == k)
-        if seed is not None:
-            rows = rows.filter(pl.col("seed") == seed)
-        if k.startswith("mtl_"):
-            ratios = sorted(set(rows["ratio"].to_list()), key=lambda r: (abs(math.log(ratio_value(r))), ratio_value(r)))
-            want = ratio or (ratios[0] if ratios else None)   # default: the ratio closest to 1:1
-            rows = rows.filter(pl.col("ratio") == want)
-        elif k.startswith("sim_"):
-            alphas = sorted(a for a in set(rows["alpha"].to_list()) if a is not None and a == a)
-            want_a = alpha if alpha is not None else (alphas[-1] if alphas else None)   # default: the largest α
-            rows = rows.filter(pl.col("alpha") == want_a)
-        if rows.is_empty():
-            raise UserError(f"--models {k}: no finished {k} model" + (f" at ratio {ratio}" if ratio and k.startswith("mtl_") else "")
-                            + (f" with seed {seed}" if seed is not None else "") + " in this sweep")
-        chosen.append(rows.sort("seed").row(0, named=True))
-    if not chosen:
-        raise DataError("the sweep holds no finished classifier to reconstruct from")
-    return chosen
-
-
-def fetch_model(storage: str, run_id: str, tmp: Path) -> Path:
-    """The model folder of a run: local path as is, a URI copied into tmp."""
-    import pyarrow.fs as pafs
-
-    from core.io import join_uri
-    from core.results.lake import _fs
-
-    src = join_uri(storage, "models", run_id)
-    fs, path = _fs(src)
-    if isinstance(fs, pafs.LocalFileSystem):
-        if not Path(path, "model.pt").is_file():
-            raise DataError(f"{path}/model.pt: missing; the lake records run {run_id} but its model is not in the storage")
-        return Path(path)
-    dest = tmp / run_id
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        pafs.copy_files(path, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    except (OSError, FileNotFoundError) as e:
-        raise DataError(f"{src}: cannot copy the model ({e})") from None
-    return dest
-
-
-def load_images(run: dict, data_root, tin_root, neural_data, n: int, log):
-    """(clean uint8 (n, H, W), the preset name, the world config or None) for a run's data."""
-    from core.data.canonical import ClassificationSet
-    from core.presets import get_preset
-
-    preset = get_preset(run["preset"])
-    data = json.loads(run.get("data") or "{}")
-    path = data.get("classification_path")
-    if path and Path(path, "manifest.json").is_file():
-        cls = ClassificationSet.load(path)
-    else:
-        from core.training.kinds import load_sources
-
-        cls = load_sources(preset, data_root, tin_root, neural_data, log=log).cls
-    test = np.asarray(cls.images["test"])
-    if n > len(test):
-        raise UserError(f"--images {n}: the test split holds {len(test)} images")
-    world = None
-    if preset.world is not None and tin_root is None:
-        from core.data.synthetic import world_config
-
-        world = world_config(preset.world)
-    return test[:n], preset.name, world
-
-
-def noisy_targets(clean: np.ndarray) -> np.ndarray:
-    from core.data.corruptions import condition_seed, corrupt_gray
-
-    return np.stack([corrupt_gray(img, TARGET_CORRUPTION, TARGET_SEVERITY,
-                                  condition_seed(TINTC_SEED, i, TARGET_CORRUPTION, TARGET_SEVERITY))
-                     for i, img in enumerate(clean)])
-
-
-# ----------------------------------------------------------------------------- the command
 
 
 def parser() -> argparse.ArgumentParser:
@@ -245,7 +140,7 @@ def run(args, log=print) -> dict:
     n_img = args.images or IMAGES.get(preset, 8)
     steps = args.steps or STEPS.get(preset, 400)
     dev = resolve_device(args.device)
-    storage = _storage_of(lake.root)
+    storage = storage_of(lake.root)
     t0 = time.time()
     log(f"reconstruct: sweep '{lake.sweep}', {len(models)} models ({', '.join(m['kind'] for m in models)}), "
         f"{n_img} images × norms {norms}, {steps} steps, layer {args.layer}, on {dev}")
@@ -389,9 +284,9 @@ def run(args, log=print) -> dict:
                    "figures": made, "log": summaries, "seconds": round(time.time() - t0, 1),
                    "median_rho_bar": med.filter(pl.col("source") == primary).to_dicts()}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
-        section = _section_html(tmp, summary, med.filter(pl.col("source") == primary), made)
+        section = section_html(tmp, summary, med.filter(pl.col("source") == primary), made)
         (tmp / "section.html").write_text(section, encoding="utf-8")
-    report_dir = None if args.no_report else (args.report or _default_report(storage, lake.sweep))
+    report_dir = None if args.no_report else (args.report or default_report(storage, lake.sweep))
     if report_dir is not None:
         from analysis.html import add_section
 
@@ -401,51 +296,6 @@ def run(args, log=print) -> dict:
     summary["report"] = str(report_dir) if report_dir else None
     summary["out"] = str(args.out)
     return summary
-
-
-def _default_report(storage: str, sweep: str) -> Path | None:
-    if "://" in storage:
-        return None
-    p = Path(storage) / "report" / sweep
-    return p if (p / "report.html").is_file() else None
-
-
-def _section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
-    import html
-
-    import polars as pl
-
-    from analysis.html import image as _img, table as _html_table
-
-    caps = {"reconstructions": "Constrained reconstructions (paper Fig. 5): rows are models per norm budget, then the "
-                               "MTL-Monkey spectral control, the target and the clean image; columns are test images",
-            "rho_scatter": f"ϱ̄ of MTL-Monkey against each other model and its spectral control, per norm "
-                           f"(paper Fig. 7; {'undistorted' if summary['target'] == 'clean' else 'NOISY'} targets; "
-                           f"saliency: {summary['primary_source']}; models whose reconstructions did not converge "
-                           "left out)"}
-    if med.is_empty():
-        table_html = ("<p><b>No model's reconstructions converged, so no ϱ̄ is compared</b> (see the lines below; "
-                      "every value is still in rho.parquet, with <code>model_converged</code> false).</p>")
-    else:
-        wide = med.with_columns(pl.col("median_rho_bar").round(3)).pivot(on="norm", index=["variant", "kind"],
-                                                                         values="median_rho_bar")
-        table_html = ("<p>Median ϱ̄ per model kind (columns: norm budget), over models whose reconstructions "
-                      "converged; ϱ̄ &gt; 0 means more power in the salient region than the target has.</p>"
-                      + _html_table(wide, floats=3))
-    parts = ["<h2>Representation analysis: constrained reconstruction</h2>",
-             f"<p>{len(summary['models'])} models, {summary['images']} test images as targets: "
-             + ("<b>undistorted</b> (as the paper's saliency analysis, Fig. 7)" if summary["target"] == "clean" else
-                "<b>noisy</b> (Gaussian noise, severity 2, as the paper's Fig. 5; ϱ̄ on noisy targets mixes denoising "
-                "into the saliency measure, unlike the paper's Fig. 7)")
-             + f", layer <code>{html.escape(summary['layer'])}</code>, {summary['steps']} projected-gradient "
-             f"steps per reconstruction, norms {', '.join(f'{r:g}' for r in summary['norms'])}, on "
-             f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "
-             f"(also in rho.parquet: {', '.join(summary['saliency_sources'])}).</p>",
-             table_html,
-             "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary["log"]) + "</ul>"]
-    for name in made:
-        parts.append(f"<h3>{html.escape(caps[name].split(':')[0])}</h3>" + _img(folder / "figures" / f"{name}.png", caps[name]))
-    return "\n".join(parts)
 
 
 def main(argv=None) -> int:

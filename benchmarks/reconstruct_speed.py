@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from analysis.constrained import _blur, project, reconstruct  # noqa: E402
-from analysis.reconstruct import noisy_targets, parse_norms  # noqa: E402
+from analysis.reconstruct import parse_norms  # noqa: E402
+from analysis.reconstruct_inputs import noisy_targets  # noqa: E402
 from core.data.synthetic import make_classification, world_config  # noqa: E402
 from core.models import build_model  # noqa: E402
 from core.training.fit import resolve_device  # noqa: E402
