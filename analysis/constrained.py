@@ -8,9 +8,13 @@ of the activation difference, summed over the layer's elements (a per-element me
 paper's lr 5 take steps C·H·W times smaller; Adam does not care). Following the authors' demo, the start
 is noise and the gradient is smoothed by a Gaussian blur (σ = 1 pixel) before each step, and x is
 projected onto the ball after every step. The paper used SGD lr 5 for the MTL models and Adam lr 0.01 for
-the Baseline and Oracle, 8000 steps; here every kind gets Adam lr 0.01 by default (see default_optimizer). Each reconstruction records its loss relative to ||f(x0)||² and how
-much the loss still fell, and how far it swung, over the last tenth of the steps, both in units of
-||f(x0)||² (its convergence).
+the Baseline and Oracle, 8000 steps; here every kind gets Adam lr 0.01 by default (see default_optimizer).
+Each reconstruction records its loss relative to ||f(x0)||² and how much the loss still fell, and how far
+it swung, over the optimiser's last tenth of the steps, both in units of ||f(x0)||². Then, by default, a
+check runs on from the optimiser's result (projected gradient descent with a line search, which never
+raises the loss): the result is the point it ends at (closer to the argmin the method defines than the
+optimiser's own; `check_steps=0` keeps the paper's procedure exactly), what it still found says whether
+the optimiser had stalled, and its own tail whether the result has settled.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from core.errors import ConfigError
 # target's activation energy ||f(x0)||² (the problem's own scale: a loss already at 1% of it that still
 # falls by a tenth of itself has converged; one swinging at a high value, an oversized SGD step, has not)
 CONVERGED = 0.01
+CHECK_TAIL = 20   # the last line-search steps of the check that judge whether the result has settled
+SETTLED = 0.001   # the check goes on until every loss fell by less than this over its last CHECK_TAIL steps
 
 
 PAPER_OPTIMIZER = {"co-trained": ("sgd", 5.0), "other": ("adam", 0.01)}   # the paper's per-kind choice
@@ -80,19 +86,23 @@ class Reconstruction:
     # the check (a monotone line search run on from the optimiser's result, see `reconstruct`)
     main_loss: np.ndarray = None           # (N, R) the loss where the optimiser stopped, before the check
     check_gain: np.ndarray = None          # (N, R) how much lower the check went / ||f(x0)||² (>= CONVERGED: a stall)
-    check_tail_drop: np.ndarray = None     # (N, R) the check's fall over its last tenth / ||f(x0)||²
+    check_tail_drop: np.ndarray = None     # (N, R) the check's fall over its last CHECK_TAIL steps / ||f(x0)||²
 
     @property
     def stalled(self) -> np.ndarray:
-        """(N, R): the optimiser had stopped short: the check went on to a loss lower by CONVERGED of
-        ||f(x0)||² or more (a stall that neither falls nor swings, which the tail alone cannot see)."""
-        return self.check_gain >= CONVERGED if self.check_gain is not None else np.zeros(self.loss.shape, bool)
+        """(N, R): the optimiser had settled short of the optimum: over its last tenth its loss neither
+        fell nor swung by CONVERGED of ||f(x0)||², yet the check went on to a loss lower by that much or
+        more (a stall, which the tail alone cannot see). An optimiser still falling or swinging at the end
+        was not finished rather than stalled (its tail says so)."""
+        if self.check_gain is None:
+            return np.zeros(self.loss.shape, bool)
+        return (self.check_gain >= CONVERGED) & (self.tail_drop < CONVERGED) & (self.tail_swing < CONVERGED)
 
     @property
     def converged(self) -> np.ndarray:
-        """(N, R): the result is settled. With the check (the default): over the check's last tenth
-        the monotone line search fell by less than CONVERGED of ||f(x0)||², so the point it ends at (the
-        result) is one that steepest descent with a line search no longer improves. Without it: over
+        """(N, R): the result is settled. With the check (the default): over the check's last CHECK_TAIL
+        steps the monotone line search fell by less than CONVERGED of ||f(x0)||², so the point it ends at
+        (the result) is one that projected gradient descent with a line search no longer improves. Without it: over
         the optimiser's last tenth the loss fell and swung by less than that. Either way the result is
         no worse than the trivial feasible point (a run stuck at a bad value neither falls nor swings,
         but loses to it)."""
@@ -114,11 +124,14 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
 
     target: tensor (N, C, H, W) in f's input space, on f's device. norms: R budgets. The start is
     Gaussian noise of norm `init_fraction`·r; `callback(step, x)` sees every optimiser iterate (after
-    projection). Then the check: `check_steps` (default a fifth of `steps`, at least 20; 0 to skip) of
-    projected steepest descent on the blurred gradient with a backtracking (Armijo) line search per
-    reconstruction, from where the optimiser stopped. It never raises the loss, so the result is the
-    better of the two; how much it still found (`check_gain`) says whether the optimiser had stalled,
-    and its own last tenth whether the result has settled (`Reconstruction.converged`)."""
+    projection). Then the check: up to `check_steps` (default as many as `steps`, at least 20; 0 to skip,
+    which is the paper's procedure exactly) of projected gradient descent with a backtracking (Armijo) line
+    search per reconstruction, from where the optimiser stopped, ending early once every reconstruction
+    has settled (fell by < SETTLED of ||f(x0)||² over the last CHECK_TAIL steps). It never raises the
+    loss, so the result is the better of the two points; how much it still found (`check_gain`) says
+    whether the optimiser had stalled, and its own tail whether the result has settled
+    (`Reconstruction.converged`). `tail_drop` and `tail_swing` describe the optimiser's own last tenth,
+    before the check."""
     import torch
 
     if optimizer not in ("sgd", "adam"):
@@ -184,42 +197,45 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     shape = (N, R)
     scale = np.repeat(np.where(target_act > 0, target_act, np.nan), R).reshape(shape)   # ||f(x0)||² per (image, norm)
     with torch.no_grad():
-        main_loss = per_image_loss(x)
-    check_steps = max(20, steps // 5) if check_steps is None else check_steps
-    check = None
+        main_np = per_image_loss(x).cpu().numpy().reshape(shape)   # where the optimiser stopped
+    if before_tail is None:   # a single step: nothing to compare with
+        drop = swing = np.full(shape, np.nan)
+    else:   # the optimiser's own last tenth (the check below does not enter it)
+        drop = (before_tail.cpu().numpy().reshape(shape) - main_np) / scale
+        lo_np = np.minimum(lo.cpu().numpy().reshape(shape), main_np)
+        hi_np = np.maximum(hi.cpu().numpy().reshape(shape), main_np)
+        swing = (hi_np - lo_np) / scale
+    check_steps = max(CHECK_TAIL, steps) if check_steps is None else check_steps
+    check = (None, None, None)
     if check_steps > 0:
-        x_c, check_hist = _line_search_descent(per_image_loss, x.detach(), radius, check_steps, blur_sigma)
-        main_np = main_loss.cpu().numpy().reshape(shape)
-        tail = max(1, check_steps // 10)
-        end = check_hist[-1].reshape(shape)
-        check = (main_np, (main_np - end) / scale, (check_hist[-1 - tail].reshape(shape) - end) / scale)
-        x = x_c
+        x, hist = _line_search_descent(per_image_loss, x.detach(), radius, check_steps,
+                                       torch.from_numpy(scale.reshape(-1)).to(dev))
+        end = hist[-1].reshape(shape)
+        tail = min(len(hist) - 1, CHECK_TAIL)   # the last 20 line-search steps judge the result
+        check = (main_np, (main_np - end) / scale, (hist[-1 - tail].reshape(shape) - end) / scale)
         if log:
-            log(f"  {label} check ({check_steps} line-search steps): activation loss {end.mean():.4g}, "
-                f"{int((check[1] >= CONVERGED).sum())} of {N * R} had stalled ({time.perf_counter() - t0:.1f}s)")
+            log(f"  {label} check ({len(hist) - 1} line-search steps): activation loss {end.mean():.4g}, lowered by "
+                f">= 1% of ||f(x0)||² in {int((check[1] >= CONVERGED).sum())} of {N * R} ({time.perf_counter() - t0:.1f}s)")
     with torch.no_grad():
         loss = per_image_loss(x)
         norm = x.flatten(1).norm(dim=1)
-    loss_np = loss.cpu().numpy().reshape(shape)
-    if before_tail is None:   # a single step: nothing to compare with
-        drop = swing = np.full(shape, np.nan)
-    else:
-        drop = (before_tail.cpu().numpy().reshape(shape) - loss_np) / scale
-        lo_np = np.minimum(lo.cpu().numpy().reshape(shape), loss_np)
-        hi_np = np.maximum(hi.cpu().numpy().reshape(shape), loss_np)
-        swing = (hi_np - lo_np) / scale
     return Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
-                          loss_np, norm.cpu().numpy().reshape(shape), time.perf_counter() - t0, target_act, drop, swing,
-                          trivial.cpu().numpy().reshape(shape), *(check or (None, None, None)))
+                          loss.cpu().numpy().reshape(shape), norm.cpu().numpy().reshape(shape), time.perf_counter() - t0,
+                          target_act, drop, swing, trivial.cpu().numpy().reshape(shape), *check)
 
 
-def _line_search_descent(loss_fn, x, radius, steps: int, blur_sigma: float, c: float = 1e-4):
-    """Projected steepest descent with a backtracking (Armijo) line search, one step length per
-    reconstruction: the check of `reconstruct`. Each step tries x' = P(x − t·d) with d the blurred
-    gradient (a descent direction: the Gaussian blur is positive definite), halves t until
-    loss(x') ≤ loss(x) + c·<g, x' − x> (at most 30 times; a reconstruction that finds no such step
-    stays put), and starts the next step from 2t. Returns the final x and the loss (N*R,) before
-    every step and after the last, as numpy arrays in a list."""
+def _line_search_descent(loss_fn, x, radius, steps: int, scale=None, c: float = 1e-4):
+    """Projected gradient descent with a backtracking (Armijo) line search along the projection arc, one
+    step length per reconstruction: the check of `reconstruct`. Each step tries x' = P(x − t·g) with g the
+    plain gradient (not the blurred one: a blurred step, projected onto the sphere of a binding budget,
+    can point uphill), halving t until loss(x') ≤ loss(x) + c·<g, x' − x> and loss(x') ≤ loss(x) (at
+    most 30 times; a reconstruction that finds no such step stays put for this step). For a projection
+    onto a convex set <g, P(x − t·g) − x> ≤ −||P(x − t·g) − x||²/t, so every accepted step lowers the
+    loss and the loss never rises. A step starts from twice the last accepted t, or, after a step that
+    found none, from a tenth of the budget over ||g|| again. With `scale` (N*R,), ||f(x0)||² of each, it
+    stops early once every loss fell by less than SETTLED of its scale over the last CHECK_TAIL steps,
+    after at most `steps`. Returns the final x and the loss (N*R,) before every step and after the last
+    (numpy arrays, in a list)."""
     import torch
 
     x = x.clone()
@@ -231,22 +247,26 @@ def _line_search_descent(loss_fn, x, radius, steps: int, blur_sigma: float, c: f
         g, = torch.autograd.grad(cur.sum(), xg)
         cur = cur.detach()
         hist.append(cur.cpu().numpy())
-        d = _blur(g, blur_sigma) if blur_sigma and blur_sigma > 0 else g
-        if t is None:   # the first try: a step of a tenth of the budget
-            t = 0.1 * radius / d.flatten(1).norm(dim=1).clamp_min(1e-12)
+        fresh = 0.1 * radius / g.flatten(1).norm(dim=1).clamp_min(1e-12)
+        t = fresh if t is None else t
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         nxt = x.clone()
         with torch.no_grad():
             for _ in range(30):
-                cand = project(x - t.view(-1, 1, 1, 1) * d, radius)
-                ok = (loss_fn(cand) <= cur + c * (g * (cand - x)).flatten(1).sum(1)) & ~done
+                cand = project(x - t.view(-1, 1, 1, 1) * g, radius)
+                new = loss_fn(cand)
+                ok = (new <= cur + c * (g * (cand - x)).flatten(1).sum(1)) & (new <= cur) & ~done
                 nxt[ok] = cand[ok]
                 done |= ok
                 if bool(done.all()):
                     break
                 t = torch.where(done, t, t / 2)
         x = nxt
-        t = torch.where(done, t * 2, t)
+        t = torch.where(done, t * 2, fresh)
+        if scale is not None and len(hist) > CHECK_TAIL:
+            fell = (torch.from_numpy(hist[-1 - CHECK_TAIL]).to(cur.device) - cur) / scale
+            if bool((fell.nan_to_num(0.0) < SETTLED).all()):   # every one has settled: stop here
+                break
     with torch.no_grad():
         hist.append(loss_fn(x).cpu().numpy())
     return x, hist
