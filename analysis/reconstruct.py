@@ -66,9 +66,11 @@ def parser() -> argparse.ArgumentParser:
                         "reading of the paper); mean, its mean over the layer's elements (SGD's steps C·H·W times "
                         "smaller, Adam indifferent: the paper's SGD lr 5 if the authors averaged). Recorded losses "
                         "and the convergence check use the squared norm either way")
-    p.add_argument("--check-steps", type=int, help="line-search steps run on from each optimiser's result (default a "
-                   "fifth of --steps, at least 20; 0: none): the result is the better point, a reconstruction the "
-                   "check still lowers by 1%% of ||f(x0)||² or more had stalled, and it must settle within them")
+    p.add_argument("--check-steps", type=int, help="at most this many line-search steps run on from each optimiser's "
+                   "result, ending once every reconstruction has settled (default as many as --steps, at least 20; "
+                   "0: none, the paper's procedure exactly): the result is the better point, a settled optimiser "
+                   "that the check still lowers by 1%% of ||f(x0)||² or more had stalled, and the result must settle "
+                   "(fall by < 1%% over the check's last 20 steps)")
     p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur of the gradient, pixels (0: none; default 1)")
     p.add_argument("--saliency-maps", type=Path, metavar="PATH",
                    help="saliency maps computed elsewhere (e.g. DeepGaze II): .npy (N,H,W), .npz with 'maps', or a "
@@ -139,6 +141,7 @@ def run(args, log=print) -> dict:
     preset = models[0]["preset"]
     n_img = args.images or IMAGES.get(preset, 8)
     steps = args.steps or STEPS.get(preset, 400)
+    check_n = max(20, steps) if getattr(args, "check_steps", None) is None else args.check_steps   # at most
     dev = resolve_device(args.device)
     storage = storage_of(lake.root)
     t0 = time.time()
@@ -182,7 +185,7 @@ def run(args, log=print) -> dict:
             log(f"reconstruct: {label} with {opt} lr {lr:g}")
             rec = reconstruct(lambda z: model.features(z, args.layer), x0, norms, steps, opt, lr, args.blur_sigma,
                               args.seed, log=log, label=label, reduction=getattr(args, "loss_reduction", "sum"),
-                              check_steps=getattr(args, "check_steps", None))
+                              check_steps=check_n)
             x0_np = x0.float().cpu().numpy()[:, 0]                                # (N, H, W)
             xr = rec.x[:, :, 0]                                                  # (N, R, H, W)
             ctrl = spectral_control(xr, x0_np[:, None])
@@ -210,7 +213,7 @@ def run(args, log=print) -> dict:
                                          if rec.target_activation[i] > 0 else float("nan"),
                                          "achieved_norm": float(np.linalg.norm(imgs[i, j])),
                                          "target_norm": float(np.linalg.norm(x0_np[i])),
-                                         "optimizer": opt, "lr": lr, "steps": steps, "layer": args.layer,
+                                         "optimizer": opt, "lr": lr, "steps": steps, "check_steps": check_n, "layer": args.layer,
                                          "target": args.target,
                                          "tail_drop": float(rec.tail_drop[i, j]) if variant == "reconstruction" else float("nan"),
                                          "tail_swing": float(rec.tail_swing[i, j]) if variant == "reconstruction" else float("nan"),
@@ -234,7 +237,7 @@ def run(args, log=print) -> dict:
                              + (f"; the {opt} optimiser had stalled in {int(rec.stalled.sum())} of {rec.stalled.size} (the "
                                 f"line-search check lowered the loss by >= 1% of ||f(x0)||² more; median "
                                 f"{np.nanmedian(rec.check_gain):.2%}, at most {np.nanmax(rec.check_gain):.2%}); converged: "
-                                f"{int(rec.converged.sum())} of {rec.converged.size} (the check's last tenth fell by < 1%)"
+                                f"{int(rec.converged.sum())} of {rec.converged.size} (the check's last 20 steps fell by < 1% and it is no worse than x0 shrunk into the ball)"
                                 if rec.check_gain is not None else
                                 f"; converged: {int(rec.converged.sum())} of {rec.converged.size} (over the last tenth of the "
                                 f"{steps} steps the loss fell and swung by < 1% of ||f(x0)||²; median fall "
@@ -279,7 +282,7 @@ def run(args, log=print) -> dict:
             made.append("rho_scatter")
         summary = {"sweep": lake.sweep, "lake": lake.root, "models": [{k: m[k] for k in ("run_id", "kind", "ratio", "seed")}
                                                                          for m in models],
-                   "images": n_img, "norms": norms, "steps": steps, "layer": args.layer, "target": args.target,
+                   "images": n_img, "norms": norms, "steps": steps, "check_steps": check_n, "layer": args.layer, "target": args.target,
                    "device": str(dev), "saliency_sources": sorted(saliency), "primary_source": primary,
                    "figures": made, "log": summaries, "seconds": round(time.time() - t0, 1),
                    "median_rho_bar": med.filter(pl.col("source") == primary).to_dicts()}

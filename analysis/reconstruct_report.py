@@ -40,7 +40,9 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
                 "<b>noisy</b> (Gaussian noise, severity 2, as the paper's Fig. 5; ϱ̄ on noisy targets mixes denoising "
                 "into the saliency measure, unlike the paper's Fig. 7)")
              + f", layer <code>{html.escape(summary['layer'])}</code>, {summary['steps']} projected-gradient "
-             f"steps per reconstruction, norms {', '.join(f'{r:g}' for r in summary['norms'])}, on "
+             f"steps per reconstruction" + (f", then up to {summary['check_steps']} line-search steps of the check (the "
+             "result is the better point; the paper's procedure is --check-steps 0)" if summary.get("check_steps") else
+             " (no check: the paper's procedure)") + f", norms {', '.join(f'{r:g}' for r in summary['norms'])}, on "
              f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "
              f"(also in rho.parquet: {', '.join(summary['saliency_sources'])}).</p>",
              table_html,

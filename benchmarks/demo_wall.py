@@ -78,9 +78,12 @@ def main():
         total = sum(took)
 
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
             code = run_sweep(spec, ray_kwargs, ratio_grid.parser().parse_args(argv))
         wall = time.perf_counter() - t0
+        # the sweep's own closing line: its wall time and how its first estimate of the time left fared
+        print(next((ln.strip() for ln in buf.getvalue().splitlines() if " finished in " in ln), "(no summary line)"))
         if code != 0:
             sys.exit(f"the sweep exited with {code}")
         print(f"in-process sum of the {len(tasks)} fits: {total:.1f}s")

@@ -149,12 +149,12 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
                     self.started += 1
                     now = time.perf_counter()
                     self.since[trial_id] = now
+                    left = time_left([self.weight(p) for p in self.pending],
+                                     [(*self.weight(a), now - self.since[i]) for i, a in self.active.items()], self.took,
+                                     slots, prior if weights else None)
+                    if left is not None and self.first_estimate is None:
+                        self.first_estimate = (now - t0, left)
                     if log:
-                        left = time_left([self.weight(p) for p in self.pending],
-                                         [(*self.weight(a), now - self.since[i]) for i, a in self.active.items()], self.took,
-                                         slots, prior if weights else None)
-                        if left is not None and self.first_estimate is None:
-                            self.first_estimate = (now - t0, left)
                         log(f"model {self.started} of {total} starts: {t.label()} ({clock(now - t0)} elapsed, "
                             + (f"about {clock(left)} left)" if left is not None else "time left: known when a model has finished)"))
                     return {"t": _trial_config(spec, t, tintc_path)}

@@ -1,7 +1,8 @@
 """The stage graph on Ray Tune and Ray Train.
 
-Stages run in waves, in dependency order; the stages of a wave are independent and run
-concurrently as one Tune grid over their tasks (one task = one model):
+The stages, in dependency order (one task = one model); the whole sweep is one Tune run in which a
+task starts as soon as its upstream's record is in the lake (sweeps.runner.graph_searcher), so a
+stage need not wait for the previous one to end:
 
     wave 1: monkey_predictor, oracle[seed], baseline[seed], sim_pixel[alpha, seed]
     wave 2: oracle_readout[seed], mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
@@ -12,8 +13,9 @@ concurrently as one Tune grid over their tasks (one task = one model):
 
 Every task has a run id (hash of its resolved config, data and upstream run id). A task whose
 record is already in the results lake is skipped, so a re-run or `--resume` never repeats work
-and never duplicates rows. Each Tune trial launches a Ray Train run (Train V2, one worker) whose worker
-calls the plain `core` functions; the worker writes the model's lake records itself.
+and never duplicates rows. Each Tune trial runs a Ray Train fit (Train V2; by default in its local mode,
+inside the trial's process) whose training function calls the plain `core` functions and writes the
+model's lake records itself.
 """
 
 from __future__ import annotations
@@ -325,11 +327,13 @@ def train_worker(config: dict) -> None:
 
 
 def tune_trial(config: dict) -> None:
-    """A Tune function trainable: launches one Ray Train run (Train V2 pattern) for its task.
+    """A Tune function trainable: runs one Ray Train fit (Train V2 pattern) for its task.
 
-    One worker per model, which trains without a torch process group: a `DataParallelTrainer` with
-    the plain `BackendConfig`. (A `TorchTrainer` would start gloo's TCPStore, which listens on every
-    interface, for a group of one worker that never communicates.)"""
+    By default (`train_workers` 0) in Train V2's local mode: the training function runs here, in the
+    trial's own process (reused for the next model), reporting and checkpointing through Tune. With
+    `train_workers` 1, in a worker group of one, which trains without a torch process group: a
+    `DataParallelTrainer` with the plain `BackendConfig`. (A `TorchTrainer` would start gloo's TCPStore,
+    which listens on every interface, for a group of one worker that never communicates.)"""
     import ray.train
     import ray.tune
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
