@@ -245,8 +245,8 @@ def run(args, log=print) -> dict:
             log("reconstruct: " + summaries[-1])
             if not model_ok:
                 summaries.append(f"{label}: NOT CONVERGED ({share:.0%} of its reconstructions settled, {opt} lr {lr:g}): "
-                                 "left out of the median ϱ̄ table and the ϱ̄ figure; give it more --steps or another "
-                                 "--optimizer before comparing it")
+                                 "left out of the median ϱ̄ table and the ϱ̄ figure; give it more --steps or --check-steps, or another "
+                                 "--optimizer, before comparing it")
                 log("reconstruct: warning: " + summaries[-1])
             dead = int((rec.target_activation == 0).sum())
             if dead:
