@@ -156,7 +156,9 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
-    fig.suptitle("Multi-task models across the ratio grid (mean ± sd over seeds)")
+    n_seeds = d["seed"].n_unique() if d.height and "seed" in d.columns else 0
+    fig.suptitle("Multi-task models across the ratio grid " + ("(mean ± sd over seeds)" if n_seeds > 1 else
+                 "(one seed: no spread between training runs is shown)"))
     fig.tight_layout()
     return fig
 

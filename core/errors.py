@@ -45,8 +45,8 @@ def cli_main(fn):
 
 
 class Parser(__import__("argparse").ArgumentParser):
-    """argparse with the project's one-line errors: a bad flag value prints `PROG: error: <message>
-    (see --help)` instead of the multi-line usage block, and exits with status 2."""
+    """argparse with the project's one-line errors: a bad flag value prints `error: <message> (see PROG
+    --help)`, like every other refusal, instead of the multi-line usage block, and exits with status 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
