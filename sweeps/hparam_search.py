@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
 from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
-from sweeps.runner import concurrency, prepare_data, progress_callback, run_config  # noqa: E402
+from sweeps.console import progress_callback  # noqa: E402
+from sweeps.runner import concurrency, prepare_data, run_config  # noqa: E402
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
 SEARCHED = ("lr", "momentum", "weight_decay", "init_mu_range", "init_sigma_range")

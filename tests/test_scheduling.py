@@ -123,7 +123,7 @@ def test_the_searchers_state_round_trips(graph, tmp_path):
 
 
 def test_time_left_weighs_each_model_by_its_work_and_its_groups_rate():
-    from sweeps.runner import time_left
+    from sweeps.console import time_left
 
     assert time_left([(True, 1.0)], [], [], 1) is None   # nothing finished: nothing to go by
     # finished: a classifier of 10 units in 20 s (2 s per unit), a neural-only model of 4 units in 20 s (5 s per unit)
