@@ -133,21 +133,25 @@ def _model_flops(task, cfg, preset, n, f) -> float:
     return fit + evaluate + attacks
 
 
-def task_flops(spec, tasks) -> dict[str, float]:
-    """run id -> upper-bound FLOPs of each task (what `--plan` adds up)."""
+def _task_costs(spec, tasks, preset, n) -> dict[str, tuple[float, int]]:
+    """run id -> (upper-bound FLOPs, parameters) of each task; the architecture counted once per config."""
     from core.training.kinds import base_config
     from sweeps.stages import task_overrides
 
-    preset = get_preset(spec.preset)
-    n = _sizes(spec, preset)
     by_arch, out = {}, {}
     for t in tasks:
         cfg = base_config(t.kind, preset, t.ratio or "1:1", t.seed, **task_overrides(spec, t.kind, t.alpha))
         arch = (cfg.model, cfg.width, cfg.readout_layer)
         if arch not in by_arch:
             by_arch[arch] = _flops(cfg, n)
-        out[t.run_id] = _model_flops(t, cfg, preset, n, by_arch[arch])
+        out[t.run_id] = (_model_flops(t, cfg, preset, n, by_arch[arch]), by_arch[arch]["params"])
     return out
+
+
+def task_flops(spec, tasks) -> dict[str, float]:
+    """run id -> upper-bound FLOPs of each task (what `--plan` adds up)."""
+    preset = get_preset(spec.preset)
+    return {rid: f for rid, (f, _) in _task_costs(spec, tasks, preset, _sizes(spec, preset)).items()}
 
 
 def _duration(seconds: float) -> str:
@@ -159,8 +163,10 @@ def _duration(seconds: float) -> str:
 
 
 def print_plan(spec) -> int:
-    from core.training.kinds import base_config
-    from sweeps.stages import finished_run_ids, plan, task_overrides
+    import importlib
+
+    importlib.import_module("core.training.kinds")   # torch and the models load before the timer: "planned in" is the planning
+    from sweeps.stages import finished_run_ids, plan
 
     t0 = time.perf_counter()
     preset = get_preset(spec.preset)
@@ -173,25 +179,21 @@ def print_plan(spec) -> int:
     print(f"plan for sweep '{spec.sweep}' (preset {spec.preset}; data: {n['source']})")
     print(f"  {n['train']:,} training / {n['val']:,} validation / {n['test']:,} test images, {n['classes']} classes; "
           f"{n['trials']:,} neural trials, {n['neurons']} neurons")
-    flops_by_arch, total_flops, total_params, todo_models = {}, 0.0, 0, 0
+    costs = _task_costs(spec, [t for w in waves for t in w], preset, n)
+    total_flops, total_params, todo_models = 0.0, 0, 0
     for i, wave in enumerate(waves, 1):
         if not wave:
             continue
         kinds = {}
         for t in wave:
-            cfg = base_config(t.kind, preset, t.ratio or "1:1", t.seed, **task_overrides(spec, t.kind, t.alpha))
-            arch = (cfg.model, cfg.width, cfg.readout_layer)
-            if arch not in flops_by_arch:
-                flops_by_arch[arch] = _flops(cfg, n)
-            f = flops_by_arch[arch]
             finished = done.get(t.run_id) in ("ok", "diverged")
             k = kinds.setdefault(t.kind, [0, 0])
             k[0] += 1
             if not finished:
                 k[1] += 1
                 todo_models += 1
-                total_flops += _model_flops(t, cfg, preset, n, f)
-                total_params += f["params"]
+                total_flops += costs[t.run_id][0]
+                total_params += costs[t.run_id][1]
         print(f"  stage {i}: " + ", ".join(f"{kind} x{a}" + (f" ({a - b} in the lake)" if a - b else "")
                                           for kind, (a, b) in kinds.items()))
     total = sum(len(w) for w in waves)
