@@ -340,13 +340,18 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
                      "images (the similarity family's brain-likeness).</p>")
         parts.append(H.table(t["summary"]))
     if "bootstrap" in t:
+        def _interval_text():   # "estimate [low, high]": robustness scores to 2 decimals, clean accuracy to 3 (as the scores table)
+            def r(c):
+                return pl.when(pl.col("level") == "clean").then(pl.col(c).round(3)).otherwise(pl.col(c).round(2))
+            return pl.format("{} [{}, {}]", r("estimate"), r("low"), r("high"))
+
         b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
-        wide = b.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
+        wide = b.with_columns(_interval_text().alias("v"))
         wide = wide.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")
         parts.append(f"<h2>Robustness with bootstrap intervals</h2><p>estimate [{level:.0%} interval]; clean = clean accuracy. "
                      "Per kind, all its ratios and seeds pooled (ratio <code>all</code>):</p>")
         kb = t["bootstrap_kind"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
-        kb = kb.with_columns(pl.format("{} [{}, {}]", pl.col("estimate").round(2), pl.col("low").round(2), pl.col("high").round(2)).alias("v"))
+        kb = kb.with_columns(_interval_text().alias("v"))
         parts.append(H.table(kb.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")))
         parts.append("<p>Per kind and ratio:</p>" + H.table(wide))
     if "regression" in t:
