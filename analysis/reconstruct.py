@@ -179,7 +179,7 @@ def run(args, log=print) -> dict:
             except KeyError as e:
                 raise UserError(f"--layer {args.layer}: {e.args[0]}") from None
             with torch.no_grad():
-                x0 = model.prep(torch.from_numpy(target_u8[:, None]).to(dev))
+                x0 = model.prep(torch.from_numpy(np.array(target_u8[:, None])).to(dev))   # a copy: the loaded array is read-only
             opt, lr = opts.get(kind, default_optimizer(kind))
             label = f"{kind}[{run_row['ratio'] or '-'}, seed {run_row['seed']}]"
             log(f"reconstruct: {label} with {opt} lr {lr:g}")
