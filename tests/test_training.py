@@ -133,16 +133,18 @@ def test_resume_equals_uninterrupted(world, tmp_path, mode, device):
     assert len(r_res.epochs) == len(r_full.epochs) == 4
     if device == "cuda":
         # the GPU's own noise, measured: a second uninterrupted fit. A correct resume lands as close to the
-        # first fit as the second one does (3x margin); a wrong one (a lost RNG, optimizer or scheduler
-        # state, a restart from scratch) lands much further away
+        # first fit as the second one does (3x margin, per metric over the epochs: one sample of the noise
+        # per entry would be too thin a yardstick); a wrong one (a lost RNG, optimizer or scheduler state,
+        # a restart from scratch) lands much further away
         again = small_model(cls, K, classify)
         r_again = fit(again, data, cfg, checkpoint_dir=tmp_path / "c", log=None)
-        a, b, c = (np.array([[r[k] for k in keys] for r in rr.epochs], dtype=float) for rr in (r_res, r_full, r_again))
-        assert np.abs(a[:, 5] - b[:, 5]).max() <= max(1, np.abs(c[:, 5] - b[:, 5]).max()), (a, b, c)
-        noise = np.nan_to_num(np.abs(c[:, 1:5] - b[:, 1:5]), nan=0.0)
-        gap = np.nan_to_num(np.abs(a[:, 1:5] - b[:, 1:5]), nan=0.0)
-        assert (gap <= 3 * noise + 2e-3).all(), (a, b, c)
         torch.backends.cudnn.deterministic = False
+        a, b, c = (np.array([[r[k] for k in keys] for r in rr.epochs], dtype=float) for rr in (r_res, r_full, r_again))
+        print("resumed, uninterrupted, again (lr, val_accuracy, val_correlation, losses, reductions):", a, b, c, sep="\n")
+        assert np.abs(a[:, 5] - b[:, 5]).max() <= max(1, np.abs(c[:, 5] - b[:, 5]).max()), (a, b, c)
+        noise = np.nan_to_num(np.abs(c[:, 1:5] - b[:, 1:5]), nan=0.0).max(axis=0)
+        gap = np.nan_to_num(np.abs(a[:, 1:5] - b[:, 1:5]), nan=0.0).max(axis=0)
+        assert (gap <= 3 * noise + 2e-3).all(), (gap, noise, a, b, c)
         return
     np.testing.assert_array_equal(np.array([[r[k] for k in keys] for r in r_res.epochs], dtype=float),
                                   np.array([[r[k] for k in keys] for r in r_full.epochs], dtype=float))
@@ -219,8 +221,8 @@ def test_evaluation_runs_on_the_device_the_model_is_on_not_a_hard_coded_cpu(devi
     images = rng.integers(0, 256, (6, 32, 32), dtype=np.uint8)
     labels = np.array([0, 1, 2, 0, 1, 2])
     tintc = {("gaussian_noise", 1): images[::-1].copy()}
-    neural = SimpleNamespace(images=images, test_image_index=np.arange(6), test_responses=rng.random((2, 6, 4)),
-                             test_mask=np.ones((2, 6, 4), bool), true_rates=None)
+    neural = SimpleNamespace(images=images, test_image_index=np.arange(6), test_responses=rng.random((6, 2, 4)),
+                             test_mask=np.ones((6, 2, 4), bool), true_rates=None)   # (images, repeats, neurons)
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     calls = {
         "classification_records": lambda m: classification_records(m, images, labels, tintc),
@@ -245,5 +247,7 @@ def test_evaluation_runs_on_the_device_the_model_is_on_not_a_hard_coded_cpu(devi
         on_cpu = {name: call(model) for name, call in calls.items()}
         model.to("cuda")
         on_gpu = {name: call(model) for name, call in calls.items()}
-        assert on_gpu["classification_records"][1] == on_cpu["classification_records"][1]
+        assert on_gpu["classification_records"][1] == on_cpu["classification_records"][1]   # logit margins >> bf16's error
         assert on_gpu["alive_fraction"] == pytest.approx(on_cpu["alive_fraction"])
+        for k, v in on_cpu["neural_test_metrics"].items():   # bf16 autocast on the GPU: close, not equal
+            assert on_gpu["neural_test_metrics"][k] == pytest.approx(v, abs=0.05), (k, on_gpu["neural_test_metrics"], on_cpu)
