@@ -87,6 +87,10 @@ class Reconstruction:
     main_loss: np.ndarray = None           # (N, R) the loss where the optimiser stopped, before the check
     check_gain: np.ndarray = None          # (N, R) how much lower the check went / ||f(x0)||² (>= CONVERGED: a stall)
     check_tail_drop: np.ndarray = None     # (N, R) the check's fall over its last CHECK_TAIL steps / ||f(x0)||²
+    # several starts (`reconstruct(..., starts=K)`): every field above is the best start's
+    start_loss: np.ndarray = None          # (N, R, K) the final loss of each start
+    start_x: np.ndarray = None             # (K, N, R, C, H, W) each start's reconstruction
+    best_start: np.ndarray = None          # (N, R) the start the result comes from
 
     @property
     def stalled(self) -> np.ndarray:
@@ -119,7 +123,7 @@ class Reconstruction:
 def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam", lr: float = 0.01,
                 blur_sigma: float = 1.0, seed: int = 0, init_fraction: float = 0.1,
                 callback: Callable | None = None, log: Callable | None = None, label: str = "",
-                reduction: str = "sum", check_steps: int | None = None) -> Reconstruction:
+                reduction: str = "sum", check_steps: int | None = None, starts: int = 1) -> Reconstruction:
     """Projected-gradient reconstruction of f(target) for every (image, norm) pair at once.
 
     target: tensor (N, C, H, W) in f's input space, on f's device. norms: R budgets. The start is
@@ -131,7 +135,9 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     loss, so the result is the better of the two points; how much it still found (`check_gain`) says
     whether the optimiser had stalled, and its own tail whether the result has settled
     (`Reconstruction.converged`). `tail_drop` and `tail_swing` describe the optimiser's own last tenth,
-    before the check."""
+    before the check. With `starts` K > 1, every (image, norm) is reconstructed from K noises (seeds seed,
+    seed + 1, ...; start 0 is the one a single start uses), all in one batch, and the result is the start
+    that ended lowest (closest to the argmin); `start_loss` and `start_x` keep every start."""
     import torch
 
     if optimizer not in ("sgd", "adam"):
@@ -143,6 +149,10 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     norms = [float(r) for r in norms]
     if not norms or min(norms) <= 0:
         raise ConfigError(f"norms {norms}: expected positive budgets")
+    if starts < 1:
+        raise ConfigError(f"starts {starts}: expected at least 1")
+    n_img = len(target)
+    target = target.repeat(starts, 1, 1, 1) if starts > 1 else target   # start-major: start k is rows k*N ...
     N, R = len(target), len(norms)
     dev = target.device
     radius = torch.tensor(norms, device=dev, dtype=torch.float32).repeat(N)          # (N*R,), image-major
@@ -150,8 +160,8 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         goal1 = f(target).float()
         goal = goal1.repeat_interleave(R, dim=0)
         target_act = goal1.square().flatten(1).sum(1).cpu().numpy()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((N * R, *target.shape[1:]), generator=gen).to(dev)
+    x = torch.cat([torch.randn((n_img * R, *target.shape[1:]), generator=torch.Generator().manual_seed(seed + k))
+                   for k in range(starts)]).to(dev)
     x = x * (init_fraction * radius / x.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
     x = x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
     x.requires_grad_(True)
@@ -219,9 +229,31 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     with torch.no_grad():
         loss = per_image_loss(x)
         norm = x.flatten(1).norm(dim=1)
-    return Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
-                          loss.cpu().numpy().reshape(shape), norm.cpu().numpy().reshape(shape), time.perf_counter() - t0,
-                          target_act, drop, swing, trivial.cpu().numpy().reshape(shape), *check)
+    rec = Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
+                         loss.cpu().numpy().reshape(shape), norm.cpu().numpy().reshape(shape), time.perf_counter() - t0,
+                         target_act, drop, swing, trivial.cpu().numpy().reshape(shape), *check)
+    return _best_of_starts(rec, starts) if starts > 1 else rec
+
+
+def _best_of_starts(rec: Reconstruction, starts: int) -> Reconstruction:
+    """rec over (K·N, R), start-major -> the start with the lowest final loss per (image, norm), every
+    per-reconstruction field taken from it; `start_loss` (N, R, K) and `start_x` (K, N, R, ...) keep all."""
+    K = starts
+    N, R = rec.loss.shape[0] // K, rec.loss.shape[1]
+    by_start = rec.loss.reshape(K, N, R)
+    best = by_start.argmin(axis=0)   # (N, R)
+
+    def pick(a):
+        if a is None:
+            return None
+        a = a.reshape(K, N, R, *a.shape[2:])
+        idx = best.reshape(1, N, R, *([1] * (a.ndim - 3)))
+        return np.take_along_axis(a, idx, axis=0)[0]
+
+    return Reconstruction(pick(rec.x), pick(rec.loss), pick(rec.norm), rec.seconds, rec.target_activation[:N],
+                          pick(rec.tail_drop), pick(rec.tail_swing), pick(rec.trivial_loss), pick(rec.main_loss),
+                          pick(rec.check_gain), pick(rec.check_tail_drop), start_loss=by_start.transpose(1, 2, 0),
+                          start_x=rec.x.reshape(K, N, R, *rec.x.shape[2:]), best_start=best)
 
 
 def _dot(a, b):

@@ -34,13 +34,22 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
         table_html = ("<p>Median ϱ̄ per model kind (columns: norm budget), over models whose reconstructions "
                       "converged; ϱ̄ &gt; 0 means more power in the salient region than the target has.</p>"
                       + _html_table(wide, floats=3))
+        if summary.get("starts", 1) > 1:
+            spread = (med.filter(pl.col("variant") == "reconstruction").with_columns(pl.col("median_start_spread").round(3))
+                      .pivot(on="norm", index="kind", values="median_start_spread"))
+            table_html += (f"<p>How much ϱ̄ depends on where the optimisation starts: over the {summary['starts']} starts "
+                           "from different noise, the median over images of ϱ̄'s max − min (the result is the start "
+                           "that ended lowest). A difference between kinds smaller than this is not a difference of "
+                           "models.</p>" + _html_table(spread, floats=3))
     parts = ["<h2>Representation analysis: constrained reconstruction</h2>",
              f"<p>{len(summary['models'])} models, {summary['images']} test images as targets: "
              + ("<b>undistorted</b> (as the paper's saliency analysis, Fig. 7)" if summary["target"] == "clean" else
                 "<b>noisy</b> (Gaussian noise, severity 2, as the paper's Fig. 5; ϱ̄ on noisy targets mixes denoising "
                 "into the saliency measure, unlike the paper's Fig. 7)")
              + f", layer <code>{html.escape(summary['layer'])}</code>, {summary['steps']} projected-gradient "
-             f"steps per reconstruction" + (f", then up to {summary['check_steps']} line-search steps of the check (the "
+             f"steps per reconstruction" + (f" from each of {summary['starts']} starting noises (the lowest-loss start "
+             "is the result)" if summary.get("starts", 1) > 1 else "")
+             + (f", then up to {summary['check_steps']} line-search steps of the check (the "
              "result is the better point; the paper's procedure is --check-steps 0)" if summary.get("check_steps") else
              " (no check: the paper's procedure)") + f", norms {', '.join(f'{r:g}' for r in summary['norms'])}, on "
              f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "

@@ -18,9 +18,11 @@ from core.presets import get_preset
 # benchmarks/train_throughput.py (README, Measured): `fit` at width 1/16 on one CPU thread, 364 images/s
 # x 39.0 MFLOP per training image (9.98 GFLOP at full width / 256) = 14.2 GFLOP/s per core.
 CPU_GFLOPS_PER_CORE = 14.2
-# H100, full width, batch 128, bf16: `fit` at 10.5k images/s x 9.98 GFLOP = 105 TFLOP/s (an earlier session's
-# measurement; narrow models use a GPU far less well, so their GPU-hours are a lower bound).
-GPU_TFLOPS = 105.0
+# H200, full width, batch 128, bf16 (`python benchmarks/train_throughput.py --width 1 --images 8192 --device cuda`):
+# `fit`'s training steps at 16.4k images/s x 6.35 GFLOP = 104 TFLOP/s for MTL 1:1 (most of the paper grid),
+# 12.5k x 9.98 = 125 TFLOP/s for classification; narrow models use a GPU far less well (their GPU-hours are a
+# lower bound), and per-epoch validation and checkpointing come on top.
+GPU_TFLOPS = 104.0
 LAKE_BYTES_PER_MODEL = 60_000   # the smoke sweep's lake: ~360 KB for 6 models (runs, epochs, accuracy, predictions)
 PREDICTION_BYTES = 3.8          # per predictions row (71 conditions x test images per classifier): 2.7 MB per 710,000 rows
 CHECKPOINT_COPIES = 3           # model.pt, the epoch checkpoint (weights + optimiser state)
@@ -212,7 +214,7 @@ def print_plan(spec) -> int:
           f"upper bound: {total_flops / 1e15:,.3g} PFLOP = "
           f"{_duration(total_flops / (CPU_GFLOPS_PER_CORE * 1e9))} of one CPU core at {CPU_GFLOPS_PER_CORE} GFLOP/s (measured "
           "at width 1/16 on one thread: wider models use a core better, so this overstates them), or "
-          f"{_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at {GPU_TFLOPS:g} TFLOP/s (H100, full width; "
+          f"{_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at {GPU_TFLOPS:g} TFLOP/s (an H200's measured `fit` steps, full width; "
           "narrow models reach far less of a GPU)")
     print(f"disk: TIN-TC cache {tintc_mb:,.0f} MB ({n_eval:,} test images x 70 conditions), Oracle corruption banks "
           f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{lake_mb:,.1f} MB")

@@ -8,7 +8,7 @@ from analysis import saliency as sal
 from analysis.constrained import default_optimizer, project, reconstruct, spectral_control
 from analysis.reconstruct import parse_norms
 from core.data.synthetic import make_classification, object_masks, world_config
-from core.errors import DataError, UserError
+from core.errors import ConfigError, DataError, UserError
 
 
 def test_projection_scales_only_what_lies_outside_the_ball():
@@ -160,6 +160,35 @@ def test_the_check_after_a_blurred_optimiser_on_a_binding_budget_never_raises_th
     assert (rec.norm <= np.array(norms) * (1 + 1e-5)).all() and (rec.norm >= np.array(norms) * 0.99).all()   # on the sphere
     assert rec.converged.all(), rec.check_tail_drop
     assert ((rec.loss - ref.loss) / scale).max() < 0.01, (rec.loss / scale, ref.loss / scale)
+
+
+def test_several_starts_keep_the_lowest_and_the_first_is_the_single_start():
+    """starts=K reconstructs every (image, norm) from K noises in one batch: start 0 is exactly what a
+    single start gives, the result is the start that ended lowest, and every per-reconstruction field
+    (norm, convergence record) comes from that start."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 1, 3, 3, generator=g)
+
+    def f(z):
+        return torch.relu(torch.nn.functional.conv2d(z, w, padding=1))
+
+    x0 = torch.randn(3, 1, 16, 16, generator=g)
+    norms = [2.0, 40.0]
+    one = reconstruct(f, x0, norms, steps=80, blur_sigma=1.0, check_steps=0, seed=7)
+    three = reconstruct(f, x0, norms, steps=80, blur_sigma=1.0, check_steps=0, seed=7, starts=3)
+    assert one.start_x is None and three.start_x.shape == (3, 3, 2, 1, 16, 16) and three.start_loss.shape == (3, 2, 3)
+    np.testing.assert_array_equal(three.start_x[0], one.x)                  # start 0 = the single start
+    np.testing.assert_allclose(three.start_loss[..., 0], one.loss, rtol=1e-6)
+    np.testing.assert_array_equal(three.loss, three.start_loss.min(axis=2))  # the lowest start is the result
+    assert (three.loss <= one.loss).all() and len(set(three.best_start.ravel())) > 1
+    for i in range(3):
+        for j in range(2):
+            k = three.best_start[i, j]
+            np.testing.assert_array_equal(three.x[i, j], three.start_x[k, i, j])
+            assert three.norm[i, j] == pytest.approx(float(np.linalg.norm(three.start_x[k, i, j])), rel=1e-5)
+    assert three.target_activation.shape == (3,) and three.tail_drop.shape == (3, 2)
+    with pytest.raises(ConfigError):
+        reconstruct(f, x0, norms, steps=5, starts=0)
 
 
 def test_spectral_control_has_the_reconstructions_amplitude_and_the_originals_phase():
