@@ -87,10 +87,19 @@ class Reconstruction:
     main_loss: np.ndarray = None           # (N, R) the loss where the optimiser stopped, before the check
     check_gain: np.ndarray = None          # (N, R) how much lower the check went / ||f(x0)||² (>= CONVERGED: a stall)
     check_tail_drop: np.ndarray = None     # (N, R) the check's fall over its last CHECK_TAIL steps / ||f(x0)||²
+    main_x: np.ndarray = None              # (N, R, C, H, W) the optimiser's own result, before the check
     # several starts (`reconstruct(..., starts=K)`): every field above is the best start's
     start_loss: np.ndarray = None          # (N, R, K) the final loss of each start
     start_x: np.ndarray = None             # (K, N, R, C, H, W) each start's reconstruction
     best_start: np.ndarray = None          # (N, R) the start the result comes from
+    per_start: "Reconstruction" = None     # every start's record, (K·N, R), start-major
+
+    def start_converged(self) -> np.ndarray:
+        """(K, N, R): whether each start's result converged (a single start: (1, N, R))."""
+        if self.per_start is None:
+            return self.converged[None]
+        K = len(self.start_x)
+        return self.per_start.converged.reshape(K, *self.loss.shape)
 
     @property
     def stalled(self) -> np.ndarray:
@@ -135,9 +144,11 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
     loss, so the result is the better of the two points; how much it still found (`check_gain`) says
     whether the optimiser had stalled, and its own tail whether the result has settled
     (`Reconstruction.converged`). `tail_drop` and `tail_swing` describe the optimiser's own last tenth,
-    before the check. With `starts` K > 1, every (image, norm) is reconstructed from K noises (seeds seed,
-    seed + 1, ...; start 0 is the one a single start uses), all in one batch, and the result is the start
-    that ended lowest (closest to the argmin); `start_loss` and `start_x` keep every start."""
+    before the check; `main_x` is the optimiser's own result (the paper's procedure). With `starts` K > 1,
+    every (image, norm) is reconstructed from K noises (`start_seed`; start 0 is the one a single start
+    uses, and the check stops each reconstruction on its own, so start 0 ends where a single start does),
+    all in one batch, and the result is the start that ended lowest (closest to the argmin); `start_loss`,
+    `start_x` and `per_start` keep every start."""
     import torch
 
     if optimizer not in ("sgd", "adam"):
@@ -160,7 +171,7 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         goal1 = f(target).float()
         goal = goal1.repeat_interleave(R, dim=0)
         target_act = goal1.square().flatten(1).sum(1).cpu().numpy()
-    x = torch.cat([torch.randn((n_img * R, *target.shape[1:]), generator=torch.Generator().manual_seed(seed + k))
+    x = torch.cat([torch.randn((n_img * R, *target.shape[1:]), generator=torch.Generator().manual_seed(start_seed(seed, k)))
                    for k in range(starts)]).to(dev)
     x = x * (init_fraction * radius / x.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
     x = x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
@@ -216,10 +227,11 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         hi_np = np.maximum(hi.cpu().numpy().reshape(shape), main_np)
         swing = (hi_np - lo_np) / scale
     check_steps = max(CHECK_TAIL, steps) if check_steps is None else check_steps
-    check = (None, None, None)
+    check, main_x = (None, None, None), None
     if check_steps > 0:
+        main_x = x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:])   # the optimiser's own result
         x, hist = _check_descent(per_image_loss, x.detach(), radius, check_steps,
-                                       torch.from_numpy(scale.reshape(-1)).to(dev))
+                                 torch.from_numpy(scale.reshape(-1)).to(dev))
         end = hist[-1].reshape(shape)
         tail = min(len(hist) - 1, CHECK_TAIL)   # the last 20 line-search steps judge the result
         check = (main_np, (main_np - end) / scale, (hist[-1 - tail].reshape(shape) - end) / scale)
@@ -231,8 +243,14 @@ def reconstruct(f: Callable, target, norms, steps: int, optimizer: str = "adam",
         norm = x.flatten(1).norm(dim=1)
     rec = Reconstruction(x.detach().float().cpu().numpy().reshape(N, R, *target.shape[1:]),
                          loss.cpu().numpy().reshape(shape), norm.cpu().numpy().reshape(shape), time.perf_counter() - t0,
-                         target_act, drop, swing, trivial.cpu().numpy().reshape(shape), *check)
+                         target_act, drop, swing, trivial.cpu().numpy().reshape(shape), *check, main_x=main_x)
     return _best_of_starts(rec, starts) if starts > 1 else rec
+
+
+def start_seed(seed: int, k: int) -> int:
+    """The noise seed of start k: `seed` itself for start 0 (what a single start uses), then seeds derived
+    from (seed, k), so that runs with --seed 0 and --seed 1 share no start."""
+    return seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
 def _best_of_starts(rec: Reconstruction, starts: int) -> Reconstruction:
@@ -252,8 +270,9 @@ def _best_of_starts(rec: Reconstruction, starts: int) -> Reconstruction:
 
     return Reconstruction(pick(rec.x), pick(rec.loss), pick(rec.norm), rec.seconds, rec.target_activation[:N],
                           pick(rec.tail_drop), pick(rec.tail_swing), pick(rec.trivial_loss), pick(rec.main_loss),
-                          pick(rec.check_gain), pick(rec.check_tail_drop), start_loss=by_start.transpose(1, 2, 0),
-                          start_x=rec.x.reshape(K, N, R, *rec.x.shape[2:]), best_start=best)
+                          pick(rec.check_gain), pick(rec.check_tail_drop), main_x=pick(rec.main_x),
+                          start_loss=by_start.transpose(1, 2, 0), start_x=rec.x.reshape(K, N, R, *rec.x.shape[2:]),
+                          best_start=best, per_start=rec)
 
 
 def _dot(a, b):
@@ -262,29 +281,31 @@ def _dot(a, b):
 
 def _backtrack(loss_fn, x, g, cur, d, t, radius, pending, c: float = 1e-4):
     """For each reconstruction in `pending`: halve t (at most 30 times) until x' = P(x + t·d) passes
-    loss(x') ≤ loss(x) + c·<g, x' − x> (Armijo along the projection arc) and loss(x') ≤ loss(x).
-    Returns x with the accepted steps taken, the accepted mask and the step lengths (t as accepted)."""
+    loss(x') ≤ loss(x) + c·<g, x' − x> (Armijo along the projection arc) and loss(x') < loss(x) (a step that
+    lowers nothing is no step). Returns x with the accepted steps taken, their losses (cur elsewhere), the
+    accepted mask and the step lengths (t as accepted)."""
     import torch
 
-    nxt, acc, done = x.clone(), torch.zeros_like(pending), ~pending
+    nxt, new_loss, acc, done = x.clone(), cur.clone(), torch.zeros_like(pending), ~pending
     with torch.no_grad():
         for _ in range(30):
             cand = project(x + t.view(-1, 1, 1, 1) * d, radius)
             new = loss_fn(cand)
-            ok = (new <= cur + c * _dot(g, cand - x)) & (new <= cur) & ~done
-            nxt[ok] = cand[ok]
+            ok = (new <= cur + c * _dot(g, cand - x)) & (new < cur) & ~done
+            nxt[ok], new_loss[ok] = cand[ok], new[ok]
             acc |= ok
             done |= ok
             if bool(done.all()):
                 break
             t = torch.where(done, t, t / 2)
-    return nxt, acc, t
+    return nxt, new_loss, acc, t
 
 
 def _lbfgs_direction(g, pairs, fallback_scale):
     """−H·g by L-BFGS's two-loop recursion, per reconstruction, over the curvature pairs (s, y, 1/<s, y>)
-    (a pair with <s, y> ≤ 0 for a reconstruction has weight 0 there and drops out); H₀ = <s, y>/<y, y> of
-    its newest usable pair, or fallback_scale. Where the result is not a descent direction, −fallback_scale·g."""
+    (a pair with <s, y> ≤ 0 for a reconstruction has weight 0 there and drops out), with H₀ = γ·I and
+    γ = <s, y>/<y, y> of its newest usable pair, or fallback_scale. Where the result is not a descent
+    direction: −fallback_scale·g."""
     import torch
 
     q, alphas = g.clone(), []
@@ -303,50 +324,54 @@ def _lbfgs_direction(g, pairs, fallback_scale):
 
 
 def _check_descent(loss_fn, x, radius, steps: int, scale=None, memory: int = 10):
-    """The check of `reconstruct`: projected L-BFGS with a monotone backtracking line search, per
-    reconstruction, with a projected-gradient step where the L-BFGS step finds no descent. Each step tries
-    x' = P(x + t·d), d the L-BFGS direction from the last `memory` steps' curvature pairs, t from twice the
-    last accepted one (at most 1, L-BFGS's natural step); a reconstruction that finds none within 30
-    halvings tries P(x − t·g) from twice its last accepted gradient step (first a tenth of the budget over
-    ||g||), and one that finds neither stays put for this step. Both searches accept only a point that
-    passes Armijo's condition along the projection arc and does not raise the loss, so the loss never
-    rises. g is the plain gradient (a blurred step, projected onto the sphere of a binding budget, can
-    point uphill). Plain projected gradient descent settled 0.3–3% of ||f(x0)||² above the loss that the
-    quasi-Newton steps reach at budgets that do not bind (ill-conditioned; measured on the demo's models).
-    With `scale` (N*R,), ||f(x0)||² of each, it stops early once every loss fell by less than SETTLED of its
-    scale over the last CHECK_TAIL steps, after at most `steps`. Returns the final x and the loss (N*R,)
-    before every step and after the last (numpy arrays, in a list)."""
+    """The check of `reconstruct`: projected L-BFGS and a projected gradient step, each with a monotone
+    backtracking line search, per reconstruction. Every step tries both x' = P(x + t·d), d the L-BFGS
+    direction from the last `memory` steps' curvature pairs (t from twice the last accepted one, at most 1,
+    L-BFGS's natural step), and x' = P(x − t·g) (t from twice its last accepted one; first a tenth of the
+    budget over ||g||), and each reconstruction takes the lower; one that finds neither within 30 halvings
+    stays put for this step. g is the plain gradient: a blurred step projected back onto the sphere of a
+    binding budget can point uphill, and a check preconditioned by the optimiser's blur (with tangent
+    projections on the sphere) reached about the same losses on the demo's models, more slowly, with the
+    same rise in high-frequency power. Both searches accept only a point that passes Armijo's condition
+    along the projection arc and lowers the loss, so the loss never rises. Plain projected gradient descent settled 0.3–3% of
+    ||f(x0)||² above where quasi-Newton steps go at budgets that do not bind (ill-conditioned; measured on
+    the demo's models). With `scale` (N*R,), ||f(x0)||² of each, a reconstruction stops (is frozen) once
+    its loss fell by less than SETTLED of its scale over the last CHECK_TAIL steps, so that its result does
+    not depend on which other reconstructions share the batch; the check ends when all have stopped, after
+    at most `steps`. Returns the final x and the loss (N*R,) before every step and after the last (numpy
+    arrays, in a list)."""
     import torch
 
     x, hist, pairs = x.clone(), [], []
     prev, t_qn, t_pg = None, None, None
+    active = torch.ones(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         xg = x.clone().requires_grad_(True)
         cur = loss_fn(xg)
         g, = torch.autograd.grad(cur.sum(), xg)
         cur = cur.detach()
         hist.append(cur.cpu().numpy())
+        if scale is not None and len(hist) > CHECK_TAIL:   # settled ones stop here
+            fell = (torch.from_numpy(hist[-1 - CHECK_TAIL]).to(cur.device) - cur) / scale
+            active &= fell.nan_to_num(0.0) >= SETTLED
+            if not bool(active.any()):
+                break
         if prev is not None:
             s, y = x - prev[0], g - prev[1]
             sy = _dot(s, y)
             usable = sy > 1e-10 * s.flatten(1).norm(dim=1) * y.flatten(1).norm(dim=1)
-            pairs = (pairs + [(s, y, torch.where(usable, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy)))])[-memory:]
+            if bool(usable.any()):   # a pair no reconstruction can use would only push out one that some can
+                pairs = (pairs + [(s, y, torch.where(usable, 1.0 / sy.clamp_min(1e-30), torch.zeros_like(sy)))])[-memory:]
         fresh = 0.1 * radius / g.flatten(1).norm(dim=1).clamp_min(1e-12)
         t = torch.ones_like(fresh) if t_qn is None else torch.clamp(2 * t_qn, max=1.0)
-        everyone = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        nxt, acc, t = _backtrack(loss_fn, x, g, cur, _lbfgs_direction(g, pairs, fresh), t, radius, everyone)
+        nxt, new, acc, t = _backtrack(loss_fn, x, g, cur, _lbfgs_direction(g, pairs, fresh), t, radius, active)
         t_qn = torch.where(acc, t, torch.ones_like(t))
         t = fresh if t_pg is None else t_pg
-        nxt_pg, acc_pg, t = _backtrack(loss_fn, x, g, cur, -g, t, radius, everyone)
+        nxt_pg, new_pg, acc_pg, t = _backtrack(loss_fn, x, g, cur, -g, t, radius, active)
         t_pg = torch.where(acc_pg, 2 * t, fresh)
-        with torch.no_grad():   # each reconstruction takes the lower of its two steps
-            take_pg = acc_pg & (~acc | (loss_fn(nxt_pg) < loss_fn(nxt)))
+        take_pg = acc_pg & (~acc | (new_pg < new))   # each reconstruction takes the lower of its two steps
         nxt[take_pg] = nxt_pg[take_pg]
         prev, x = (x, g), nxt
-        if scale is not None and len(hist) > CHECK_TAIL:
-            fell = (torch.from_numpy(hist[-1 - CHECK_TAIL]).to(cur.device) - cur) / scale
-            if bool((fell.nan_to_num(0.0) < SETTLED).all()):   # every one has settled: stop here
-                break
     with torch.no_grad():
         hist.append(loss_fn(x).cpu().numpy())
     return x, hist

@@ -207,15 +207,26 @@ def run(args, log=print) -> dict:
             arrays[f"loss_{kind}"], arrays[f"norm_{kind}"] = rec.loss, rec.norm
             share = float(rec.converged.mean())
             model_ok = share >= 0.9   # at most a tenth of its reconstructions still falling or swinging
-            spreads = {}
+            spreads, ranges = {}, {}
+            variants = [("reconstruction", xr, rec.loss), ("spectral_control", ctrl, c_loss)]
+            if rec.main_x is not None:   # the optimiser's own result, before the check: the paper's procedure
+                variants.append(("optimizer_result", rec.main_x[:, :, 0], rec.main_loss))
             for source, masks in saliency.items():
                 r_o = sal.rho(x0_np, masks)
-                spread = np.full(rec.loss.shape, np.nan)   # ϱ̄'s max - min over the starts, per (image, norm)
+                # over the starts whose result converged: ϱ̄'s max - min per (image, norm), and the range of the
+                # median over images (what a difference between kinds' medians is to be measured against)
+                spread, rng = np.full(rec.loss.shape, np.nan), np.full(len(norms), np.nan)
                 if rec.start_x is not None:
                     rb_k = np.stack([sal.rho_bar(xk[:, :, 0], x0_np[:, None], masks[:, None]) for xk in rec.start_x])
-                    spread = rb_k.max(axis=0) - rb_k.min(axis=0)
-                spreads[source] = spread
-                for variant, imgs, losses in (("reconstruction", xr, rec.loss), ("spectral_control", ctrl, c_loss)):
+                    rb_k = np.where(rec.start_converged(), rb_k, np.nan)
+                    two = (np.isfinite(rb_k).sum(axis=0) >= 2)
+                    with np.errstate(all="ignore"):
+                        spread = np.where(two, np.nanmax(rb_k, axis=0) - np.nanmin(rb_k, axis=0), np.nan)
+                        med_k = np.array([[np.nanmedian(rb_k[k, :, j]) if np.isfinite(rb_k[k, :, j]).any() else np.nan
+                                           for j in range(len(norms))] for k in range(len(rb_k))])
+                        rng = np.nanmax(med_k, axis=0) - np.nanmin(med_k, axis=0)
+                spreads[source], ranges[source] = spread, rng
+                for variant, imgs, losses in variants:
                     rb = sal.rho_bar(imgs, x0_np[:, None], masks[:, None])
                     rr = sal.rho(imgs, masks[:, None])
                     for i in range(len(clean)):
@@ -244,6 +255,9 @@ def run(args, log=print) -> dict:
                                          "starts": n_starts,
                                          "best_start": int(rec.best_start[i, j]) if rec.best_start is not None else 0,
                                          "rho_bar_start_spread": float(spread[i, j]) if variant == "reconstruction" else float("nan"),
+                                         "rho_bar_start_range": float(rng[j]) if variant == "reconstruction" else float("nan"),
+                                         "check_tail_drop": float(rec.check_tail_drop[i, j])
+                                         if variant == "reconstruction" and rec.check_tail_drop is not None else float("nan"),
                                          "stalled": bool(rec.stalled[i, j]) if variant == "reconstruction" else False,
                                          "converged": bool(rec.converged[i, j]) if variant == "reconstruction" else False,
                                          "model_converged": model_ok})
@@ -263,10 +277,15 @@ def run(args, log=print) -> dict:
             log("reconstruct: " + summaries[-1])
             if n_starts > 1:
                 primary_src = "truth" if "truth" in spreads else ("file" if "file" in spreads else "builtin")
-                summaries.append(f"{label}: ϱ̄ over {n_starts} starts ({primary_src} saliency), median spread (max - min per image) "
-                                 + ", ".join(f"r={r:g}: {np.nanmedian(spreads[primary_src][:, j]):.3f}" for j, r in enumerate(norms))
-                                 + f"; the result is the lowest-loss start (start 0 in {int((rec.best_start == 0).sum())} of "
-                                 f"{rec.best_start.size})")
+                conv_k = rec.start_converged()
+                summaries.append(f"{label}: {n_starts} starts, the result the lowest-loss one (start 0 in "
+                                 f"{int((rec.best_start == 0).sum())} of {rec.best_start.size}); converged over every start: "
+                                 f"{int(conv_k.sum())} of {conv_k.size}; ϱ̄ ({primary_src} saliency) over the converged starts: "
+                                 "range of the median over images " + ", ".join(f"r={r:g}: {ranges[primary_src][j]:.3f}"
+                                                                               for j, r in enumerate(norms))
+                                 + "; median spread per image " + ", ".join(
+                                     f"r={r:g}: {np.nanmedian(spreads[primary_src][:, j]):.3f}" if np.isfinite(spreads[primary_src][:, j]).any()
+                                     else f"r={r:g}: -" for j, r in enumerate(norms)))
                 log("reconstruct: " + summaries[-1])
             if not model_ok:
                 summaries.append(f"{label}: NOT CONVERGED ({share:.0%} of its reconstructions settled, {opt} lr {lr:g}): "
@@ -285,6 +304,8 @@ def run(args, log=print) -> dict:
     med = (compared.group_by("source", "variant", "kind", "norm").agg(pl.col("rho_bar").median().alias("median_rho_bar"),
                                                                        pl.col("rho_bar_start_spread").fill_nan(None).median()
                                                                        .alias("median_start_spread"),
+                                                                       pl.col("rho_bar_start_range").fill_nan(None).median()
+                                                                       .alias("start_range"),
                                                                        pl.len().alias("images"))
            .sort("source", "variant", "kind", "norm"))
     from analysis import figures as figs

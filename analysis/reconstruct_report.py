@@ -35,12 +35,12 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
                       "converged; ϱ̄ &gt; 0 means more power in the salient region than the target has.</p>"
                       + _html_table(wide, floats=3))
         if summary.get("starts", 1) > 1:
-            spread = (med.filter(pl.col("variant") == "reconstruction").with_columns(pl.col("median_start_spread").round(3))
-                      .pivot(on="norm", index="kind", values="median_start_spread"))
-            table_html += (f"<p>How much ϱ̄ depends on where the optimisation starts: over the {summary['starts']} starts "
-                           "from different noise, the median over images of ϱ̄'s max − min (the result is the start "
-                           "that ended lowest). A difference between kinds smaller than this is not a difference of "
-                           "models.</p>" + _html_table(spread, floats=3))
+            spread = (med.filter(pl.col("variant") == "reconstruction").with_columns(pl.col("start_range").round(3))
+                      .pivot(on="norm", index="kind", values="start_range"))
+            table_html += (f"<p>How much ϱ̄ depends on where the optimisation starts: each kind's median ϱ̄ computed "
+                           f"for each of the {summary['starts']} starts from different noise (converged ones), max − min "
+                           "(the result above is, per image, the start that ended lowest). A difference between "
+                           "kinds smaller than this is not a difference of models.</p>" + _html_table(spread, floats=3))
     parts = ["<h2>Representation analysis: constrained reconstruction</h2>",
              f"<p>{len(summary['models'])} models, {summary['images']} test images as targets: "
              + ("<b>undistorted</b> (as the paper's saliency analysis, Fig. 7)" if summary["target"] == "clean" else
@@ -55,6 +55,9 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
              f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "
              f"(also in rho.parquet: {', '.join(summary['saliency_sources'])}).</p>",
              table_html,
+             ("<p>Rows <code>optimizer_result</code>: ϱ̄ of the optimiser's own result, before the check (the paper's "
+              "procedure, stalled where the table says so); the check moves reconstructions far (see the README) and "
+              "the two can differ.</p>" if summary.get("check_steps") else ""),
              "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary["log"]) + "</ul>"]
     for name in made:
         parts.append(f"<h3>{html.escape(caps[name].split(':')[0])}</h3>" + _img(folder / "figures" / f"{name}.png", caps[name]))
