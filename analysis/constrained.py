@@ -377,6 +377,16 @@ def _check_descent(loss_fn, x, radius, steps: int, scale=None, memory: int = 10)
     return x, hist
 
 
+def high_frequency_share(images: np.ndarray, cutoff: float = 0.25) -> np.ndarray:
+    """Share of each image's power (over the last two axes) above `cutoff` cycles per pixel: what a
+    reconstruction holds that a smooth image does not (the demo's targets: about 0.03)."""
+    x = np.asarray(images, dtype=np.float64)
+    fy, fx = np.fft.fftfreq(x.shape[-2]), np.fft.fftfreq(x.shape[-1])
+    high = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2) > cutoff
+    power = np.abs(np.fft.fft2(x)) ** 2
+    return (power * high).sum(axis=(-2, -1)) / np.maximum(power.sum(axis=(-2, -1)), 1e-300)
+
+
 def spectral_control(recon: np.ndarray, original: np.ndarray) -> np.ndarray:
     """The original with the reconstruction's Fourier amplitude spectrum and the original's phase
     (over the last two axes; original broadcasts against recon)."""

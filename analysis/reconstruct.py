@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.constrained import default_optimizer, reconstruct, spectral_control
+from analysis.constrained import default_optimizer, high_frequency_share, reconstruct, spectral_control
 from analysis.reconstruct_inputs import RECON_KINDS, fetch_model, load_images, noisy_targets, select_models, storage_of
 from analysis.reconstruct_report import default_report, section_html
 from core.errors import DataError, Parser, UserError, cli_main
@@ -208,6 +208,10 @@ def run(args, log=print) -> dict:
             share = float(rec.converged.mean())
             model_ok = share >= 0.9   # at most a tenth of its reconstructions still falling or swinging
             spreads, ranges = {}, {}
+            hf_target = high_frequency_share(x0_np)
+            move = (np.linalg.norm((rec.x - rec.main_x).reshape(*rec.loss.shape, -1), axis=-1)
+                    / np.maximum(np.linalg.norm(rec.main_x.reshape(*rec.loss.shape, -1), axis=-1), 1e-12)
+                    if rec.main_x is not None else np.full(rec.loss.shape, np.nan))
             variants = [("reconstruction", xr, rec.loss), ("spectral_control", ctrl, c_loss)]
             if rec.main_x is not None:   # the optimiser's own result, before the check: the paper's procedure
                 variants.append(("optimizer_result", rec.main_x[:, :, 0], rec.main_loss))
@@ -227,6 +231,7 @@ def run(args, log=print) -> dict:
                         rng = np.nanmax(med_k, axis=0) - np.nanmin(med_k, axis=0)
                 spreads[source], ranges[source] = spread, rng
                 for variant, imgs, losses in variants:
+                    hf = high_frequency_share(imgs)
                     rb = sal.rho_bar(imgs, x0_np[:, None], masks[:, None])
                     rr = sal.rho(imgs, masks[:, None])
                     for i in range(len(clean)):
@@ -239,6 +244,10 @@ def run(args, log=print) -> dict:
                                          if rec.target_activation[i] > 0 else float("nan"),
                                          "achieved_norm": float(np.linalg.norm(imgs[i, j])),
                                          "target_norm": float(np.linalg.norm(x0_np[i])),
+                                         "high_frequency_share": float(hf[i, j]),
+                                         "target_high_frequency_share": float(hf_target[i]),
+                                         # how far the check moved the optimiser's result, relative to its norm
+                                         "check_move": float(move[i, j]) if variant == "reconstruction" else float("nan"),
                                          "optimizer": opt, "lr": lr, "steps": steps, "check_steps": check_n, "layer": args.layer,
                                          "target": args.target,
                                          "tail_drop": float(rec.tail_drop[i, j]) if variant == "reconstruction" else float("nan"),
@@ -275,6 +284,12 @@ def run(args, log=print) -> dict:
                                 f"{steps} steps the loss fell and swung by < 1% of ||f(x0)||²; median fall "
                                 f"{np.nanmedian(rec.tail_drop):.2%}, swing {np.nanmedian(rec.tail_swing):.2%})"))
             log("reconstruct: " + summaries[-1])
+            if rec.main_x is not None:
+                summaries.append(f"{label}: the check moved the optimiser's results a median {np.nanmedian(move):.0%} of their "
+                                 f"norm; share of power above 0.25 cycles/pixel (median): optimiser's "
+                                 f"{np.median(high_frequency_share(rec.main_x[:, :, 0])):.2f}, result "
+                                 f"{np.median(high_frequency_share(xr)):.2f}, targets {np.median(hf_target):.2f}")
+                log("reconstruct: " + summaries[-1])
             if n_starts > 1:
                 primary_src = "truth" if "truth" in spreads else ("file" if "file" in spreads else "builtin")
                 conv_k = rec.start_converged()

@@ -234,6 +234,16 @@ def test_the_check_solves_an_ill_conditioned_problem_that_gradient_steps_alone_d
     assert (loss(xg) / scale).min() > 1e-4, loss(xg) / scale
 
 
+def test_high_frequency_share_by_hand():
+    from analysis.constrained import high_frequency_share
+
+    yy, xx = np.mgrid[0:16, 0:16]
+    smooth = np.cos(2 * np.pi * xx / 16)                   # 1/16 cycle per pixel
+    checker = (-1.0) ** (xx + yy)                          # 0.5 cycles per pixel in both axes
+    np.testing.assert_allclose(high_frequency_share(np.stack([smooth, checker, smooth + checker])), [0.0, 1.0, 2 / 3],   # power: cos 1/2, checker 1
+                               atol=1e-12)
+
+
 def test_spectral_control_has_the_reconstructions_amplitude_and_the_originals_phase():
     rng = np.random.default_rng(0)
     original = rng.normal(size=(3, 32, 32)) + 0.3

@@ -174,6 +174,7 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
         {"rho_scatter.png", "rho_scatter.svg"} if "mtl_monkey" in compared and len(compared) > 1 else set())
     assert {p.name for p in (out / "figures").iterdir()} == figures
     # two starts: the result is the lower one, and how much ϱ̄ moved between them is recorded and reported
+    assert t["high_frequency_share"].is_between(0, 1).all() and rec["check_move"].is_finite().all()
     assert (rec["starts"] == 2).all() and set(rec["best_start"]) == {0, 1}
     spread = rec.filter(pl.col("rho_bar_start_spread").is_finite())["rho_bar_start_spread"]
     assert len(spread) and (spread > 0).any() and (spread >= 0).all()   # two different starts, where both converged
