@@ -11,10 +11,13 @@ projected onto the ball after every step. The paper used SGD lr 5 for the MTL mo
 the Baseline and Oracle, 8000 steps; here every kind gets Adam lr 0.01 by default (see default_optimizer).
 Each reconstruction records its loss relative to ||f(x0)||² and how much the loss still fell, and how far
 it swung, over the optimiser's last tenth of the steps, both in units of ||f(x0)||². Then, by default, a
-check runs on from the optimiser's result (projected L-BFGS with a monotone line search, which never
-raises the loss): the result is the point it ends at (closer to the argmin the method defines than the
-optimiser's own; `check_steps=0` keeps the paper's procedure exactly), what it still found says whether
-the optimiser had stalled, and its own tail whether the result has settled.
+check runs on from the optimiser's result (per step, the lower of a projected L-BFGS step and a projected
+gradient step, each with a monotone line search, so the loss never rises): the result is the point it ends
+at (closer to the argmin the method defines than the optimiser's own, which is kept as `main_x`;
+`check_steps=0` keeps the paper's procedure exactly), what it still found says whether the optimiser had
+stalled, and its own tail whether the result has settled. On the demo's models the check moves the
+optimiser's results by most of their norm and adds high spatial frequencies (README, representation
+analysis): what is compared is the settled point, not the optimiser's image.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ class Reconstruction:
     def converged(self) -> np.ndarray:
         """(N, R): the result is settled. With the check (the default): over the check's last CHECK_TAIL
         steps the monotone line search fell by less than CONVERGED of ||f(x0)||², so the point it ends at
-        (the result) is one that projected L-BFGS with a line search no longer improves. Without it: over
+        (the result) is one that the check's steps (L-BFGS and gradient) no longer improve. Without it: over
         the optimiser's last tenth the loss fell and swung by less than that. Either way the result is
         no worse than the trivial feasible point (a run stuck at a bad value neither falls nor swings,
         but loses to it)."""
