@@ -155,6 +155,7 @@ def run(args, log=print) -> dict:
     storage = storage_of(lake.root)
     t0 = time.time()
     log(f"reconstruct: sweep '{lake.sweep}', {len(models)} models ({', '.join(m['kind'] for m in models)}), "
+        f"{'undistorted' if args.target == 'clean' else 'NOISY (Gaussian noise, severity 2)'} targets, "
         f"{n_img} images × norms {norms} × {n_starts} start{'s' if n_starts > 1 else ''}, {steps} steps, layer {args.layer}, on {dev}")
 
     clean, _, world = load_images(models[0], args.data_root, args.tin_root, args.neural_data, n_img, log)
@@ -224,11 +225,12 @@ def run(args, log=print) -> dict:
                     rb_k = np.stack([sal.rho_bar(xk[:, :, 0], x0_np[:, None], masks[:, None]) for xk in rec.start_x])
                     rb_k = np.where(rec.start_converged(), rb_k, np.nan)
                     two = (np.isfinite(rb_k).sum(axis=0) >= 2)
-                    with np.errstate(all="ignore"):
-                        spread = np.where(two, np.nanmax(rb_k, axis=0) - np.nanmin(rb_k, axis=0), np.nan)
-                        med_k = np.array([[np.nanmedian(rb_k[k, :, j]) if np.isfinite(rb_k[k, :, j]).any() else np.nan
-                                           for j in range(len(norms))] for k in range(len(rb_k))])
-                        rng = np.nanmax(med_k, axis=0) - np.nanmin(med_k, axis=0)
+                    hi, lo = np.where(np.isnan(rb_k), -np.inf, rb_k).max(axis=0), np.where(np.isnan(rb_k), np.inf, rb_k).min(axis=0)
+                    spread = np.where(two, hi - lo, np.nan)
+                    med_k = np.array([[np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan
+                                       for c in rb_k[k].T] for k in range(len(rb_k))])   # (K, R)
+                    ok = np.isfinite(med_k)
+                    rng = np.array([np.ptp(med_k[ok[:, j], j]) if ok[:, j].sum() >= 2 else np.nan for j in range(len(norms))])
                 spreads[source], ranges[source] = spread, rng
                 for variant, imgs, losses in variants:
                     hf = high_frequency_share(imgs)
@@ -322,7 +324,8 @@ def run(args, log=print) -> dict:
                                                                        pl.col("rho_bar_start_range").fill_nan(None).median()
                                                                        .alias("start_range"),
                                                                        pl.len().alias("images"))
-           .sort("source", "variant", "kind", "norm"))
+           .sort("source", pl.col("variant").replace_strict({"reconstruction": 0, "spectral_control": 1, "optimizer_result": 2}),
+                 "kind", "norm"))
     from analysis import figures as figs
 
     with atomic_dir(args.out, overwrite=True, marker="reconstruction") as tmp:
@@ -358,6 +361,9 @@ def run(args, log=print) -> dict:
 
         add_section(report_dir, "reconstruction", section)
         log(f"reconstruct: section added to {Path(report_dir) / 'report.html'}")
+    for kind_row in med.filter((pl.col("source") == primary) & (pl.col("variant") == "reconstruction")).partition_by("kind"):
+        log(f"reconstruct: median ϱ̄ ({primary} saliency) of {kind_row['kind'][0]}: "
+            + ", ".join(f"r={r:g}: {v:.3f}" for r, v in zip(kind_row["norm"], kind_row["median_rho_bar"])))
     log(f"reconstruct: {args.out} (figures {', '.join(made)}; {time.time() - t0:.1f}s)")
     summary["report"] = str(report_dir) if report_dir else None
     summary["out"] = str(args.out)

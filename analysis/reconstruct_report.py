@@ -19,8 +19,10 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
 
     from analysis.html import image as _img, table as _html_table
 
+    titles = {"reconstructions": "Constrained reconstructions (paper Fig. 5)", "rho_scatter": "ϱ̄ per image (paper Fig. 7)"}
     caps = {"reconstructions": "Constrained reconstructions (paper Fig. 5): rows are models per norm budget, then the "
-                               "MTL-Monkey spectral control, the target and the clean image; columns are test images",
+                               "MTL-Monkey spectral control, the target and the clean image; columns are the first "
+                               f"{min(6, summary['images'])} of the {summary['images']} test images",
             "rho_scatter": f"ϱ̄ of MTL-Monkey against each other model and its spectral control, per norm "
                            f"(paper Fig. 7; {'undistorted' if summary['target'] == 'clean' else 'NOISY'} targets; "
                            f"saliency: {summary['primary_source']}; models whose reconstructions did not converge "
@@ -32,12 +34,17 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
         wide = med.with_columns(pl.col("median_rho_bar").round(3)).pivot(on="norm", index=["variant", "kind"],
                                                                          values="median_rho_bar")
         table_html = ("<p>Median ϱ̄ per model kind (columns: norm budget), over models whose reconstructions "
-                      "converged; ϱ̄ &gt; 0 means more power in the salient region than the target has.</p>"
-                      + _html_table(wide, floats=3))
+                      "converged; ϱ̄ &gt; 0 means more power in the salient region than the target has. Rows "
+                      "<code>reconstruction</code>: the results compared; <code>spectral_control</code>: the target "
+                      "with a reconstruction's amplitude spectrum; "
+                      + ("<code>optimizer_result</code>: the optimiser's own result before the check (the paper's "
+                         "procedure), which on short runs still carries the starting noise and can differ from the "
+                         "checked result in sign. " if summary.get("check_steps") else "")
+                      + "</p>" + _html_table(wide, floats=3))
         if summary.get("starts", 1) > 1:
             spread = (med.filter(pl.col("variant") == "reconstruction").with_columns(pl.col("start_range").round(3))
                       .pivot(on="norm", index="kind", values="start_range"))
-            table_html += (f"<p>How much ϱ̄ depends on where the optimisation starts: each kind's median ϱ̄ computed "
+            table_html += (f"<p>How much ϱ̄ depends on where the optimisation starts (rows <code>reconstruction</code>): each kind's median ϱ̄ computed "
                            f"for each of the {summary['starts']} starts from different noise (converged ones), max − min "
                            "(the result above is, per image, the start that ended lowest). A difference between "
                            "kinds smaller than this is not a difference of models.</p>" + _html_table(spread, floats=3))
@@ -55,10 +62,7 @@ def section_html(folder: Path, summary: dict, med, made: list[str]) -> str:
              f"{html.escape(summary['device'])}. Saliency source for ϱ̄: <b>{html.escape(summary['primary_source'])}</b> "
              f"(also in rho.parquet: {', '.join(summary['saliency_sources'])}).</p>",
              table_html,
-             ("<p>Rows <code>optimizer_result</code>: ϱ̄ of the optimiser's own result, before the check (the paper's "
-              "procedure, stalled where the table says so); the check moves reconstructions far (see the README) and "
-              "the two can differ.</p>" if summary.get("check_steps") else ""),
              "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in summary["log"]) + "</ul>"]
     for name in made:
-        parts.append(f"<h3>{html.escape(caps[name].split(':')[0])}</h3>" + _img(folder / "figures" / f"{name}.png", caps[name]))
+        parts.append(f"<h3>{titles[name]}</h3>" + _img(folder / "figures" / f"{name}.png", caps[name]))
     return "\n".join(parts)

@@ -188,7 +188,9 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     assert f"section added to {report}" in r.stdout
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
     assert ("for each of the 2 starts from different noise" in report.read_text()) == bool(compared)
-    assert "Rows <code>optimizer_result</code>" in report.read_text()
+    assert "<code>optimizer_result</code>: the optimiser's own result before the check" in report.read_text()
+    assert "<h3>ϱ̄ per image (paper Fig. 7)</h3>" in report.read_text() or "rho_scatter.png" not in figures
+    assert "RuntimeWarning" not in r.stdout + r.stderr and "median ϱ̄ (truth saliency) of" in r.stdout
     # the report rebuilt from the lake keeps the section, once
     from analysis.report import build
 

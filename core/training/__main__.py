@@ -72,7 +72,9 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
                         ("adversarial", res.adversarial)):
         write_table(out, table, rows, args.sweep, kind, res.run["run_id"])
     r = res.run
-    print(f"{kind}: status {r['status']}, clean accuracy {r['clean_accuracy']:.4f}, FEVe {r['feve']:.4f}, "
+    def v(x):   # "-" where the value does not apply (the Monkey Predictor has no classifier)
+        return "-" if x is None or x != x else f"{x:.4f}"
+    print(f"{kind}: status {r['status']}, clean accuracy {v(r['clean_accuracy'])}, FEVe {v(r['feve'])}, "
           f"{r['epochs']} epochs in {time.perf_counter() - t:.1f}s -> {out}")
     return out
 
