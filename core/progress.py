@@ -10,6 +10,11 @@ import sys
 import time
 
 
+def number(x, digits: int = 4) -> str:
+    """A value for a console line: `digits` decimals, or "-" where it does not apply (None or NaN)."""
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
 class Progress:
     """`done of total` for one piece of work, with the rate and the time left."""
 

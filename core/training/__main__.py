@@ -72,9 +72,9 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
                         ("adversarial", res.adversarial)):
         write_table(out, table, rows, args.sweep, kind, res.run["run_id"])
     r = res.run
-    def v(x):   # "-" where the value does not apply (the Monkey Predictor has no classifier)
-        return "-" if x is None or x != x else f"{x:.4f}"
-    print(f"{kind}: status {r['status']}, clean accuracy {v(r['clean_accuracy'])}, FEVe {v(r['feve'])}, "
+    from core.progress import number   # "-" where a value does not apply (the Monkey Predictor has no classifier)
+
+    print(f"{kind}: status {r['status']}, clean accuracy {number(r['clean_accuracy'])}, FEVe {number(r['feve'])}, "
           f"{r['epochs']} epochs in {time.perf_counter() - t:.1f}s -> {out}")
     return out
 

@@ -412,10 +412,10 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                     "state": state, "config": cfg.__dict__,
                 }, ckpt_path)
             if log:
-                def v(x):   # "-" where the value does not apply (no classifier, no readout)
-                    return "-" if x is None or x != x else f"{x:.4f}"
-                log(f"epoch {epoch:3d}  lr {row['lr']:.3g}  val_acc {v(row['val_accuracy'])}  "
-                    f"val_corr {v(row['val_correlation'])}  {row['images_per_s']:.0f} img/s")
+                from core.progress import number   # "-" where a value does not apply (no classifier, no readout)
+
+                log(f"epoch {epoch:3d}  lr {row['lr']:.3g}  val_acc {number(row['val_accuracy'])}  "
+                    f"val_corr {number(row['val_correlation'])}  {row['images_per_s']:.0f} img/s")
             if report is not None:
                 report(row, ckpt_path)
             if fail_at_epoch is not None and epoch == fail_at_epoch:
