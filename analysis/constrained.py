@@ -336,9 +336,9 @@ def _check_descent(loss_fn, x, radius, steps: int, scale=None, memory: int = 10)
     binding budget can point uphill, and a check preconditioned by the optimiser's blur (with tangent
     projections on the sphere) reached about the same losses on the demo's models, more slowly, with the
     same rise in high-frequency power. Both searches accept only a point that passes Armijo's condition
-    along the projection arc and lowers the loss, so the loss never rises. Plain projected gradient descent settled 0.3–3% of
-    ||f(x0)||² above where quasi-Newton steps go at budgets that do not bind (ill-conditioned; measured on
-    the demo's models). With `scale` (N*R,), ||f(x0)||² of each, a reconstruction stops (is frozen) once
+    along the projection arc and lowers the loss, so the loss never rises. Plain projected gradient descent
+    settled 0.3–3% of ||f(x0)||² above where quasi-Newton steps go at budgets that do not bind
+    (ill-conditioned; measured on the demo's models). With `scale` (N*R,), ||f(x0)||² of each, a reconstruction stops (is frozen) once
     its loss fell by less than SETTLED of its scale over the last CHECK_TAIL steps, so that its result does
     not depend on which other reconstructions share the batch; the check ends when all have stopped, after
     at most `steps`. Returns the final x and the loss (N*R,) before every step and after the last (numpy

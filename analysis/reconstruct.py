@@ -175,6 +175,7 @@ def run(args, log=print) -> dict:
         m = sal.load_maps(args.saliency_maps, n_img, clean.shape[1:])
         saliency["file"], maps["file"] = sal.cumulative_mask(m), m
 
+    primary = "truth" if "truth" in saliency else ("file" if "file" in saliency else "builtin")   # ϱ̄'s main source
     rows, arrays, summaries = [], {}, []
     with tempfile.TemporaryDirectory() as tmpd:
         for run_row in models:
@@ -216,6 +217,7 @@ def run(args, log=print) -> dict:
             variants = [("reconstruction", xr, rec.loss), ("spectral_control", ctrl, c_loss)]
             if rec.main_x is not None:   # the optimiser's own result, before the check: the paper's procedure
                 variants.append(("optimizer_result", rec.main_x[:, :, 0], rec.main_loss))
+            hfs = {variant: high_frequency_share(imgs) for variant, imgs, _ in variants}   # (N, R) each
             for source, masks in saliency.items():
                 r_o = sal.rho(x0_np, masks)
                 # over the starts whose result converged: ϱ̄'s max - min per (image, norm), and the range of the
@@ -233,7 +235,7 @@ def run(args, log=print) -> dict:
                     rng = np.array([np.ptp(med_k[ok[:, j], j]) if ok[:, j].sum() >= 2 else np.nan for j in range(len(norms))])
                 spreads[source], ranges[source] = spread, rng
                 for variant, imgs, losses in variants:
-                    hf = high_frequency_share(imgs)
+                    hf = hfs[variant]
                     rb = sal.rho_bar(imgs, x0_np[:, None], masks[:, None])
                     rr = sal.rho(imgs, masks[:, None])
                     for i in range(len(clean)):
@@ -289,19 +291,18 @@ def run(args, log=print) -> dict:
             if rec.main_x is not None:
                 summaries.append(f"{label}: the check moved the optimiser's results a median {np.nanmedian(move):.0%} of their "
                                  f"norm; share of power above 0.25 cycles/pixel (median): optimiser's "
-                                 f"{np.median(high_frequency_share(rec.main_x[:, :, 0])):.2f}, result "
-                                 f"{np.median(high_frequency_share(xr)):.2f}, targets {np.median(hf_target):.2f}")
+                                 f"{np.median(hfs['optimizer_result']):.2f}, result "
+                                 f"{np.median(hfs['reconstruction']):.2f}, targets {np.median(hf_target):.2f}")
                 log("reconstruct: " + summaries[-1])
             if n_starts > 1:
-                primary_src = "truth" if "truth" in spreads else ("file" if "file" in spreads else "builtin")
                 conv_k = rec.start_converged()
                 summaries.append(f"{label}: {n_starts} starts, the result the lowest-loss one (start 0 in "
                                  f"{int((rec.best_start == 0).sum())} of {rec.best_start.size}); converged over every start: "
-                                 f"{int(conv_k.sum())} of {conv_k.size}; ϱ̄ ({primary_src} saliency) over the converged starts: "
-                                 "range of the median over images " + ", ".join(f"r={r:g}: {ranges[primary_src][j]:.3f}"
+                                 f"{int(conv_k.sum())} of {conv_k.size}; ϱ̄ ({primary} saliency) over the converged starts: "
+                                 "range of the median over images " + ", ".join(f"r={r:g}: {ranges[primary][j]:.3f}"
                                                                                for j, r in enumerate(norms))
                                  + "; median spread per image " + ", ".join(
-                                     f"r={r:g}: {np.nanmedian(spreads[primary_src][:, j]):.3f}" if np.isfinite(spreads[primary_src][:, j]).any()
+                                     f"r={r:g}: {np.nanmedian(spreads[primary][:, j]):.3f}" if np.isfinite(spreads[primary][:, j]).any()
                                      else f"r={r:g}: -" for j, r in enumerate(norms)))
                 log("reconstruct: " + summaries[-1])
             if not model_ok:
@@ -315,7 +316,6 @@ def run(args, log=print) -> dict:
                                  "its reconstructions of those images stay at the starting noise and say nothing")
                 log("reconstruct: warning: " + summaries[-1])
     table = pl.DataFrame(rows)
-    primary = "truth" if "truth" in saliency else ("file" if "file" in saliency else "builtin")
     # the comparison is between models whose reconstructions converged (every row stays in rho.parquet)
     compared = table.filter(pl.col("model_converged"))
     med = (compared.group_by("source", "variant", "kind", "norm").agg(pl.col("rho_bar").median().alias("median_rho_bar"),
