@@ -125,7 +125,7 @@ def run(args, log=print) -> dict:
     from analysis import saliency as sal
     from analysis.report import load
     from core.io import atomic_dir, check_replaceable
-    from core.training.fit import resolve_device
+    from core.training.inference import resolve_device
     from core.training.kinds import load_model
 
     norms = parse_norms(args.norms)

@@ -44,7 +44,7 @@ from core.data import corruptions as C  # noqa: E402
 from core.data.synthetic import make_classification, world_config  # noqa: E402
 from core.evaluate import classification_records  # noqa: E402
 from core.models import build_model  # noqa: E402
-from core.training.fit import resolve_device  # noqa: E402
+from core.training.inference import resolve_device  # noqa: E402
 
 
 def jobs_of(images: np.ndarray, chunk: int, seed: int = 0) -> list:

@@ -34,7 +34,8 @@ def _worker(data_file: str, args: dict, seed: int, ready, go, out):
     from core.models import build_model
     from core.training.config import TrainConfig
     from core.training.data import TrainData, pixel_stats
-    from core.training.fit import fit, resolve_device
+    from core.training.fit import fit
+    from core.training.inference import resolve_device
 
     dev = resolve_device(args["device"])
     if dev.type == "cpu":

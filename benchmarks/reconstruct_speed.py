@@ -42,7 +42,7 @@ from analysis.reconstruct import parse_norms  # noqa: E402
 from analysis.reconstruct_inputs import noisy_targets  # noqa: E402
 from core.data.synthetic import make_classification, world_config  # noqa: E402
 from core.models import build_model  # noqa: E402
-from core.training.fit import resolve_device  # noqa: E402
+from core.training.inference import resolve_device  # noqa: E402
 
 LR = {"adam": 0.01, "sgd": 5.0}   # analysis.reconstruct.default_optimizer
 

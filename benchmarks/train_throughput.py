@@ -46,7 +46,9 @@ from core.models import build_model  # noqa: E402
 from core.training.config import TrainConfig  # noqa: E402
 from core.training.cycler import parse_ratio, schedule  # noqa: E402
 from core.training.data import TrainData, as_u8, pixel_stats  # noqa: E402
-from core.training.fit import NeuralStream, _accuracy, _neural_val, fit, resolve_device  # noqa: E402
+from core.training.data import NeuralStream  # noqa: E402
+from core.training.fit import fit  # noqa: E402
+from core.training.inference import accuracy as _accuracy, neural_val as _neural_val, resolve_device  # noqa: E402
 from core.training.kinds import Sources, mtl_data  # noqa: E402
 from core.training.losses import UncertaintyWeighting, masked_mse  # noqa: E402
 

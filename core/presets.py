@@ -42,6 +42,13 @@ class Preset:
     # once, and keeps a GPU fed). The paper preset (400 epochs x 100,000 images) cannot afford one per
     # epoch: its 16 variants cycle.
     oracle_variants: int = 16
+    # the recipe (core.training.recipe): the paper preset keeps the authors' (plateau drops, best epoch
+    # restored); the short presets anneal to zero on a cosine and are evaluated on their final weights
+    schedule: str = "plateau"
+    warmup: float = 0.0          # share of a fit's steps spent warming up (schedule cosine)
+    select: str = "best"
+    neural_grad: str = "sum"
+    bn_images: int = 2048        # BatchNorm statistics recomputed over this many training images before every evaluation
 
 
 # Short CPU presets (smoke, demo), measured on the demo world (validation accuracy after 8 epochs,
@@ -72,9 +79,11 @@ class Preset:
 # (measured on the demo world), so the scaled-down presets use 1e-2.
 
 
+QUIET_WARMUP = 0.05   # the short presets' warm-up: 5% of a fit's steps
+
 PRESETS = {
     "smoke": Preset("smoke", "smoke", 1 / 16, 32, 2, 2, 1, 1, 5, ("1:2", "2:1"), (0,),
-                    model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
+                    model="vgg11_bn_fc", lr=0.05, augment=False, schedule="cosine", warmup=QUIET_WARMUP, select="final", neural_grad="mean", bn_images=1024, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                     adv_images=16, adv_steps=2, adv_decision_images=2, adv_decision_steps=2, oracle_variants=2),
     # demo: patience 12 = no LR drop inside the 12-epoch cap (the fit keeps the best validation
     # epoch); width 1/8, no dropout and the readout's own Adam: see the measurements above; the
@@ -84,16 +93,16 @@ PRESETS = {
     # Monkey FEVe 0.43 there, 0.28 at 1:2): with 1:2 as well the demo took 10 min 29 s on 2 cores;
     # `--ratios 1:2,2:1` or the controls preset runs more
     "demo": Preset("demo", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("2:1",), (0,),
-                   eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
+                   eval_images=200, model="vgg11_bn_fc", lr=0.05, augment=False, schedule="cosine", warmup=QUIET_WARMUP, select="final", neural_grad="mean", bn_images=1024, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                    adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     # controls: the demo's recipe over 3 seeds (one Oracle and Oracle readout per seed) and 300 test
     # images, so that the positive and negative controls get intervals that can decide; about half an
     # hour on 2 cores (README, "Controls study")
     "controls": Preset("controls", "demo", 1 / 8, 32, 12, 8, 20, 12, 2, ("1:2", "2:1"), (0, 1, 2),
-                       eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
+                       eval_images=300, model="vgg11_bn_fc", lr=0.05, augment=False, schedule="cosine", warmup=QUIET_WARMUP, select="final", neural_grad="mean", bn_images=1024, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False,
                        adv_images=50, adv_steps=5, adv_decision_images=8, adv_decision_steps=4, oracle_variants=12),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2),
-                    dropout=0.0, readout_lr=1e-2, learn_cls_weight=False, oracle_variants=30, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
+                    schedule="cosine", warmup=QUIET_WARMUP, select="final", neural_grad="mean", bn_images=1024, dropout=0.0, readout_lr=1e-2, learn_cls_weight=False, oracle_variants=30, adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),
                     neural_lr=5e-4, adv_images=1000, adv_steps=40, adv_decision_images=200, adv_decision_steps=40),
 }

@@ -44,8 +44,9 @@ WAVES = (
 )
 GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
 ALPHA_KINDS = SIM_KINDS                                     # alpha x seed
-SEEDED_KINDS = ("baseline", "oracle", "oracle_readout")     # seed only (MTL-Oracle seed s reads Oracle seed s)
-SINGLE_KINDS = ("monkey_predictor",)                        # one model (first seed)
+# seed only: one upstream per seed, so that MTL-Monkey seed s reads the Monkey Predictor of seed s and
+# MTL-Oracle seed s the Oracle readout of seed s (a comparison paired by seed carries its upstream's noise)
+SEEDED_KINDS = ("baseline", "monkey_predictor", "oracle", "oracle_readout")
 
 
 @dataclass
@@ -148,9 +149,8 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
     from core.training.kinds import UPSTREAM, base_config, identity_extra, run_id_for
 
     preset = get_preset(spec.preset)
-    ids: dict[tuple[str, int | None], str] = {}   # (kind, seed or None) -> run id
+    ids: dict[tuple[str, int], str] = {}   # (kind, seed) -> run id
     waves = []
-    root_seed = spec.seeds[0]
     for wave in WAVES:
         tasks = []
         for kind in wave:
@@ -160,22 +160,16 @@ def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
                 cells = [(r, s) for r in spec.ratios for s in spec.seeds]
             elif kind in ALPHA_KINDS:
                 cells = [(a, s) for a in spec.alphas for s in spec.seeds]
-            elif kind in SEEDED_KINDS:
-                cells = [("", s) for s in spec.seeds]
             else:
-                cells = [("", root_seed)]
+                cells = [("", s) for s in spec.seeds]
             for cell, seed in cells:
-                # a seeded upstream (Oracle, its readout) is the one of the same seed; the Monkey Predictor is one
-                up = ids.get((UPSTREAM[kind], seed), ids.get((UPSTREAM[kind], None), "")) if kind in UPSTREAM else ""
+                up = ids.get((UPSTREAM[kind], seed), "") if kind in UPSTREAM else ""   # the upstream of the same seed
                 alpha = float(cell) if kind in ALPHA_KINDS else None
                 ratio = "" if alpha is not None else cell
                 cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind, alpha))
                 rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up, identity_extra(kind, preset))
                 tasks.append(Task(kind, ratio, seed, rid, up, alpha))
-                if kind in SINGLE_KINDS:
-                    ids[(kind, None)] = rid
-                elif kind in SEEDED_KINDS:
-                    ids[(kind, seed)] = rid
+                ids[(kind, seed)] = rid
         waves.append(tasks)
     return waves
 

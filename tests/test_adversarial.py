@@ -9,7 +9,8 @@ from core.evaluate.adversarial import adversarial_records, minimal_l2, pgd_accur
 from core.models import build_model
 from core.training.config import TrainConfig
 from core.training.data import TrainData, as_u8, pixel_stats
-from core.training.fit import fit, predict_logits
+from core.training.fit import fit
+from core.training.inference import predict_logits
 
 
 @pytest.fixture(scope="module")

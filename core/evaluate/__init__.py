@@ -9,7 +9,7 @@ from core.data.corruptions import CORRUPTIONS
 from core.measures import neural_metrics
 from core.models.mtl import MultiTaskModel
 from core.training.data import as_u8
-from core.training.fit import predict_logits, predict_rates
+from core.training.inference import predict_logits, predict_rates
 
 
 def predict_classes(model: MultiTaskModel, images: np.ndarray, batch: int = 512) -> np.ndarray:

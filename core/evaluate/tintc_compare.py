@@ -26,7 +26,7 @@ DEFAULT_IMAGES = 500
 
 def load_classifier(model_dir: str | os.PathLike, n_classes: int, device: str = "cpu"):
     """A saved model that can classify Tiny ImageNet's 64x64 grayscale images into `n_classes`."""
-    from core.training.fit import resolve_device
+    from core.training.inference import resolve_device
     from core.training.kinds import load_model
 
     model, record = load_model(model_dir, str(resolve_device(device)))

@@ -25,6 +25,7 @@ class GaussianReadout(nn.Module):
         self.sigma = nn.Parameter(torch.empty(1, n_neurons, 1, 2))
         self.features = nn.Parameter(torch.empty(1, c, 1, n_neurons))
         self.bias = nn.Parameter(torch.empty(n_neurons))
+        self.generator: torch.Generator | None = None   # for the sampled read positions (a fit sets its own)
         self.reset_parameters()
 
     def reset_parameters(self, mean_activity: torch.Tensor | None = None) -> None:
@@ -46,7 +47,7 @@ class GaussianReadout(nn.Module):
             self.mu.clamp_(-1, 1)
             self.sigma.clamp_(min=0)
         shape = (batch_size, self.n_neurons, 1, 2)
-        norm = self.mu.new_empty(shape).normal_() if sample else self.mu.new_zeros(shape)
+        norm = self.mu.new_empty(shape).normal_(generator=self.generator) if sample else self.mu.new_zeros(shape)
         return torch.clamp(norm * self.sigma + self.mu, -1, 1)
 
     def forward(self, x: torch.Tensor, sample: bool | None = None) -> torch.Tensor:

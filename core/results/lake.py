@@ -33,7 +33,9 @@ TABLES: dict[str, pa.Schema] = {
     "runs": pa.schema(KEY + [
         ("ratio_value", F64), ("preset", STR), ("family", STR), ("alpha", F64),
         ("status", STR), ("error", STR), ("diverged_epoch", I64),
-        ("clean_accuracy", F64), ("val_accuracy", F64),
+        ("clean_accuracy", F64),
+        ("val_accuracy", F64),          # of the weights evaluated (the config's `select`: best epoch or final)
+        ("val_accuracy_final", F64),    # of the last epoch's weights
         ("fev", F64), ("feve", F64),
         ("feve_neurons", I64),   # neurons in the FEVe mean; the others had no explainable variance (left out)
         ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),

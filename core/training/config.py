@@ -31,7 +31,15 @@ class TrainConfig:
     patience: int = 5                   # epochs without improvement before an LR reduction
     lr_factor: float = 0.3
     threshold: float = 1e-4
-    max_reductions: int = 5             # stop after this many LR reductions
+    max_reductions: int = 5             # stop after this many LR reductions (schedule plateau)
+    schedule: str = "plateau"           # plateau: the authors' ReduceLROnPlateau; cosine: warm-up, then a cosine
+                                        # to zero at max_epochs (core.training.recipe)
+    warmup: float = 0.0                 # schedule cosine: share of the fit's optimizer steps spent warming up linearly
+    select: str = "best"                # the weights a fit leaves: best (validation) or final
+    neural_grad: str = "sum"            # mode mtl, ratio above 1:1: the step's neural batches add up (sum, the
+                                        # authors) or share one batch's weight (mean)
+    bn_images: int = 0                  # BatchNorm statistics recomputed over this many training images before
+                                        # every evaluation (0: the running statistics of training, as the authors)
     readout_gamma: float = 0.5          # L1 on readout features (mode neural)
     learn_cls_weight: bool = True       # mode mtl: learn the classification loss weight too (the authors);
                                         # False: plain CE, only the neural weight learned (core/presets.py)
@@ -62,6 +70,13 @@ class TrainConfig:
                 raise ConfigError(f"{k}={getattr(self, k)}; expected > 0")
         if self.sim_alpha < 0 or self.sim_pairs < 1:
             raise ConfigError(f"sim_alpha={self.sim_alpha}, sim_pairs={self.sim_pairs}; expected alpha >= 0, pairs >= 1")
+        for k, allowed in (("schedule", ("plateau", "cosine")), ("select", ("best", "final")),
+                           ("neural_grad", ("sum", "mean"))):
+            if getattr(self, k) not in allowed:
+                raise ConfigError(f"{k}={getattr(self, k)!r}; expected {' or '.join(allowed)}")
+        if not 0 <= self.warmup < 1 or self.bn_images < 0:
+            raise ConfigError(f"warmup={self.warmup}, bn_images={self.bn_images}; expected 0 <= warmup < 1 and "
+                              "bn_images >= 0")
         if not 0 <= self.momentum < 1:
             raise ConfigError(f"momentum={self.momentum}; expected 0 <= momentum < 1")
 

@@ -72,3 +72,24 @@ class TrainData:
             self.corrupted.to(device) if self.corrupted is not None else None,
             self.sim_pool.to(device) if self.sim_pool is not None else None,
         )
+
+
+class NeuralStream:
+    """Endless shuffled batches of trial indices; its state is checkpointed."""
+
+    def __init__(self, n: int, batch: int, gen: torch.Generator):
+        self.n, self.batch, self.gen = n, min(batch, n), gen
+        self.perm, self.pos = torch.randperm(n, generator=gen), 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch > self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
+        idx = self.perm[self.pos:self.pos + self.batch]
+        self.pos += self.batch
+        return idx
+
+    def state(self):
+        return {"perm": self.perm.clone(), "pos": self.pos}
+
+    def load(self, s):
+        self.perm, self.pos = s["perm"], s["pos"]

@@ -1,17 +1,19 @@
 """`fit`: the multi-task training loop, in plain PyTorch.
 
 One epoch is one pass over the classification set (or, for a neural-only model, over the neural
-training trials). Optimizer steps follow the ratio cycler; the learning rate drops on a validation
-plateau (ReduceLROnPlateau, mode max) and the best weights are restored at every drop; training
-stops after `max_reductions` drops or `max_epochs`. The whole state (model, optimizer, scheduler,
-best weights, history, every RNG) is checkpointed after each epoch, so a resumed fit ends with
-exactly the metrics of an uninterrupted one on the CPU. A non-finite loss ends the fit with
-status "diverged" instead of raising.
+training trials). Optimizer steps follow the ratio cycler. The learning rate follows the config's
+schedule (core.training.recipe): `plateau` (the authors': it drops on a validation plateau and the best
+weights are restored at every drop; training stops after `max_reductions` drops or `max_epochs`) or
+`cosine` (warm-up, then a cosine to zero at `max_epochs`, every optimizer on it). `select` says which
+weights the fit leaves in the model: the best validation epoch's or the final ones. BatchNorm
+statistics are recomputed the same way before every validation and at the end. The whole state
+(model, optimizers, schedulers, best weights, history, every random stream) is checkpointed after
+each epoch, so a resumed fit ends with exactly the metrics of an uninterrupted one on the CPU. A
+non-finite loss ends the fit with status "diverged" instead of raising.
 """
 
 from __future__ import annotations
 
-import contextlib
 
 import copy
 import math
@@ -21,18 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from core.io import atomic_file
-from core.measures import correlation
 from core.models.mtl import MultiTaskModel
 from core.training.augment import augment
 from core.training.config import TrainConfig
 from core.training.cycler import schedule
-from core.training.data import NeuralBatchSource, TrainData
+from core.training.data import NeuralStream, TrainData
+from core.training.inference import accuracy, neural_val, resolve_device
 from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
+from core.training.recipe import Streams, bn_subset, recompute_batchnorm, step_schedulers
 from core.training.similarity import pair_cosine, similarity_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -50,37 +52,12 @@ class FitResult:
     images_per_s: float = 0.0
     device: str = "cpu"
     resumed_after_epoch: int | None = None       # the checkpoint's epoch, when the fit resumed from one
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    selected_metric: float = float("nan")        # the validation metric of the weights the fit leaves (select)
+    final_metric: float = float("nan")           # ... of the last epoch's weights
 
 
 class _Diverged(Exception):
     pass
-
-
-class NeuralStream:
-    """Endless shuffled batches of trial indices; its state is checkpointed."""
-
-    def __init__(self, n: int, batch: int, gen: torch.Generator):
-        self.n, self.batch, self.gen = n, min(batch, n), gen
-        self.perm, self.pos = torch.randperm(n, generator=gen), 0
-
-    def next(self) -> torch.Tensor:
-        if self.pos + self.batch > self.n:
-            self.perm, self.pos = torch.randperm(self.n, generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + self.batch]
-        self.pos += self.batch
-        return idx
-
-    def state(self):
-        return {"perm": self.perm.clone(), "pos": self.pos}
-
-    def load(self, s):
-        self.perm, self.pos = s["perm"], s["pos"]
 
 
 def _frozen_modules(model: MultiTaskModel, through: str) -> list[torch.nn.Module]:
@@ -96,41 +73,6 @@ def set_train_mode(model: MultiTaskModel, frozen: list[torch.nn.Module]) -> None
     model.train()
     for m in frozen:
         m.eval()  # frozen layers keep their BatchNorm statistics
-
-
-@torch.no_grad()
-def _predict(model: MultiTaskModel, x_u8: torch.Tensor, head, batch: int, amp: bool) -> torch.Tensor:
-    """Batched eval-mode forward of uint8 images through `head(model, x)`, on the model's device."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for a in range(0, len(x_u8), batch):
-        x = model.prep(x_u8[a:a + batch].to(dev))
-        if dev.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        # bf16 autocast on CUDA only (torch.autocast refuses some device types even when disabled)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else contextlib.nullcontext():
-            out.append(head(model, x).float())
-    return torch.cat(out)
-
-
-def predict_logits(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
-    """Class logits (N, classes) for uint8 images (N, 1, H, W)."""
-    return _predict(model, x_u8, MultiTaskModel.forward, batch, amp)
-
-
-def predict_rates(model: MultiTaskModel, x_u8: torch.Tensor, batch: int = 512, amp: bool = True) -> torch.Tensor:
-    """Predicted firing rates (N, K) for uint8 images (N, 1, H, W)."""
-    return _predict(model, x_u8, MultiTaskModel.predict_neural, batch, amp)
-
-
-def _accuracy(model, x, y, amp) -> float:
-    return float((predict_logits(model, x, amp=amp).argmax(1) == y.to(x.device)).float().mean())
-
-
-def _neural_val(model, src: NeuralBatchSource, amp) -> float:
-    pred = predict_rates(model, src.images[src.index], amp=amp).cpu().numpy()
-    return float(np.nanmean(correlation(src.targets.cpu().numpy(), pred, src.mask.cpu().numpy())))
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -150,9 +92,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     if cfg.threads and dev.type == "cpu":
         torch.set_num_threads(cfg.threads)
     use_amp = cfg.amp and dev.type == "cuda"
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)                       # data order (CPU)
-    aug_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)   # augmentation (on device)
+    streams = Streams(cfg.seed, dev)   # one generator per source of randomness (core.training.recipe)
+    torch.manual_seed(streams.global_seed)
+    gen, aug_gen = streams["batches"], streams["augment"]
 
     model.to(dev)
     if dev.type == "cuda":
@@ -189,8 +131,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     # the mean-over-neurons MSE gradient, which plain SGD cannot fit in a short run (core/presets.py)
     optimizers = [opt] + ([torch.optim.Adam(model.readout.parameters(), lr=cfg.readout_lr, weight_decay=cfg.weight_decay)]
                           if own_readout else [])
+    plateau = cfg.schedule == "plateau"
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg.lr_factor,
-                                                       patience=cfg.patience, threshold=cfg.threshold)
+                                                       patience=cfg.patience, threshold=cfg.threshold) if plateau else None
 
     has_cls = mode in ("classification", "oracle_pretrain", "mtl", "similarity")
     has_neural = mode in ("neural", "mtl")
@@ -201,19 +144,36 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     if mode == "oracle_pretrain" and data.corrupted is None:
         raise ValueError("mode oracle_pretrain needs a bank of corrupted variants of the training images (TrainData.corrupted)")
 
-    stream = NeuralStream(len(data.neural_train), cfg.batch_size, gen) if has_neural else None
+    stream = NeuralStream(len(data.neural_train), cfg.batch_size, streams["neural"]) if has_neural else None
     variant_order = None
     if mode == "oracle_pretrain":   # (N, V): image i's variant in epoch e is variant_order[i, (e-1) % V]
-        g = torch.Generator().manual_seed(cfg.seed + 7)
         n_img, n_var = data.corrupted.shape[1], data.corrupted.shape[0]
-        variant_order = torch.argsort(torch.rand(n_img, n_var, generator=g), dim=1).to(dev)
+        variant_order = torch.argsort(torch.rand(n_img, n_var, generator=streams["variants"]), dim=1).to(dev)
+    if model.readout is not None:
+        model.readout.generator = streams["readout"]   # its sampled read positions
     n_train = len(data.cls["train"][1]) if has_cls else len(data.neural_train)
     B = min(cfg.batch_size, n_train)
     n_steps = max(1, n_train // B)
     plan = schedule(n_steps, cfg.ratio) if mode == "mtl" else None
+    cosine = step_schedulers(optimizers, n_steps * cfg.max_epochs, round(cfg.warmup * n_steps * cfg.max_epochs)) if not plateau else []
+    # the BatchNorm pass before every evaluation: a fixed subset of this fit's training images; only the
+    # layers this fit trains (a frozen layer keeps the statistics of the fit that trained it)
+    if has_cls:
+        bn_x, bn_aug = data.cls["train"][0], cfg.augment
+    else:
+        src = data.neural_train
+        bn_x, bn_aug = src.images[torch.unique(src.index)], False
+    bn_x = bn_x[bn_subset(len(bn_x), cfg.bn_images).to(bn_x.device)] if cfg.bn_images > 0 else None
+    frozen_ids = {id(m) for f in frozen for m in f.modules()}
+
+    def evaluate_mode():
+        if bn_x is not None:
+            recompute_batchnorm(model, bn_x, max(B, 256), bn_aug, use_amp, skip=frozen_ids)
+        model.eval()
 
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_state": None, "n_reductions": 0,
-             "train_seconds": 0.0, "images": 0}
+             "train_seconds": 0.0, "images": 0, "final_metric": float("nan")}
+    keep_best = plateau or cfg.select == "best"
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     resumed_after = None
     if ckpt_path is not None and ckpt_path.is_file():
@@ -225,13 +185,13 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                              "(written with another readout_lr?)")
         for o, st in zip(optimizers, saved):
             o.load_state_dict(st)
-        sched.load_state_dict(ck["scheduler"])
+        for sc, st in zip([sched] if plateau else cosine, ck["scheduler"]):
+            sc.load_state_dict(st)
         if aux is not None:
             aux.load_state_dict(ck["weighting"])
         if stream is not None:
             stream.load(ck["stream"])
-        gen.set_state(ck["gen"].cpu())
-        aug_gen.set_state(ck["aug_gen"].cpu())
+        streams.load(ck["streams"])
         torch.set_rng_state(ck["torch_rng"].cpu())
         if dev.type == "cuda" and ck.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), dev)
@@ -269,7 +229,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp)
 
-    def neural_step(epoch, sums):
+    def neural_step(epoch, sums, share=1.0):
         idx = stream.next().to(dev)
         src = data.neural_train
         x = prep(src.images[src.index[idx]], aug=False)
@@ -280,7 +240,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             sums["neural"] += loss.detach()
         else:
             mse = masked_mse(rate, src.targets[idx], src.mask[idx])
-            loss = weighting.neural(mse)
+            loss = share * weighting.neural(mse)
             sums["neural"] += mse.detach() + 0.0 * loss.detach()  # NaN in the weighting shows too
         loss.backward()
         return len(idx)
@@ -319,7 +279,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             n = len(idx)
             if simreg is not None:
                 pool = data.sim_pool
-                i, j = pool.sample_pairs(cfg.sim_pairs, gen)
+                i, j = pool.sample_pairs(cfg.sim_pairs, streams["similarity"])
                 i, j = i.to(dev), j.to(dev)
                 both = torch.cat([i, j])
                 with autocast():
@@ -354,17 +314,24 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                     n_img += neural_step(epoch, sums)
                     n_neu += 1
                 else:
-                    for kind in (plan[s] if plan else ["classification"]):
+                    group = plan[s] if plan else ["classification"]
+                    # neural_grad "mean": the step's neural batches share one batch's weight, so that a ratio
+                    # above 1:1 does not act as a larger learning rate on the shared layers
+                    share = 1.0 / max(1, group.count("neural")) if cfg.neural_grad == "mean" else 1.0
+                    for kind in group:
                         if kind == "neural":
-                            n_img += neural_step(epoch, sums)
+                            n_img += neural_step(epoch, sums, share)
                             n_neu += 1
                         else:
                             n_img += cls_step(epoch, perm[s * B:(s + 1) * B], sums)
                             n_cls += 1
                 for o in optimizers:
                     o.step()
+                for sc in cosine:
+                    sc.step()
             check(sums, epoch)  # reads the sums: also waits for the GPU's queued work
             dt = time.perf_counter() - t0
+            evaluate_mode()
 
             row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_seconds": dt,
                    "optimizer_steps": n_steps, "classification_batches": n_cls, "neural_batches": n_neu,
@@ -376,19 +343,22 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                    "sim_layer_weights": ",".join(f"{w:.4f}" for w in simreg.weights().tolist()) if simreg is not None else "",
                    "log_var_classification": weighting.log_var_cls.item() if weighting is not None else float("nan"),
                    "log_var_neural": weighting.log_var_neural.item() if weighting is not None else float("nan"),
-                   "val_accuracy": _accuracy(model, *data.cls["val"], use_amp) if has_cls else float("nan"),
-                   "val_correlation": _neural_val(model, data.neural_val, use_amp) if (has_neural and data.neural_val is not None) else float("nan")}
+                   "val_accuracy": accuracy(model, *data.cls["val"], use_amp) if has_cls else float("nan"),
+                   "val_correlation": neural_val(model, data.neural_val, use_amp) if (has_neural and data.neural_val is not None) else float("nan")}
             metric = row["val_accuracy"] if has_cls else row["val_correlation"]
             if not math.isfinite(metric):
                 raise _Diverged(f"non-finite validation metric in epoch {epoch}")
+            state["final_metric"] = metric
             if metric > state["best_metric"]:
                 state["best_metric"] = metric
-                state["best_state"] = copy.deepcopy(model.state_dict())
-                if aux is not None:
-                    state["best_weighting"] = copy.deepcopy(aux.state_dict())
+                if keep_best:   # a copy of the weights per improvement: only where they will be restored
+                    state["best_state"] = copy.deepcopy(model.state_dict())
+                    if aux is not None:
+                        state["best_weighting"] = copy.deepcopy(aux.state_dict())
             lr_before = opt.param_groups[0]["lr"]
-            sched.step(metric)
-            if opt.param_groups[0]["lr"] < lr_before:
+            if plateau:
+                sched.step(metric)
+            if plateau and opt.param_groups[0]["lr"] < lr_before:
                 state["n_reductions"] += 1
                 for o in optimizers[1:]:          # the readout's own Adam follows the schedule
                     for g in o.param_groups:
@@ -404,10 +374,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             if ckpt_path is not None:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({
-                    "model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers], "scheduler": sched.state_dict(),
+                    "model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
+                    "scheduler": [sc.state_dict() for sc in ([sched] if plateau else cosine)],
                     "weighting": aux.state_dict() if aux is not None else None,
                     "stream": stream.state() if stream is not None else None,
-                    "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "streams": streams.state(), "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                     "state": state, "config": cfg.__dict__,
                 }, ckpt_path)
@@ -427,9 +398,12 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         status, error = "diverged", str(e)
         diverged_epoch = state["epoch"] + 1
         stop_reason = "diverged"
-    if state["best_state"] is not None:
+    # every path leaves BatchNorm statistics recomputed: the last validation did it, and best weights were
+    # copied after theirs
+    if cfg.select == "best" and state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     model.eval()
+    selected = state["best_metric"] if cfg.select == "best" else state["final_metric"]
     return FitResult(status, state["history"], state["best_metric"], stop_reason, diverged_epoch, error,
                      state["train_seconds"], state["images"] / max(state["train_seconds"], 1e-9), str(dev),
-                     resumed_after)
+                     resumed_after, selected, state["final_metric"])

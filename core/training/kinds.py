@@ -36,7 +36,8 @@ from core.results.lake import now, provenance
 from core.training.config import TrainConfig
 from core.training.cycler import ratio_value
 from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
-from core.training.fit import fit, predict_rates, resolve_device
+from core.training.fit import fit
+from core.training.inference import predict_rates, resolve_device
 
 from core.training.graph import CLASSIFIERS, KINDS, SIM_KINDS, UPSTREAM  # noqa: E402,F401  (re-exported)
 NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
@@ -84,7 +85,8 @@ def base_config(kind: str, preset: Preset, ratio: str, seed: int, **overrides) -
     """The resolved training config of a kind under a preset (the paper's settings where they apply)."""
     common = dict(model=preset.model, width=preset.width, batch_size=preset.batch_size, max_epochs=preset.max_epochs,
                   patience=preset.patience, max_reductions=preset.max_reductions, seed=seed, augment=preset.augment,
-                  dropout=preset.dropout)
+                  dropout=preset.dropout, schedule=preset.schedule, warmup=preset.warmup,
+                  select=preset.select, neural_grad=preset.neural_grad, bn_images=preset.bn_images)
     if kind == "monkey_predictor":
         cfg = TrainConfig(mode="neural", lr=preset.neural_lr, optimizer="adam", **{**common, "max_epochs": preset.neural_epochs})
     elif kind == "oracle_readout":
@@ -379,13 +381,14 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
                 adv_rows = adversarial_records(model, np.asarray(cls.images["test"]), np.asarray(cls.labels["test"]),
                                                preset.adv_images, preset.adv_decision_images, preset.adv_steps,
                                                preset.adv_decision_steps, seed=seed)
-    val_acc = [r["val_accuracy"] for r in epochs if np.isfinite(r.get("val_accuracy", np.nan))]
     run = {
         "run_id": run_id, "kind": kind, "ratio": ratio, "ratio_value": ratio_value(ratio) if ratio else float("nan"),
         "seed": seed, "preset": preset.name,
         "family": "mtl" if kind.startswith("mtl_") else ("similarity" if kind in SIM_KINDS else kind),
         "status": res.status, "error": res.error, "diverged_epoch": res.diverged_epoch,
-        "val_accuracy": max(val_acc) if val_acc else float("nan"),
+        # the validation accuracy of the weights evaluated below (cfg.select), and of the last epoch's
+        "val_accuracy": res.selected_metric if kind in CLASSIFIERS else float("nan"),
+        "val_accuracy_final": res.final_metric if kind in CLASSIFIERS else float("nan"),
         **{k: metrics.get(k, float("nan")) for k in ("clean_accuracy", "fev", "feve", "corr_trial", "corr_avg", "corr_true",
                                                       "sim_match", "readout_alive")},
         "feve_neurons": metrics.get("feve_neurons"),
