@@ -49,6 +49,10 @@ def main(argv=None) -> int:
         from analysis.controls import format_controls
 
         print(format_controls(rep.controls))
+    if rep.findings:
+        from analysis.findings import format_findings
+
+        print(format_findings(rep.findings))
     print(f"report: {rep.out / 'report.html'}")
     return 0
 

@@ -10,15 +10,18 @@ Model health (one row per finished model):
 Run-level controls (the paper's own; the verdict heads every report and the main job's summary):
 - every classifier healthy, no dead readout layer, every neural model's FEVe above zero;
 - positive control: the Oracle, trained on the corruption kinds it is tested on, is more robust than
-  the Baseline (its bootstrap interval of the overall robustness lies above 100);
-- negative control: MTL-Shuffled's interval includes 100 (overlaps the Baseline's, which is 100 by
-  definition): shuffled targets carry no information about the images, so co-training on them
-  should neither help nor hurt; an interval above 100 points at a leak of image information, one
-  below at a recipe in which the extra task slows classification (both fail). With a single training
-  seed (of MTL-Shuffled or of the Baseline) the interval covers test images only, not training runs,
-  which vary more: an interval below 100 is then "unclear"; one above 100 still fails, on purpose,
-  because a leak is a code defect worth chasing from one model (a false alarm costs a look, a missed
-  leak the study).
+  the Baseline (the interval of its overall robustness, paired by seed with the Baseline, lies above
+  100; analysis.precision);
+- negative control: MTL-Shuffled's interval includes 100 (the Baseline): shuffled targets carry no
+  information about the images, so co-training on them should neither help nor hurt; an interval above
+  100 points at a leak of image information, one below at a recipe in which the extra task slows
+  classification (both fail). Several ratios are judged together on the stratified estimate (the
+  ratios averaged within each seed), never pooled as if they were seeds. With a single training seed
+  the interval covers test images only, not training runs, which vary more: an interval below 100 is
+  then "unclear"; one above 100 still fails, on purpose, because a leak is a code defect worth chasing
+  from one model (a false alarm costs a look, a missed leak the study).
+Every interval line carries the smallest effect the run could have detected (80% power, two-sided 5%),
+so that "unclear" or "not shown" is read beside what the run could have shown.
 An unhealthy model is kept out of scores, figures and regressions; the report names it and why.
 """
 
@@ -94,49 +97,52 @@ def model_health(runs: pl.DataFrame, preds: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def _interval(boot_kind: pl.DataFrame | None, kind: str):
-    if boot_kind is None or boot_kind.is_empty():
-        return None
-    row = boot_kind.filter((pl.col("kind") == kind) & (pl.col("level") == "overall"))
-    return row.row(0, named=True) if row.height else None
+def _fmt(row: dict) -> str:
+    """'robustness 104.2 [97.1, 111.8] (3 seeds × 1000 images; smallest detectable effect 9.8%)'."""
+    n = row["n_seeds"]
+    return (f"robustness {row['estimate']:.1f} [{row['low']:.1f}, {row['high']:.1f}] ({n} seed{'' if n == 1 else 's'} × "
+            f"{row['n_images']} images; smallest detectable effect {row['mde']:.1f}%)")
 
 
-def _positive(est: float, lo: float, hi: float) -> tuple[str, str]:
-    if lo > 100:
+def _positive(row: dict) -> tuple[str, str]:
+    if row["low"] > 100:
         return "pass", "its interval lies above 100"
-    if est > 100:
-        return "unclear", "above 100, but its interval includes 100 (more seeds or test images would decide)"
+    if row["estimate"] > 100:
+        return "unclear", ("above 100, but its interval includes 100: this run could only have shown an effect above "
+                           f"{row['mde']:.1f}% (more seeds or test images would decide)")
     return "fail", "not above 100: the Oracle trains on these corruption kinds, so suspect the code"
 
 
-def _negative(est: float, lo: float, hi: float, n_seeds: int = 2) -> tuple[str, str]:
-    if lo <= 100 <= hi:
+def _negative(row: dict) -> tuple[str, str]:
+    if row["low"] <= 100 <= row["high"]:
         return "pass", "its interval includes 100"
-    if lo > 100:
+    if row["low"] > 100:
         return "fail", "its interval lies above 100: shuffled targets carry no image information, so suspect the code"
-    if n_seeds < 2:
-        # one model: the interval resamples test images only, not training runs, and one run's robustness
-        # moves by more than that (the demo's MTL-Shuffled: 94.3, then 82.3 after its upstream Monkey
-        # Predictor changed in the third decimal of FEVe; over 3 seeds the controls preset gave [89.4, 128.3])
+    if row["n_seeds"] < 2:
+        # one model: the interval resamples test images only, not training runs, and one run's robustness moves
+        # by more than that
         return "unclear", ("its interval lies below 100, but from one training seed: the interval covers test images, "
                            "not training runs, which vary more; a grid with several seeds (--preset controls) decides")
     return "fail", ("its interval lies below 100: co-training on shuffled targets hurt robustness (compare its clean "
                     "accuracy with the Baseline's: a recipe that slows the MTL classifier shows here)")
 
 
-def _interval_control(boot_kind: pl.DataFrame | None, kind: str, name: str, judge, n_seeds: int = 0) -> Control:
-    """A control on one kind's pooled overall-robustness interval, judged by `judge(est, lo, hi)`
-    (the negative control also by the number of training seeds behind it)."""
-    row = _interval(boot_kind, kind)
+def _interval_control(comps: pl.DataFrame | None, kind: str, name: str, judge) -> Control:
+    """A control on one kind's overall robustness against the Baseline, paired by seed (stratified over its
+    ratios where it has several: analysis.precision), judged by `judge(row)`."""
+    from analysis.precision import overall
+
+    row = overall(comps, kind, "baseline") if comps is not None and not comps.is_empty() else None
     if row is None:
         return Control(name, "unclear", f"no healthy {kind} with robustness scores in this sweep")
-    est, lo, hi = row["estimate"], row["low"], row["high"]
-    status, why = judge(est, lo, hi, n_seeds) if judge is _negative else judge(est, lo, hi)
-    return Control(name, status, f"{kind} robustness {est:.1f} [{lo:.1f}, {hi:.1f}]: {why}")
+    status, why = judge(row)
+    over = " over its ratios (stratified)" if row["setting"] == "all" else ""
+    return Control(name, status, f"{kind}{over} {_fmt(row)}: {why}")
 
 
-def run_controls(health: pl.DataFrame, boot_kind: pl.DataFrame | None) -> list[Control]:
-    """The run-level controls, from the model health table and the per-kind pooled bootstrap."""
+def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None) -> list[Control]:
+    """The run-level controls, from the model health table and the seed-paired comparisons
+    (analysis.precision.comparisons)."""
     out = []
 
     def bad(pattern: str, kinds=None) -> pl.DataFrame:
@@ -158,15 +164,9 @@ def run_controls(health: pl.DataFrame, boot_kind: pl.DataFrame | None) -> list[C
     out.append(Control("neural predictions above zero FEVe", "fail" if neural.height else ("pass" if n_neural else "unclear"),
                        names(neural) if neural.height else f"{n_neural} neural model(s) checked"))
 
-    out.append(_interval_control(boot_kind, "oracle", "positive control: Oracle more robust than the Baseline",
-                                 _positive))
-    def seeds(kind: str) -> int:   # distinct training seeds of a kind's healthy models (ratios are not replicates)
-        h = health.filter((pl.col("kind") == kind) & pl.col("healthy"))
-        return h["seed"].n_unique() if h.height else 0
-
-    out.append(_interval_control(boot_kind, "mtl_shuffled",
-                                 "negative control: MTL-Shuffled's interval should include 100 (the Baseline)", _negative,
-                                 min(seeds("mtl_shuffled"), seeds("baseline"))))
+    out.append(_interval_control(comps, "oracle", "positive control: Oracle more robust than the Baseline", _positive))
+    out.append(_interval_control(comps, "mtl_shuffled",
+                                 "negative control: MTL-Shuffled's interval should include 100 (the Baseline)", _negative))
     return out
 
 

@@ -73,17 +73,22 @@ def accuracy_vs_severity(acc: pl.DataFrame, clean: pl.DataFrame):
     return fig
 
 
-def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = None, level: float = 0.95):
-    """Paper Fig. 3A/B: robustness score overall and per category for each model kind (its models
-    over all ratios and seeds pooled), with bootstrap intervals. A category in `near_chance` (scope
-    -> why: the Baseline's accuracy there is near chance, so its ratios explode) gets a warning in
-    place of bars."""
+def robustness_bars(comps: pl.DataFrame, near_chance: dict[str, str] | None = None, level: float = 0.95):
+    """Paper Fig. 3A/B: robustness score overall and per category for each model kind against the Baseline
+    (100, the dashed line), paired by seed, stratified over a kind's ratios where it has several
+    (analysis.precision), each bar with its interval. A category in `near_chance` (scope -> why: the
+    Baseline's accuracy there is near chance, so its ratios explode) gets a warning in place of bars."""
     near_chance = near_chance or {}
-    d = boot.filter((pl.col("statistic") == "robustness") & pl.col("level").is_in(["overall", "category"]))
+    d = comps.filter((pl.col("statistic") == "robustness") & (pl.col("reference") == "baseline")
+                     & pl.col("level").is_in(["overall", "category"]))
+    # one setting per kind: the stratified one ("all") where the kind has several
+    multi = set(d.filter(pl.col("setting") == "all")["kind"].to_list())
+    d = d.filter(pl.when(pl.col("kind").is_in(list(multi))).then(pl.col("setting") == "all").otherwise(True))
     scopes = [s for s in ("overall", "noise", "blur", "weather", "digital") if s in set(d["scope"].to_list())]
     kinds = _kinds(d["kind"].to_list())
     fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / max(1, len(kinds))
+    one_seed = False
     for gi, kind in enumerate(kinds):
         g = d.filter(pl.col("kind") == kind)
         xs, ys, lo, hi = [], [], [], []
@@ -94,17 +99,23 @@ def robustness_bars(boot: pl.DataFrame, near_chance: dict[str, str] | None = Non
                 ys.append(r["estimate"][0])
                 lo.append(r["estimate"][0] - r["low"][0])
                 hi.append(r["high"][0] - r["estimate"][0])
-        n = int(g["n_models"][0]) if g.height else 0
-        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind), label=f"{label(kind)} ({n} model{'' if n == 1 else 's'})")
+        n = int(g["n_seeds"][0]) if g.height else 0
+        one_seed |= n == 1
+        setting = g["setting"][0] if g.height else ""
+        where = ", ratios averaged" if setting == "all" else (f", {setting}" if setting else "")
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=2, color=COLORS.get(kind),
+               label=f"{label(kind)} ({n} seed{'' if n == 1 else 's'}{where})")
     for si, s in enumerate(scopes):
         if s in near_chance:
             ax.text(si, 100, "Baseline near chance:\nno ratio shown", ha="center", va="bottom", fontsize=8, color="#c62828")
-    ax.axhline(100, color="k", lw=0.8, ls="--")
+    ax.axhline(100, color="k", lw=0.8, ls="--", label="Baseline (100 by definition)")
     ax.set_xticks(range(len(scopes)), scopes)
     ax.set_ylabel("robustness score (% of Baseline)")
-    n_boot = int(d["n_boot"][0]) if d.height else 0
-    ax.set_title(f"Robustness relative to the Baseline; bars: {level:.0%} intervals from {n_boot} bootstrap replicates "
-                 "resampling test images and seeds", fontsize=10)
+    n_img = int(d["n_images"][0]) if d.height else 0
+    title = f"Robustness against the Baseline of the same seed; bars: {level:.0%} intervals over seeds and {n_img} test images"
+    if one_seed:
+        title += "\n(one seed: those intervals cover test images only, not training runs)"
+    ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig

@@ -98,3 +98,16 @@ def add_section(report_dir: str | Path, name: str, fragment: str) -> Path:
     with atomic_file(page) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
     return page
+
+
+def findings_box(found: list) -> str:
+    """The research question answered in plain words (analysis.findings), below the controls."""
+    if not found:
+        return ""
+    colour = {"more": "#1a7f37", "less": "#c62828", "undecided": "#555", "one_seed": "#b07d00"}
+    items = "".join(f"<li style='color:{colour[f.verdict]}'>{html.escape(f.sentence)}</li>" for f in found)
+    return (f"<div id='findings' style='border:1px solid #bbb;padding:.5em 1em;margin:1em 0'>"
+            f"<h2 style='margin-top:.2em;border:0'>Is co-training more robust?</h2><ul>{items}</ul>"
+            "<p class='muted'>Each line compares models of the same seed (same initial weights, same classification "
+            "batches) and averages over seeds; the interval holds seed-to-seed and test-image noise. \"Not "
+            "distinguishable\" is not \"no effect\": read it beside the smallest detectable effect.</p></div>")

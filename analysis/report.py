@@ -17,6 +17,9 @@ from analysis import bootstrap as bs
 from analysis import controls as ctl
 from analysis import html as H
 from analysis import figures as figs
+from analysis import tables
+from analysis.findings import findings
+from analysis.precision import comparisons
 from analysis.regression import format_table, regressions
 from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summary, model_table, undefined_corruptions,
                              robustness_scores)
@@ -52,6 +55,7 @@ class Report:
     figures: dict[str, Path] = field(default_factory=dict)
     regression_text: str = ""
     controls: list = field(default_factory=list)      # analysis.controls.Control, the verdict's lines
+    findings: list = field(default_factory=list)      # analysis.findings.Finding: the research question's answers
 
 
 def lake_root(results: str) -> str:
@@ -198,25 +202,26 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
 
     classifier_runs = ok.filter(pl.col("run_id").is_in(lake.preds["run_id"].unique().implode()) if lake.preds.height
                                 else pl.lit(False))
-    boot = None
+    comps = None
     if classifier_runs.height:
-        log(f"analysis: bootstrap ({n_boot} replicates over images and seeds)")
+        log(f"analysis: seed-paired intervals ({n_boot} bootstrap replicates over test images)")
         cor = bs.correctness(lake.preds, classifier_runs)
         notes.extend(cor.dropped)
         try:
-            boot = bs.bootstrap_scores(cor, n_boot=n_boot, seed=seed, level=level)
-            rep.tables["bootstrap"] = boot
-            rep.tables["bootstrap_kind"] = bs.bootstrap_scores(cor, n_boot=n_boot, seed=seed, level=level, pool_ratios=True)
+            comps, paired_notes = comparisons(cor, n_boot=n_boot, seed=seed, level=level)
+            notes.extend(paired_notes)
+            rep.tables["comparisons"] = comps
         except MissingBaseline as e:
-            notes.append(f"bootstrap: {e}")
+            notes.append(f"intervals: {e}")
         rep.tables["clean_accuracy_ci"] = bs.clean_accuracy_bca(cor, n_boot=n_boot, seed=seed, level=level)
     else:
-        notes.append("no per-image predictions: no bootstrap error bars")
+        notes.append("no per-image predictions: no intervals")
 
     near_chance = ctl.near_chance_categories(acc, ctl.chance_level(lake.preds) if lake.preds.height else float("nan"))
     notes.extend(f"robustness per category: {why}" for why in near_chance.values())
-    rep.controls = ctl.run_controls(health, rep.tables.get("bootstrap_kind"))
+    rep.controls = ctl.run_controls(health, comps)
     rep.tables["controls"] = pl.DataFrame([vars(c) for c in rep.controls])
+    rep.findings = findings(comps)
 
     reg = None
     if models is not None:
@@ -262,9 +267,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         if not acc.is_empty():
             made["accuracy_vs_severity"] = (figs.accuracy_vs_severity(acc, ok),
                                             "Accuracy against severity per corruption (paper Fig. 2), mean over ratios and seeds")
-        if boot is not None:
-            made["robustness_bars"] = (figs.robustness_bars(rep.tables["bootstrap_kind"], near_chance, level),
-                                       f"Robustness per category and overall with {level:.0%} bootstrap intervals (Fig. 3A, 3B)")
+        if comps is not None:
+            made["robustness_bars"] = (figs.robustness_bars(comps, near_chance, level),
+                                       f"Robustness per category and overall with {level:.0%} intervals, paired by seed with the "
+                                       "Baseline (Fig. 3A, 3B)")
         if models is not None and models.filter(pl.col("kind") == "mtl_monkey").height:
             r = reg.filter(pl.col("model") == "MTL-Monkey") if reg is not None and reg.height else None
             made["robustness_vs_feve"] = (figs.robustness_vs_neural(models, r),
@@ -295,6 +301,8 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
             "tables": sorted(rep.tables), "figures": sorted(made), "n_boot": n_boot, "seed": seed, "level": level,
             "controls": ctl.verdict(rep.controls), "control_lines": [vars(c) for c in rep.controls],
+            "findings": [{"kind": f.kind, "reference": f.reference, "verdict": f.verdict, "sentence": f.sentence}
+                         for f in rep.findings],
         }, indent=2))
     log(f"analysis: {len(rep.tables)} tables, {len(made)} figures, report {out / 'report.html'} ({time.time() - t0:.1f}s)")
     return rep
@@ -320,6 +328,7 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
              H.controls_box(rep.controls, len(seeds)),
+             H.findings_box(rep.findings),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "
              f"(width {cfg.get('width', '?')}), batch {cfg.get('batch_size', '?')}, up to {cfg.get('max_epochs', '?')} epochs</li>",
@@ -328,7 +337,7 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              + f"; seeds: {', '.join(map(str, seeds))}</li>",
              f"<li>data: <code>{html.escape(json.dumps(data, sort_keys=True)[:600])}</code></li>",
              f"<li>code {html.escape(str(first.get('git_sha')))}; versions <code>{html.escape(versions)}</code></li>",
-             f"<li>bootstrap: {n_boot} replicates over test images and seeds, {level:.0%} percentile intervals, seed {seed}</li></ul>",
+             f"<li>intervals: {level:.0%}, paired by seed, with {n_boot} bootstrap replicates over test images (seed {seed})</li></ul>",
              H.table(kinds)]
     if rep.notes:
         parts.append("<h2>What is missing or failed</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in rep.notes))
@@ -339,21 +348,23 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
                      "sim_match: correlation of the model's image-pair similarities with the neurons' on the neural test "
                      "images (the similarity family's brain-likeness).</p>")
         parts.append(H.table(t["summary"]))
-    if "bootstrap" in t:
-        def _interval_text():   # "estimate [low, high]": robustness scores to 2 decimals, clean accuracy to 3 (as the scores table)
-            def r(c):
-                return pl.when(pl.col("level") == "clean").then(pl.col(c).round(3)).otherwise(pl.col(c).round(2))
-            return pl.format("{} [{}, {}]", r("estimate"), r("low"), r("high"))
-
-        b = t["bootstrap"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
-        wide = b.with_columns(_interval_text().alias("v"))
-        wide = wide.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")
-        parts.append(f"<h2>Robustness with bootstrap intervals</h2><p>estimate [{level:.0%} interval]; clean = clean accuracy. "
-                     "Per kind, all its ratios and seeds pooled (ratio <code>all</code>):</p>")
-        kb = t["bootstrap_kind"].filter(pl.col("level").is_in(["overall", "category", "clean"]))
-        kb = kb.with_columns(_interval_text().alias("v"))
-        parts.append(H.table(kb.pivot(on="scope", index=["kind", "ratio", "n_models"], values="v")))
-        parts.append("<p>Per kind and ratio:</p>" + H.table(wide))
+    if "comparisons" in t:
+        c = t["comparisons"]
+        parts.append(f"<h2>Robustness with intervals, paired by seed</h2><p>estimate [{level:.0%} interval] against the "
+                     "Baseline of the same seed, the mean over seeds of ln(score) turned back into a score (for one seed, the "
+                     "paper's score). The interval holds the seed-to-seed spread (t quantile of its k−1 degrees of freedom) "
+                     f"and the test-image noise every seed shares ({n_boot} paired bootstrap replicates over the images). "
+                     "Setting <code>all</code>: a kind's ratios averaged within each seed (stratified), never pooled as "
+                     "seeds. The smallest detectable effect is what this run could have shown at 80% power, two-sided 5%.</p>")
+        parts.append(H.table(tables.robustness_table(c, "baseline")))
+        twins = tables.robustness_table(c, "mtl_shuffled")
+        if twins.height:
+            parts.append("<p>Against MTL-Shuffled at the same ratio and seed (the comparison that isolates the neural "
+                         "content):</p>" + H.table(twins))
+        sims = tables.robustness_table(c, "sim_shuffled")
+        if sims.height:
+            parts.append("<p>Against Sim-Shuffled at the same α and seed:</p>" + H.table(sims))
+        parts.append("<p>Clean accuracy over seeds and test images:</p>" + H.table(tables.clean_table(c)))
     if "regression" in t:
         parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
                      "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "

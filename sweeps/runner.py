@@ -288,4 +288,8 @@ def write_report(spec, args) -> None:
         from analysis.controls import format_controls
 
         print(format_controls(rep.controls))
+    if rep.findings:
+        from analysis.findings import format_findings
+
+        print(format_findings(rep.findings))
     print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))

@@ -132,60 +132,6 @@ def lake_like(n_images=150, seed=0):
     return preds, runs
 
 
-def naive_bootstrap(preds, n_boot, rng):
-    """Independent loop version: resample images (shared) and seeds (per group), recompute the score."""
-    p = preds.filter(pl.col("condition") != "clean")
-    images = sorted(set(p["image"].to_list()))
-    table = {}
-    for r in p.iter_rows(named=True):
-        table[(r["kind"], r["seed"], r["condition"], r["severity"], r["image"])] = float(r["correct"])
-    seeds = {"baseline": [0, 1, 2], "mtl_monkey": [0, 1]}
-    corrs = ["gaussian_noise", "fog"]
-    out = []
-    for _ in range(n_boot):
-        imgs = rng.choice(images, len(images))
-        a = {}
-        for kind, ss in seeds.items():
-            chosen = rng.choice(ss, len(ss))
-            k = len(ss)
-            for c in corrs:
-                per_seed = {s: np.mean([np.mean([table[(kind, s, c, sev, i)] for i in imgs]) for sev in (1, 2)]) for s in ss}
-                every, drawn = np.mean([per_seed[s] for s in ss]), np.mean([per_seed[s] for s in chosen])
-                # the seed draw's deviation, rescaled by sqrt(k/(k-1)) (unbiased seed variance)
-                a[(kind, c)] = every + np.sqrt(k / (k - 1)) * (drawn - every)
-        out.append(100 * np.mean([a[("mtl_monkey", c)] / a[("baseline", c)] for c in corrs]))
-    return np.array(out)
-
-
-def test_bootstrap_estimate_and_interval_match_an_independent_computation():
-    preds, runs = lake_like()
-    cor = bs.correctness(preds, runs)
-    assert cor.corrupt.shape == (5, 4, 150) and not cor.dropped
-    b = bs.bootstrap_scores(cor, n_boot=1000, seed=1)
-    row = b.filter((pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall")).row(0, named=True)
-    # the point estimate equals the score computed from the aggregated accuracy table
-    acc = (preds.filter(pl.col("condition") != "clean")
-           .group_by("run_id", "kind", "ratio", "seed", "condition", "severity").agg(pl.col("correct").mean().alias("accuracy"))
-           .rename({"condition": "corruption"}).with_columns(pl.col("corruption").replace_strict(CORRUPTIONS).alias("category")))
-    ref = robustness_scores(acc).filter((pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall"))["robustness"][0]
-    assert row["estimate"] == pytest.approx(ref, rel=1e-5)
-    # the interval agrees with a plain loop bootstrap (different random numbers, same procedure)
-    naive = naive_bootstrap(preds, 400, np.random.default_rng(7))
-    lo, hi = np.quantile(naive, [0.025, 0.975])
-    width = hi - lo
-    assert width > 1.0
-    assert row["low"] == pytest.approx(lo, abs=0.2 * width) and row["high"] == pytest.approx(hi, abs=0.2 * width)
-    assert row["low"] < row["estimate"] < row["high"]
-    # seeded: same seed, same intervals; another seed, other intervals
-    again = bs.bootstrap_scores(cor, n_boot=1000, seed=1)
-    assert again.equals(b)
-    assert not bs.bootstrap_scores(cor, n_boot=1000, seed=2).equals(b)
-    # the Baseline's clean accuracy: the mean over its seeds and images, inside a real interval
-    base = b.filter((pl.col("kind") == "baseline") & (pl.col("level") == "clean")).row(0, named=True)
-    want = preds.filter((pl.col("kind") == "baseline") & (pl.col("condition") == "clean"))["correct"].mean()
-    assert base["estimate"] == pytest.approx(want, rel=1e-6) and base["low"] < want < base["high"]
-
-
 def test_bca_clean_accuracy_interval_matches_the_normal_approximation():
     preds, runs = lake_like(n_images=400, seed=4)
     ci = bs.clean_accuracy_bca(bs.correctness(preds, runs), n_boot=2000, seed=0)
@@ -194,6 +140,28 @@ def test_bca_clean_accuracy_interval_matches_the_normal_approximation():
         half = 1.96 * np.sqrt(p * (1 - p) / n)
         assert (r["high"] - r["low"]) == pytest.approx(2 * half, rel=0.06)   # a 90% or 97% interval fails this
         assert (r["low"] + r["high"]) / 2 == pytest.approx(p, abs=0.006)
+
+
+def test_the_clean_accuracy_interval_is_bca_where_bca_differs_from_percentile_and_basic():
+    """37 of 40 images right: the bootstrap distribution of the mean is skewed, and BCa (bias-corrected,
+    accelerated by the jackknife) moves the interval down a step. A by-hand BCa gives [0.800, 0.975]; the
+    percentile interval would be [0.825, 1.000] and the basic one [0.850, 1.025]: each of those fails."""
+    from scipy import stats
+
+    x = np.r_[np.ones(37), np.zeros(3)]
+    cor = bs.Correctness(pl.DataFrame([{"run_id": "b", "kind": "baseline", "ratio": "", "seed": 0}]), [],
+                         np.arange(40), x[None].astype(np.float32), np.zeros((1, 0, 40), np.float32), [])
+    got = bs.clean_accuracy_bca(cor, n_boot=20000, seed=0).row(0, named=True)
+    rng = np.random.default_rng(1)
+    reps = x[rng.integers(0, 40, (20000, 40))].mean(1)
+    z0 = stats.norm.ppf((reps < x.mean()).mean() + 0.5 * (reps == x.mean()).mean())   # ties count half
+    jack = np.array([np.delete(x, i).mean() for i in range(40)])
+    d = jack.mean() - jack
+    acc = (d**3).sum() / (6 * ((d**2).sum()) ** 1.5)
+    za = stats.norm.ppf([0.025, 0.975])
+    want = np.quantile(reps, stats.norm.cdf(z0 + (z0 + za) / (1 - acc * (z0 + za))))
+    assert want == pytest.approx([0.8, 0.975], abs=1e-9)
+    assert (got["low"], got["high"]) == pytest.approx(tuple(want), abs=1e-9)
 
 
 def test_incomplete_predictions_are_dropped_with_a_message():
@@ -241,7 +209,7 @@ def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path)
     r = run_cli("-m", "analysis", "--results", str(tmp_path / "full"), "--out", str(tmp_path / "rep2"), "--bootstrap", "20")
     assert r.returncode == 0, r.stderr
     out = tmp_path / "rep2"
-    assert {"robustness.parquet", "bootstrap.csv", "models.parquet", "accuracy.csv", "failed_runs.csv"} <= {p.name for p in out.iterdir()}
+    assert {"robustness.parquet", "comparisons.csv", "models.parquet", "accuracy.csv", "failed_runs.csv"} <= {p.name for p in out.iterdir()}
     assert (out / "figures" / "robustness_bars.svg").exists() and (out / "figures" / "accuracy_vs_severity.png").exists()
     # 4 MTL-Monkey models in one pool with 3 parameters: fitted; MTL-Shuffled (2 models): why not, said
     assert "MTL-Shuffled: 2 model(s)" in r.stdout and "MTL-Monkey: n = 4" in r.stdout
@@ -296,54 +264,6 @@ def test_out_folders_are_replaced_only_when_they_hold_our_report(tmp_path):
     # --force: the user asked for it
     r = run_cli(*args, "--out", str(mine), "--force")
     assert r.returncode == 0 and not (mine / "draft.tex").exists() and (mine / "report.html").is_file()
-
-
-def one_condition_lake(models: dict[tuple[str, int], np.ndarray]) -> bs.Correctness:
-    """A Correctness with one corrupted condition: models[(kind, seed)] = per-image correctness."""
-    rows = [{"run_id": f"{k}-{s}", "kind": k, "ratio": "" if k == "baseline" else "1:1", "seed": s} for k, s in models]
-    x = np.stack(list(models.values())).astype(np.float32)
-    return bs.Correctness(pl.DataFrame(rows), [("gaussian_noise", 1)], np.arange(x.shape[1]), x, x[:, None, :], [])
-
-
-def half_width(cor, n_boot=2000):
-    r = bs.bootstrap_scores(cor, n_boot=n_boot, seed=3).filter(
-        (pl.col("kind") == "mtl_monkey") & (pl.col("scope") == "overall")).row(0, named=True)
-    return (r["high"] - r["low"]) / 2
-
-
-def test_the_bootstrap_resamples_images_paired_across_models():
-    """Two models that fail on mostly the same images: the ratio of their accuracies varies little
-    when the same images are drawn for both (paired), much more when each draws its own. The interval
-    matches the delta-method standard error of the paired ratio, covariance term included; a
-    bootstrap that resamples only seeds (width 0 with one seed each) or draws images per model
-    (the covariance term lost: ~3x wider) fails."""
-    rng = np.random.default_rng(0)
-    n = 600
-    b = rng.random(n) < 0.5
-    m = np.where(rng.random(n) < 0.1, rng.random(n) < 0.6, b)   # 90% of images: the same outcome
-    cor = one_condition_lake({("baseline", 0): b, ("mtl_monkey", 0): m})
-    mb, mm = b.mean(), m.mean()
-    cov = np.cov(np.stack([m, b]).astype(float), ddof=0)
-    paired = np.sqrt((cov[0, 0] / mb**2 + mm**2 * cov[1, 1] / mb**4 - 2 * mm * cov[0, 1] / mb**3) / n)
-    unpaired = np.sqrt((cov[0, 0] / mb**2 + mm**2 * cov[1, 1] / mb**4) / n)
-    assert unpaired > 2.5 * paired                                    # the lake tells the two apart
-    assert half_width(cor) == pytest.approx(100 * 1.96 * paired, rel=0.15)
-
-
-def test_the_bootstrap_resamples_seeds_with_their_spread():
-    """Four MTL seeds far apart (accuracy 0.3 .. 0.6), many images: the interval is dominated by the
-    seed-to-seed spread, s/sqrt(k) on the mean; a bootstrap that resamples only images is ~4x too narrow."""
-    rng = np.random.default_rng(1)
-    n = 2000
-    b = rng.random(n) < 0.5
-    mtl = {("mtl_monkey", s): rng.random(n) < p for s, p in enumerate((0.3, 0.4, 0.5, 0.6))}
-    cor = one_condition_lake({("baseline", 0): b, **mtl})
-    accs = np.array([v.mean() for v in mtl.values()])
-    seed_se = accs.std(ddof=1) / np.sqrt(len(accs)) / b.mean()
-    image_se = np.sqrt(np.mean([v.var() for v in mtl.values()]) / len(accs) / n) / b.mean()
-    assert seed_se > 4 * image_se
-    # k=4 seeds give a lumpy resampling distribution: its 95% half-width is within 25% of the normal one
-    assert half_width(cor) == pytest.approx(100 * 1.96 * np.hypot(seed_se, image_se), rel=0.25)
 
 
 def test_the_similarity_familys_report_section_fits_planted_coefficients(tmp_path):
@@ -402,34 +322,6 @@ def test_the_similarity_familys_report_section_fits_planted_coefficients(tmp_pat
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "similarity-loss weights: α=0.1, α=1, α=3, α=10" in html and "Sim-Monkey: n = 16" in html
     assert (tmp_path / "rep" / "figures" / "robustness_vs_sim_match.png").exists()
-
-
-def test_a_corruption_with_the_baseline_at_zero_is_left_out_of_every_score_the_same_way():
-    """One rule for an undefined ratio: the Baseline right on no fog image leaves fog out of the scores and
-    out of the bootstrap alike (both give the same overall estimate, from gaussian_noise alone), and the
-    report names it; before, the scores refused to compute anything while the bootstrap dropped it silently."""
-    rng = np.random.default_rng(4)
-    n = 200
-    conds = [("gaussian_noise", 1), ("fog", 1)]
-    models = {("baseline", 0): (0.5, 0.0), ("mtl_monkey", 0): (0.6, 0.3)}
-    rows, clean, corrupt = [], [], []
-    for (kind, seed), (p_noise, p_fog) in models.items():
-        clean.append((rng.random(n) < 0.8).astype(np.float32))
-        corrupt.append(np.stack([(rng.random(n) < p).astype(np.float32) for p in (p_noise, p_fog)]))
-        rows.append({"run_id": f"{kind}-{seed}", "kind": kind, "ratio": "" if kind == "baseline" else "1:1", "seed": seed})
-    cor = bs.Correctness(pl.DataFrame(rows), conds, np.arange(n), np.stack(clean), np.stack(corrupt), [])
-    boot = bs.bootstrap_scores(cor, n_boot=50, seed=0).filter(pl.col("kind") == "mtl_monkey")
-    acc = pl.DataFrame([{"run_id": r["run_id"], "kind": r["kind"], "ratio": r["ratio"], "seed": r["seed"], "corruption": c,
-                         "category": CORRUPTIONS[c], "severity": s, "accuracy": float(corrupt[i][j].mean()), "n_images": n}
-                        for i, r in enumerate(rows) for j, (c, s) in enumerate(conds)])
-    sc = robustness_scores(acc).filter(pl.col("kind") == "mtl_monkey")
-    want = 100 * corrupt[1][0].mean() / corrupt[0][0].mean()          # gaussian_noise alone
-    overall = sc.filter(pl.col("level") == "overall")["robustness"][0]
-    assert overall == pytest.approx(want) and boot.filter(pl.col("scope") == "overall")["estimate"][0] == pytest.approx(want)
-    assert "fog" not in set(sc["scope"]) and "fog" not in set(boot["scope"]) and "weather" not in set(boot["scope"])
-    from analysis.scores import undefined_corruptions
-
-    assert undefined_corruptions(acc) == ["fog"]
 
 
 def test_a_sweep_scored_on_two_corruption_sets_is_refused_and_one_set_is_named():

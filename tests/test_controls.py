@@ -38,9 +38,11 @@ def test_model_health_names_each_problem():
     assert "FEVe" not in h["s"]["problem"] and "at chance" in h["s"]["problem"]
 
 
-def boot(rows):
-    return pl.DataFrame([{"kind": k, "ratio": "all", "statistic": "robustness", "level": "overall", "scope": "overall",
-                          "estimate": e, "low": lo, "high": hi} for k, e, lo, hi in rows])
+def comps(rows, n_seeds=1):
+    """Rows of analysis.precision.comparisons: each kind's overall robustness against the Baseline."""
+    return pl.DataFrame([{"kind": k, "setting": "", "reference": "baseline", "statistic": "robustness", "level": "overall",
+                          "scope": "overall", "estimate": e, "low": lo, "high": hi, "n_seeds": n_seeds, "n_images": 1000,
+                          "mde": 12.5} for k, e, lo, hi in rows])
 
 
 def healthy(seeds=(0,)):
@@ -52,33 +54,34 @@ def healthy(seeds=(0,)):
 
 
 def test_verdict_green_only_when_both_controls_hold():
-    c = ctl.run_controls(healthy(), boot([("baseline", 100, 100, 100), ("oracle", 140, 120, 165), ("mtl_shuffled", 103, 92, 115)]))
+    c = ctl.run_controls(healthy(), comps([("baseline", 100, 100, 100), ("oracle", 140, 120, 165), ("mtl_shuffled", 103, 92, 115)]))
     assert ctl.verdict(c) == "pass", c
     # positive control fails: the Oracle is not more robust
-    c = ctl.run_controls(healthy(), boot([("oracle", 95, 80, 110), ("mtl_shuffled", 103, 92, 115)]))
+    c = ctl.run_controls(healthy(), comps([("oracle", 95, 80, 110), ("mtl_shuffled", 103, 92, 115)]))
     assert ctl.verdict(c) == "fail" and "suspect the code" in [x for x in c if x.name.startswith("positive")][0].detail
     # undecided: above 100 but the interval includes it
-    c = ctl.run_controls(healthy(), boot([("oracle", 108, 97, 121), ("mtl_shuffled", 103, 92, 115)]))
+    c = ctl.run_controls(healthy(), comps([("oracle", 108, 97, 121), ("mtl_shuffled", 103, 92, 115)]))
     assert ctl.verdict(c) == "unclear"
     # negative control fails: MTL-Shuffled clearly more robust than the Baseline
-    c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
+    c = ctl.run_controls(healthy(), comps([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
     neg = [x for x in c if x.name.startswith("negative")][0]
     assert neg.name == "negative control: MTL-Shuffled's interval should include 100 (the Baseline)"
     assert neg.status == "fail" and "lies above 100" in neg.detail
     # below 100: over several models a failure (the recipe hurt); for one model undecided, since the
     # interval then covers test images only and one training run moves by more than that
     below = [("oracle", 140, 120, 165), ("mtl_shuffled", 82, 74, 92)]
-    neg = [x for x in ctl.run_controls(healthy(seeds=(0, 1, 2)), boot(below)) if x.name.startswith("negative")][0]
+    neg = [x for x in ctl.run_controls(healthy(seeds=(0, 1, 2)), comps(below, n_seeds=3)) if x.name.startswith("negative")][0]
     assert neg.status == "fail" and "hurt robustness" in neg.detail
-    c = ctl.run_controls(healthy(), boot(below))
+    c = ctl.run_controls(healthy(), comps(below))
     neg = [x for x in c if x.name.startswith("negative")][0]
     assert neg.status == "unclear" and "one training seed" in neg.detail and ctl.verdict(c) == "unclear"
-    # two ratios of one seed are not replicates: still one seed
-    two_ratios = pl.concat([healthy(), healthy().filter(pl.col("kind") == "mtl_shuffled").with_columns(
-        pl.lit("2:1").alias("ratio"), pl.lit("s0b").alias("run_id"))])
-    assert [x for x in ctl.run_controls(two_ratios, boot(below)) if x.name.startswith("negative")][0].status == "unclear"
+    # every line says what the run could have detected, and how many seeds and images it rests on
+    assert "(1 seed × 1000 images; smallest detectable effect 12.5%)" in neg.detail
+    # an Oracle above 100 whose interval includes 100: unclear, with the effect this run could have shown
+    pos = [x for x in ctl.run_controls(healthy(), comps([("oracle", 108, 97, 121)])) if x.name.startswith("positive")][0]
+    assert pos.status == "unclear" and "could only have shown an effect above 12.5%" in pos.detail
     # ... but above 100 stays a failure even for one seed: shuffled targets must not carry information
-    c = ctl.run_controls(healthy(), boot([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
+    c = ctl.run_controls(healthy(), comps([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
     assert [x for x in c if x.name.startswith("negative")][0].status == "fail"
     # a sick model fails its control and names the model
     sick = healthy().with_columns(pl.when(pl.col("run_id") == "o0").then(False).otherwise(True).alias("healthy"),

@@ -116,11 +116,13 @@ def test_the_main_job_ends_with_a_report_that_renders_in_chromium(resumed_sweep,
     assert "class='controls-fail'" in html_text and "kept in scores and figures (--include-unhealthy)" in html_text
     health = pl.read_parquet(report.parent / "health.parquet")
     assert not health.filter(pl.col("kind") == "baseline")["healthy"][0]
-    for name in ("robustness", "bootstrap", "models", "accuracy", "summary"):
+    for name in ("robustness", "comparisons", "models", "accuracy", "summary"):
         assert (report.parent / f"{name}.parquet").exists() and (report.parent / f"{name}.csv").exists()
-    scores = pl.read_parquet(report.parent / "bootstrap.parquet")
-    assert set(scores["kind"]) == {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
-    assert scores["n_boot"].unique().to_list() == [250]
+    comps = pl.read_parquet(report.parent / "comparisons.parquet")
+    assert set(comps["kind"]) == {"baseline", "oracle", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
+    # MTL-Monkey against the Baseline and against MTL-Shuffled at the same ratio and seed
+    assert set(comps.filter(pl.col("kind") == "mtl_monkey")["reference"]) == {"", "baseline", "mtl_shuffled"}
+    assert json.loads((report.parent / "summary.json").read_text())["n_boot"] == 250
     chromium = require_chromium()
     info = inspect_page(chromium, report, tmp_path / "report.png")
     figures = sorted(p.stem for p in (report.parent / "figures").glob("*.png"))
