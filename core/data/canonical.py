@@ -51,7 +51,7 @@ NEURAL_REQUIRED = (
     "test_responses",
     "test_mask",
 )
-NEURAL_OPTIONAL = ("true_rates",)
+NEURAL_OPTIONAL = ("true_rates", "cls_true_rates_train", "cls_true_rates_val", "cls_true_rates_test")
 
 
 def _load(path: Path, name: str, mmap: bool = True) -> np.ndarray:

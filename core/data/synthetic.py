@@ -31,6 +31,7 @@ FAMILIES = (
 TEXTURES = ("solid", "stripes", "checker", "gradient", "dots")
 ASPECTS = (1.0, 1.5, 2.0, 2.6)
 MAX_RATE = 40.0  # spikes per response window at saturation
+MAX_ROTATION = float(np.radians(15))   # a planted world's objects stand upright within ±15°
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class WorldConfig:
     mean_rate: float = 3.0               # spikes per response window, population mean
     clutter: float = 1.0                 # background contrast multiplier (difficulty)
     seed: int = 0
+    # None: the default world (a Gabor population near the centre; its benefit for robustness is unknown).
+    # 0..1: a world with a planted answer (core.data.planted): every image also carries a fragile
+    # high-frequency class cue, and this share of the population encodes the objects' shape, the rest
+    # the cue; 0 is a true null
+    planted: float | None = None
 
     def __post_init__(self):
         from core.errors import ConfigError
@@ -61,13 +67,24 @@ class WorldConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}; expected >= 1")
         if self.neural_repeats < 2:
             raise ConfigError(f"neural_repeats={self.neural_repeats}; expected >= 2 (FEV needs repeats)")
+        if self.planted is not None and not 0 <= self.planted <= 1:
+            raise ConfigError(f"planted={self.planted}; expected a share between 0 (the null) and 1, or none")
+
+    def source(self) -> dict:
+        """The config as the data sets' manifests record it (the default world's as before planted existed)."""
+        d = asdict(self)
+        if d["planted"] is None:
+            del d["planted"]
+        return d
 
 
 WORLD_PRESETS = {
     # smoke and demo are easier worlds (less clutter) so that short CPU runs learn; see core/presets.py
     "smoke": WorldConfig(n_classes=4, train_per_class=64, val_per_class=16, test_per_class=16,
                          n_neurons=24, neural_train_images=256, neural_test_images=10, neural_repeats=6, clutter=0.35),
-    "demo": WorldConfig(train_per_class=150, val_per_class=30, test_per_class=30, clutter=0.35),
+    # demo: 1,000 validation and 1,000 test images, so that the test images' share of an interval's
+    # noise stays below the seeds' (TIN-TC is built on all of them)
+    "demo": WorldConfig(train_per_class=150, val_per_class=100, test_per_class=100, clutter=0.35),
     "study": WorldConfig(n_classes=20, train_per_class=500, val_per_class=50, test_per_class=50,
                          n_neurons=128, neural_train_images=6000, neural_test_images=75, neural_repeats=20),
     # Tiny-ImageNet-sized world with a paper-sized population, for scale tests without a download
@@ -153,8 +170,11 @@ def pink_noise(rng: np.random.Generator, n: int, size: int, alpha: np.ndarray) -
 
 
 def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_masks: bool = False,
-           clutter: float = 1.0):
-    """Render one image per label; uint8 (B, size, size) and optionally the object masks."""
+           clutter: float = 1.0, extra: np.ndarray | None = None, return_objects: bool = False,
+           max_rotation: float | None = None):
+    """Render one image per label; uint8 (B, size, size) and optionally the object masks. `extra` (B, size,
+    size) is added before rounding (a planted world's cue); `return_objects` also gives the object layers
+    (the object on its flat background, uint8). Neither draws random numbers."""
     labels = np.asarray(labels)
     B = len(labels)
     c = (np.arange(size, dtype=np.float32) - (size - 1) / 2)
@@ -163,6 +183,8 @@ def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_
     cx, cy = rng.uniform(-10 * s, 10 * s, (2, B)).astype(np.float32)
     radius = rng.uniform(9 * s, 17 * s, B).astype(np.float32)
     rot = rng.uniform(0, 2 * np.pi, B).astype(np.float32)
+    if max_rotation is not None:   # the same draw, mapped into ±max_rotation (a planted world: upright objects)
+        rot = (rot / np.pi - 1) * np.float32(max_rotation)
     X = (xx[None] - cx[:, None, None]) / radius[:, None, None]
     Y = (yy[None] - cy[:, None, None]) / radius[:, None, None]
     cr, sr = np.cos(rot)[:, None, None], np.sin(rot)[:, None, None]
@@ -190,23 +212,47 @@ def render(rng: np.random.Generator, labels: np.ndarray, size: int = 64, return_
     fg_noise = pink_noise(rng, B, size, np.full(B, 1.5))
     fg = bg_mean + polarity * fg_contrast + 22.0 * tex + 6.0 * fg_noise
     img = np.where(mask, fg, bg_mean + bg_contrast * bg)
+    if extra is not None:
+        img = img + extra
     img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
-    return (img, mask) if return_masks else img
+    out = (img,) + ((mask,) if return_masks else ()) + (
+        (np.clip(np.rint(np.where(mask, fg, bg_mean)), 0, 255).astype(np.uint8),) if return_objects else ())
+    return out if len(out) > 1 else img
 
 
 def _stream(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, *name.encode()]))
 
 
-def make_classification(cfg: WorldConfig, chunk: int = 2048) -> ClassificationSet:
-    """The classification part of the world: balanced classes, shuffled within each split."""
+def _render_split(cfg: WorldConfig, name: str, y: np.ndarray, rng: np.random.Generator, chunk: int = 2048):
+    """Images of `y` (and, in a planted world, their object layers; None otherwise). A planted world's cue
+    draws from a stream of its own, so the objects and clutter are those of the default world."""
+    x = np.empty((len(y), cfg.image_size, cfg.image_size), dtype=np.uint8)
+    if cfg.planted is None:
+        for a in range(0, len(y), chunk):
+            x[a:a + chunk] = render(rng, y[a:a + chunk], cfg.image_size, clutter=cfg.clutter)
+        return x, None
+    from core.data.planted import cue_layer
+
+    cue_rng = _stream(cfg.seed, f"{name}/cue")
+    objects = np.empty_like(x)
+    for a in range(0, len(y), chunk):
+        cue = cue_layer(cue_rng, y[a:a + chunk], cfg.image_size, cfg.n_classes)
+        x[a:a + chunk], objects[a:a + chunk] = render(rng, y[a:a + chunk], cfg.image_size, clutter=cfg.clutter,
+                                                      extra=cue, return_objects=True, max_rotation=MAX_ROTATION)
+    return x, objects
+
+
+def make_classification(cfg: WorldConfig, chunk: int = 2048, objects: dict | None = None) -> ClassificationSet:
+    """The classification part of the world: balanced classes, shuffled within each split. A planted
+    world's object layers go into `objects` (split -> uint8 array) when a dict is given."""
     images, labels = {}, {}
     for split, per_class in (("train", cfg.train_per_class), ("val", cfg.val_per_class), ("test", cfg.test_per_class)):
         rng = _stream(cfg.seed, f"classification/{split}")
         y = rng.permutation(np.repeat(np.arange(cfg.n_classes), per_class))
-        x = np.empty((len(y), cfg.image_size, cfg.image_size), dtype=np.uint8)
-        for a in range(0, len(y), chunk):
-            x[a:a + chunk] = render(rng, y[a:a + chunk], cfg.image_size, clutter=cfg.clutter)
+        x, obj = _render_split(cfg, f"classification/{split}", y, rng, chunk)
+        if objects is not None and obj is not None:
+            objects[split] = obj
         images[split], labels[split] = x, y.astype(np.int64)
     return ClassificationSet(images, labels, [class_name(k) for k in range(cfg.n_classes)])
 
@@ -222,8 +268,15 @@ def object_masks(cfg: WorldConfig, split: str = "test", n: int | None = None,
     y = rng.permutation(np.repeat(np.arange(cfg.n_classes), per_class))
     n = len(y) if n is None else min(n, len(y))
     images, masks = [], []
+    cue_rng = _stream(cfg.seed, f"classification/{split}/cue")
     for a in range(0, n, chunk):
-        img, m = render(rng, y[a:a + chunk], cfg.image_size, return_masks=True, clutter=cfg.clutter)
+        extra = None
+        if cfg.planted is not None:
+            from core.data.planted import cue_layer
+
+            extra = cue_layer(cue_rng, y[a:a + chunk], cfg.image_size, cfg.n_classes)
+        img, m = render(rng, y[a:a + chunk], cfg.image_size, return_masks=True, clutter=cfg.clutter, extra=extra,
+                        max_rotation=MAX_ROTATION if cfg.planted is not None else None)
         images.append(img)
         masks.append(m)
     return np.concatenate(images)[:n], np.concatenate(masks)[:n]
@@ -307,18 +360,25 @@ class V1Population:
 
 
 def make_neural(cfg: WorldConfig, chunk: int = 2048) -> tuple[NeuralSet, V1Population]:
-    """The simulated recording: its own image pool, one trial per training image, repeated test trials."""
+    """The simulated recording: its own image pool, one trial per training image, repeated test trials.
+    A planted world's population is a core.data.planted.PlantedPopulation."""
     rng_img = _stream(cfg.seed, "neural/images")
     n_pool = cfg.neural_train_images + cfg.neural_test_images
     labels = rng_img.integers(0, cfg.n_classes, n_pool)
-    pool = np.empty((n_pool, cfg.image_size, cfg.image_size), dtype=np.uint8)
-    for a in range(0, n_pool, chunk):
-        pool[a:a + chunk] = render(rng_img, labels[a:a + chunk], cfg.image_size, clutter=cfg.clutter)
+    pool, objects = _render_split(cfg, "neural/images", labels, rng_img, chunk)
 
     rng_v1 = _stream(cfg.seed, "neural/v1")
-    pop = V1Population.sample(rng_v1, cfg.n_neurons, cfg.image_size, cfg.complex_fraction)
-    pop = pop.calibrated(pool[: cfg.neural_train_images], rng_v1, cfg.mean_rate)
-    rates = pop.rates(pool).astype(np.float32)  # (P, K)
+    T = cfg.neural_train_images
+    if cfg.planted is None:
+        pop = V1Population.sample(rng_v1, cfg.n_neurons, cfg.image_size, cfg.complex_fraction)
+        pop = pop.calibrated(pool[:T], rng_v1, cfg.mean_rate)
+        rates = pop.rates(pool).astype(np.float32)  # (P, K)
+    else:
+        from core.data.planted import PlantedPopulation
+
+        pop = PlantedPopulation.sample(rng_v1, cfg.n_neurons, cfg.image_size, cfg.planted, cfg.n_classes)
+        pop = pop.calibrated(pool[:T], objects[:T], rng_v1, cfg.mean_rate)
+        rates = pop.rates(pool, objects).astype(np.float32)
 
     rng_spk = _stream(cfg.seed, "neural/spikes")
     T, M, R, K = cfg.neural_train_images, cfg.neural_test_images, cfg.neural_repeats, cfg.n_neurons
@@ -341,19 +401,25 @@ def make_neural(cfg: WorldConfig, chunk: int = 2048) -> tuple[NeuralSet, V1Popul
     return NeuralSet(arrays), pop
 
 
-def make_world(cfg: WorldConfig) -> tuple[ClassificationSet, NeuralSet, V1Population]:
-    return make_classification(cfg), *make_neural(cfg)
+def make_world(cfg: WorldConfig, objects: dict | None = None) -> tuple[ClassificationSet, NeuralSet, V1Population]:
+    return make_classification(cfg, objects=objects), *make_neural(cfg)
 
 
 def write_world(cfg: WorldConfig, out, overwrite: bool = False) -> dict:
-    """Write the world into `out/classification` and `out/neural` (canonical form); returns manifests."""
+    """Write the world into `out/classification` and `out/neural` (canonical form); returns manifests.
+    A planted world's neural set also holds the population's noise-free rates to every classification
+    image (`cls_true_rates_<split>`), which the true-rates kind co-trains on."""
     from pathlib import Path
 
     out = Path(out)
-    cls_set, neural, pop = make_world(cfg)
-    source = {"type": "synthetic", "config": asdict(cfg)}
+    objects: dict = {}
+    cls_set, neural, pop = make_world(cfg, objects)
+    source = {"type": "synthetic", "config": cfg.source()}
     m1 = cls_set.save(out / "classification", source, overwrite=overwrite)
     params = {f"v1_{k}": v for k, v in pop.to_arrays().items()}
+    if cfg.planted is not None:
+        for split, obj in objects.items():
+            params[f"cls_true_rates_{split}"] = pop.rates(cls_set.images[split], obj).astype(np.float32)
     m2 = neural.save(out / "neural", source, overwrite=overwrite, extra_arrays=params)
     return {"classification": m1, "neural": m2}
 
