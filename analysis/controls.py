@@ -32,14 +32,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from core.training import registry
 from core.training.graph import CLASSIFIERS
 
 COLLAPSE_SHARE = 0.8     # one class for more than this share of the clean test images
 ALIVE_MIN = 0.05         # fewer live readout-layer channels than this: a dead layer
 Z = 1.96
-# models whose neural predictions must beat a constant (MTL-Shuffled's targets carry no image
-# information, so its FEVe is expected near zero and is not checked)
-NEURAL_KINDS = ("monkey_predictor", "oracle_readout", "mtl_monkey", "mtl_oracle")
+# models whose neural predictions must beat a constant (the recipes' feve_positive; MTL-Shuffled's
+# targets carry no image information, so its FEVe is expected near zero and is not checked)
+NEURAL_KINDS = tuple(k for k, r in registry.table().items() if r.feve_positive)
 
 
 @dataclass

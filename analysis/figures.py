@@ -13,20 +13,20 @@ import polars as pl  # noqa: E402
 
 from core.data.corruptions import CORRUPTIONS  # noqa: E402
 
-KIND_ORDER = ["baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle", "sim_monkey", "sim_shuffled", "sim_pixel"]
-LABELS = {"baseline": "Baseline", "mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled", "oracle": "Oracle",
-          "mtl_oracle": "MTL-Oracle", "sim_monkey": "Sim-Monkey", "sim_shuffled": "Sim-Shuffled", "sim_pixel": "Sim-Pixel"}
-COLORS = {"baseline": "#4d4d4d", "mtl_monkey": "#d62728", "mtl_shuffled": "#1f77b4", "oracle": "#2ca02c",
-          "mtl_oracle": "#ff7f0e", "sim_monkey": "#9467bd", "sim_shuffled": "#8c564b", "sim_pixel": "#e377c2"}
+from core.training import registry  # noqa: E402
+
+COLORS = {k: r.color for k, r in registry.table().items()}   # each kind's colour, from its recipe
 
 
 def _kinds(present) -> list[str]:
+    """The kinds present, in the registry's order (the Baseline first)."""
     present = list(dict.fromkeys(present))
-    return [k for k in KIND_ORDER if k in present] + sorted(k for k in present if k not in KIND_ORDER)
+    order = list(registry.names())
+    return [k for k in order if k in present] + sorted(k for k in present if k not in order)
 
 
 def label(kind: str) -> str:
-    return LABELS.get(kind, kind)
+    return registry.label(kind)
 
 
 def save(fig, out: Path, name: str) -> dict[str, Path]:

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from analysis.precision import TWINS, overall
-
-# the kinds whose robustness the research question is about (the controls judge the Oracle and MTL-Shuffled)
-ASKED = ("mtl_monkey", "mtl_oracle", "sim_monkey", "sim_pixel")
+from analysis.precision import overall
+from core.training import registry
 
 
 @dataclass
@@ -26,12 +24,6 @@ class Finding:
     verdict: str        # more | less | undecided | one_seed
     sentence: str
     row: dict
-
-
-def _label(kind: str) -> str:
-    from analysis.figures import label
-
-    return label(kind)
 
 
 def judge(row: dict) -> str:
@@ -45,7 +37,7 @@ def judge(row: dict) -> str:
 def describe(kind: str, reference: str, row: dict) -> Finding:
     """One comparison as a finding with its sentence."""
     v = judge(row)
-    k, ref = _label(kind), _label(reference)
+    k, ref = registry.label(kind), registry.label(reference)
     n, m = row["n_seeds"], row["n_images"]
     where = " (its ratios averaged within each seed)" if row["setting"] == "all" else (
         f" ({row['setting']})" if row["setting"] else "")
@@ -64,15 +56,16 @@ def describe(kind: str, reference: str, row: dict) -> Finding:
 
 
 def findings(comps: pl.DataFrame | None) -> list[Finding]:
-    """For each co-trained kind in the run: against the Baseline, then against its shuffled twin."""
+    """For each kind the research question is about (the recipes' `asked`) in the run: against the
+    Baseline, then against its shuffled twin."""
     if comps is None or comps.is_empty():
         return []
     out = []
     present = set(comps["kind"].to_list())
-    for kind in ASKED:
-        if kind not in present:
+    for kind, recipe in registry.table().items():
+        if not recipe.asked or kind not in present:
             continue
-        for ref in ("baseline", TWINS.get(kind)):
+        for ref in ("baseline", recipe.twin):
             row = overall(comps, kind, ref) if ref else None
             if row is not None:
                 out.append(describe(kind, ref, row))

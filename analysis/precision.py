@@ -43,9 +43,14 @@ from core.data.corruptions import CORRUPTIONS
 
 POWER = 0.80
 ALL = "all"      # the setting of a kind's stratified estimate over its ratios (or alphas)
-# kinds compared with a twin at the same setting and seed besides the Baseline: the comparison that
-# isolates the neural content (the same training, targets shuffled across images)
-TWINS = {"mtl_monkey": "mtl_shuffled", "mtl_oracle": "mtl_shuffled", "sim_monkey": "sim_shuffled"}
+
+
+def _twins() -> dict[str, str]:
+    """Kinds compared with a twin at the same setting and seed besides the Baseline (the recipes' `twin`):
+    the comparison that isolates the neural content (the same training, targets shuffled across images)."""
+    from core.training import registry
+
+    return {k: r.twin for k, r in registry.table().items() if r.twin}
 COLUMNS = {"kind": pl.String, "setting": pl.String, "reference": pl.String, "statistic": pl.String,
            "level": pl.String, "scope": pl.String, "estimate": pl.Float64, "low": pl.Float64, "high": pl.Float64,
            "se": pl.Float64, "df": pl.Float64, "seed_sd": pl.Float64, "image_sd": pl.Float64, "mde": pl.Float64,
@@ -182,12 +187,12 @@ def comparisons(cor: Correctness, n_boot: int = 250, seed: int = 0, level: float
 
     Rows (statistic):
     - `robustness`: kind K at a setting (or `all`, stratified over its settings) against the Baseline,
-      and against its twin (TWINS) at the same setting; estimate, interval and `mde` (smallest
+      and against its twin (the recipe's `twin`) at the same setting; estimate, interval and `mde` (smallest
       detectable effect, in %) on the score scale, per scope (overall, category, corruption);
     - `clean_accuracy`: each group's clean accuracy (reference empty) with its interval over seeds and
       images, and K minus the reference (paired) for the comparisons above.
     """
-    twins = TWINS if twins is None else twins
+    twins = _twins() if twins is None else twins
     p = Paired(cor, n_boot, seed)
     notes: list[str] = []
     rows: list[dict] = []

@@ -95,7 +95,7 @@ def load_images(run: dict, data_root, tin_root, neural_data, n: int, log):
     if path and Path(path, "manifest.json").is_file():
         cls = ClassificationSet.load(path)
     else:
-        from core.training.kinds import load_sources
+        from core.training.bundles import load_sources
 
         cls = load_sources(preset, data_root, tin_root, neural_data, log=log).cls
     test = np.asarray(cls.images["test"])

@@ -25,11 +25,14 @@ from analysis.scores import (MissingBaseline, accuracy_by_severity, group_summar
                              robustness_scores)
 from core.errors import DataError, UserError
 from core.io import atomic_dir, check_replaceable, join_uri
+from core.training import registry
 from core.training.cycler import ratio_value
 from core.results import read_table
 
-EXPECTED_KINDS = ("baseline", "mtl_monkey", "mtl_shuffled", "oracle", "mtl_oracle")
-SIM_EXPECTED = ("baseline", "sim_monkey", "sim_shuffled", "sim_pixel")
+# the classifiers of each family's default sweep: a missing one is named in the report
+EXPECTED_KINDS = tuple(k for k in registry.names("mtl") if registry.get(k).classifier)
+SIM_EXPECTED = tuple(k for k in registry.names("similarity") if registry.get(k).classifier)
+# the paper's two-factor regression: the real targets' pool and the shuffled one (the reference, last)
 POOLS = {"mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled"}
 # the similarity family: the brain-likeness factor is the similarity match; Sim-Shuffled is the reference
 SIM_POOLS = {"sim_monkey": "Sim-Monkey", "sim_pixel": "Sim-Pixel", "sim_shuffled": "Sim-Shuffled"}

@@ -33,7 +33,9 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
 from core.data.corruptions import ensure_tintc  # noqa: E402
 from core.presets import get_preset  # noqa: E402
-from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank, run_kind, tintc_source  # noqa: E402
+from core.training.bundles import load_sources, oracle_bank  # noqa: E402
+from core.training.graph import CLASSIFIERS  # noqa: E402
+from core.training.kinds import run_kind, tintc_source  # noqa: E402
 from sweeps import ratio_grid  # noqa: E402
 from sweeps.cli import resolve_common  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402

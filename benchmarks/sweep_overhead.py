@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
 from core.data.corruptions import ensure_tintc  # noqa: E402
 from core.presets import get_preset  # noqa: E402
-from core.training.kinds import load_sources, run_kind, tintc_source  # noqa: E402
+from core.training.bundles import load_sources  # noqa: E402
+from core.training.kinds import run_kind, tintc_source  # noqa: E402
 from sweeps import ratio_grid  # noqa: E402
 from sweeps.cli import resolve_common, start_ray  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402

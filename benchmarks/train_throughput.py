@@ -4,7 +4,7 @@ Two modes (--modes, default both):
   classification  the Baseline's steps: standardise, forward, cross-entropy, backward, SGD step
   mtl             core.training's MTL path: before each optimizer step the ratio cycler's batches
                   (--ratio n:c, neural:classification), neural batches drawn by fit's NeuralStream
-                  from a predictor's responses to every training image (core.training.kinds.mtl_data,
+                  from a predictor's responses to every training image (core.training.bundles.mtl_data,
                   masked MSE), classification batches (cross-entropy), both through the learned
                   uncertainty weighting; SGD (plus the readout's own Adam with --readout-lr > 0)
 
@@ -49,7 +49,7 @@ from core.training.data import TrainData, as_u8, pixel_stats  # noqa: E402
 from core.training.data import NeuralStream  # noqa: E402
 from core.training.fit import fit  # noqa: E402
 from core.training.inference import accuracy as _accuracy, neural_val as _neural_val, resolve_device  # noqa: E402
-from core.training.kinds import Sources, mtl_data  # noqa: E402
+from core.training.bundles import Sources, mtl_data, predictor_targets  # noqa: E402
 from core.training.losses import UncertaintyWeighting, masked_mse  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}
@@ -197,7 +197,8 @@ def main():
         torch.manual_seed(1)
         predictor = build_model("vgg19_bn_fc", cls.n_classes, args.neurons, args.width, classify=False, image_size=size)
         predictor.set_pixel_stats(mean, std)
-        datas["mtl"] = mtl_data(Sources(cls, None), predictor.to(dev).eval(), shuffle_seed=None)
+        src = Sources(cls, None)
+        datas["mtl"] = mtl_data(src, predictor_targets(src, predictor.to(dev).eval()))
         del predictor
 
     def model(mode):

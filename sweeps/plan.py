@@ -110,24 +110,14 @@ def _flops(cfg, n: dict) -> dict:
 
 
 def _model_flops(task, cfg, preset, n, f) -> float:
-    """Upper-bound FLOPs of one model: its fit at max epochs, then TIN-TC and the attacks (classifiers)."""
-    from core.training.cycler import parse_ratio
+    """Upper-bound FLOPs of one model: its fit at max epochs (the recipe's `cost`, else classification
+    epochs), then TIN-TC and the attacks (classifiers)."""
+    from core.training import registry
 
-    epochs = cfg.max_epochs
-    cls_epoch = n["train"] * f["cls_train"] + n["val"] * f["cls_fwd"]
-    if task.kind == "monkey_predictor":
-        return epochs * n["trials"] * f["neural_train"]
-    if task.kind == "oracle_readout":   # frozen core: forward through it, the readout trained
-        return epochs * n["trials"] * f["neural_train"] / 2
-    if cfg.mode == "mtl":
-        neu, c = parse_ratio(cfg.ratio)
-        fit = epochs * (cls_epoch + n["train"] * neu / c * f["neural_train"])
-    elif task.kind == "oracle":   # two phases; pre-training sees each image clean and corrupted
-        fit = epochs * (2 * cls_epoch + cls_epoch)
-    elif cfg.mode == "similarity":   # a batch of pairs through the network beside each classification batch
-        fit = epochs * cls_epoch * (1 + 2 * cfg.sim_pairs / cfg.batch_size)
-    else:
-        fit = epochs * cls_epoch
+    recipe = registry.get(task.kind)
+    fit = recipe.cost(cfg, n, f) if recipe.cost else cfg.max_epochs * (n["train"] * f["cls_train"] + n["val"] * f["cls_fwd"])
+    if not recipe.classifier:
+        return fit
     n_eval = min(n["test"], preset.eval_images or n["test"])
     evaluate = 71 * n_eval * f["cls_fwd"]
     attacks = (2 * 5 * preset.adv_images * preset.adv_steps * f["cls_train"]

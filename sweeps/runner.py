@@ -187,7 +187,9 @@ def prepare_data(spec, log, ray_kwargs=None):
     Ray is started only if TIN-TC has to be built (as Ray tasks): a re-run whose inputs are all cached,
     and whose models are all in the lake, never starts it."""
     from core.data.corruptions import ensure_tintc
-    from core.training.kinds import CLASSIFIERS, load_sources, oracle_bank, tintc_source
+    from core.training.bundles import load_sources, oracle_bank
+    from core.training.graph import CLASSIFIERS
+    from core.training.kinds import tintc_source
 
     preset = get_preset(spec.preset)
     sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)

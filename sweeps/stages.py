@@ -1,13 +1,14 @@
 """The stage graph on Ray Tune and Ray Train.
 
-The stages, in dependency order (one task = one model); the whole sweep is one Tune run in which a
-task starts as soon as its upstream's record is in the lake (sweeps.runner.graph_searcher), so a
-stage need not wait for the previous one to end:
+The stages, in dependency order (one task = one model), come from the kind registry
+(core.training.registry): a kind's stage is one more than its upstream's. The whole sweep is one Tune
+run in which a task starts as soon as its upstream's record is in the lake (sweeps.runner.graph_searcher),
+so a stage need not wait for the previous one to end. For the default kinds:
 
-    wave 1: monkey_predictor, oracle[seed], baseline[seed], sim_pixel[alpha, seed]
-    wave 2: oracle_readout[seed], mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
-            sim_monkey[alpha, seed], sim_shuffled[alpha, seed]
-    wave 3: mtl_oracle[ratio, seed]
+    stage 1: monkey_predictor[seed], oracle[seed], baseline[seed], sim_pixel[alpha, seed]
+    stage 2: oracle_readout[seed], mtl_monkey[ratio, seed], mtl_shuffled[ratio, seed],
+             sim_monkey[alpha, seed], sim_shuffled[alpha, seed]
+    stage 3: mtl_oracle[ratio, seed]
 
 (The sim_* kinds are the similarity family, Li et al. 2019: `--family similarity`.)
 
@@ -33,20 +34,21 @@ import pyarrow.fs as pafs
 
 from core.io import atomic_file, join_uri
 from core.presets import get_preset
-from core.training.graph import SIM_KINDS
 
 # core.training.kinds (torch, torchvision, the corruption package) is imported inside the functions
 # that need it: the Tune trial process that only launches the Train run never does.
-WAVES = (
-    ("monkey_predictor", "oracle", "baseline", "sim_pixel"),
-    ("oracle_readout", "mtl_monkey", "mtl_shuffled", "sim_monkey", "sim_shuffled"),
-    ("mtl_oracle",),
-)
-GRID_KINDS = ("mtl_monkey", "mtl_shuffled", "mtl_oracle")   # ratio x seed
-ALPHA_KINDS = SIM_KINDS                                     # alpha x seed
-# seed only: one upstream per seed, so that MTL-Monkey seed s reads the Monkey Predictor of seed s and
-# MTL-Oracle seed s the Oracle readout of seed s (a comparison paired by seed carries its upstream's noise)
-SEEDED_KINDS = ("baseline", "monkey_predictor", "oracle", "oracle_readout")
+
+
+def stages(kinds) -> list[list[str]]:
+    """The kinds of a sweep by stage (core.training.registry.stage: 1 + its upstream's), within a stage
+    those that other kinds read first, so that the next stage can start early."""
+    from core.training import registry
+
+    read = {r.upstream for r in registry.table().values() if r.upstream}
+    order = list(registry.names())
+    ks = sorted(set(kinds), key=lambda k: (registry.stage(k), k not in read, order.index(k)))
+    n = max((registry.stage(k) for k in ks), default=0)
+    return [[k for k in ks if registry.stage(k) == i] for i in range(1, n + 1)]
 
 
 @dataclass
@@ -145,27 +147,26 @@ def task_overrides(spec: SweepSpec, kind: str, alpha: float | None = None) -> di
 
 
 def plan(spec: SweepSpec, sources_info: dict) -> list[list[Task]]:
-    """All tasks of the sweep, wave by wave, with their run ids (upstream ids chained)."""
-    from core.training.kinds import UPSTREAM, base_config, identity_extra, run_id_for
+    """All tasks of the sweep, stage by stage, with their run ids (upstream ids chained). A kind is run at
+    every seed, and over the ratios or the alphas where its recipe's grid says so; it reads the upstream of
+    its own seed (one Monkey Predictor and one Oracle per seed), so kinds can be compared within a seed."""
+    from core.training import registry
+    from core.training.kinds import base_config, identity_extra, run_id_for
 
     preset = get_preset(spec.preset)
     ids: dict[tuple[str, int], str] = {}   # (kind, seed) -> run id
     waves = []
-    for wave in WAVES:
+    for kinds in stages(spec.kinds):
         tasks = []
-        for kind in wave:
-            if kind not in spec.kinds:
-                continue
-            if kind in GRID_KINDS:
-                cells = [(r, s) for r in spec.ratios for s in spec.seeds]
-            elif kind in ALPHA_KINDS:
-                cells = [(a, s) for a in spec.alphas for s in spec.seeds]
-            else:
-                cells = [("", s) for s in spec.seeds]
+        for kind in kinds:
+            recipe = registry.get(kind)
+            cells = {"ratio": lambda: [(r, s) for r in spec.ratios for s in spec.seeds],
+                     "alpha": lambda: [(a, s) for a in spec.alphas for s in spec.seeds],
+                     "seed": lambda: [("", s) for s in spec.seeds]}[recipe.grid]()
             for cell, seed in cells:
-                up = ids.get((UPSTREAM[kind], seed), "") if kind in UPSTREAM else ""   # the upstream of the same seed
-                alpha = float(cell) if kind in ALPHA_KINDS else None
-                ratio = "" if alpha is not None else cell
+                up = ids.get((recipe.upstream, seed), "") if recipe.upstream else ""
+                alpha = float(cell) if recipe.grid == "alpha" else None
+                ratio = cell if recipe.grid == "ratio" else ""
                 cfg = base_config(kind, preset, ratio or "1:1", seed, **task_overrides(spec, kind, alpha))
                 rid = run_id_for(kind, preset.name, ratio, seed, cfg, sources_info, up, identity_extra(kind, preset))
                 tasks.append(Task(kind, ratio, seed, rid, up, alpha))
@@ -240,7 +241,9 @@ def train_worker(config: dict) -> None:
 
     from core.data.corruptions import load_tintc
     from core.results import write_table
-    from core.training.kinds import CLASSIFIERS, load_sources, run_kind
+    from core.training.bundles import load_sources
+    from core.training.graph import CLASSIFIERS
+    from core.training.kinds import run_kind
 
     spec = SweepSpec(**config["spec"])
     task = Task(**config["task"])

@@ -136,7 +136,8 @@ def test_similarity_match_is_one_for_a_model_that_carries_the_targets(world):
 
 def test_run_kind_sim_pixel_records_alpha_and_similarity_match(world, tmp_path, smoke_data):
     from core.presets import get_preset
-    from core.training.kinds import load_sources, run_kind, run_id_for, base_config
+    from core.training.bundles import load_sources
+    from core.training.kinds import run_kind, run_id_for, base_config
 
     preset = get_preset("smoke")
     sources = load_sources(preset, smoke_data, log=None)
@@ -161,7 +162,7 @@ def test_the_sweep_plans_the_similarity_family_over_alpha_and_seed(smoke_data):
     import argparse
 
     from core.presets import get_preset
-    from core.training.kinds import load_sources
+    from core.training.bundles import load_sources
     from sweeps.cli import resolve_common
     from sweeps.stages import plan
 
@@ -177,20 +178,20 @@ def test_the_sweep_plans_the_similarity_family_over_alpha_and_seed(smoke_data):
     assert {("sim_pixel", a, s) for a in (1.0, 10.0) for s in (0, 1)} <= w1
     assert w2 == {(k, a, s) for k in ("sim_monkey", "sim_shuffled") for a in (1.0, 10.0) for s in (0, 1)}
     tasks = [t for w in waves for t in w]
-    assert len({t.run_id for t in tasks}) == len(tasks) == 1 + 2 + 3 * 4   # predictor, 2 baselines, 12 sim models
-    mp = next(t.run_id for t in tasks if t.kind == "monkey_predictor")
-    assert all(t.upstream_id == mp for t in tasks if t.kind in ("sim_monkey", "sim_shuffled"))
+    assert len({t.run_id for t in tasks}) == len(tasks) == 2 + 2 + 3 * 4   # 2 predictors, 2 baselines, 12 sim models
+    mp = {t.seed: t.run_id for t in tasks if t.kind == "monkey_predictor"}
+    assert all(t.upstream_id == mp[t.seed] for t in tasks if t.kind in ("sim_monkey", "sim_shuffled"))
     assert next(t for t in tasks if t.kind == "sim_monkey" and t.alpha == 10.0).label() == "sim_monkey[α=10, seed 0]"
     for bad, msg in (("1,x", "--alphas: 'x' is not a number"), ("-1", "--alphas: -1")):
         with pytest.raises(Exception, match=msg):
             resolve_common(argparse.Namespace(**{**vars(args), "alphas": bad}))
 
 
-def test_the_mtl_family_trains_one_oracle_per_seed_and_mtl_oracle_reads_its_own_seed(smoke_data):
+def test_the_mtl_family_trains_its_upstreams_per_seed_and_each_model_reads_its_own_seed(smoke_data):
     import argparse
 
     from core.presets import get_preset
-    from core.training.kinds import load_sources
+    from core.training.bundles import load_sources
     from sweeps.cli import resolve_common
     from sweeps.stages import plan
 
@@ -209,23 +210,29 @@ def test_the_mtl_family_trains_one_oracle_per_seed_and_mtl_oracle_reads_its_own_
         assert readouts[s].upstream_id == oracles[s].run_id
         for r in ("1:2", "2:1"):
             assert by[("mtl_oracle", r, s)].upstream_id == readouts[s].run_id
-    # one Monkey Predictor serves every seed
-    mp = [t for t in tasks if t.kind == "monkey_predictor"]
-    assert len(mp) == 1 and all(by[("mtl_monkey", r, s)].upstream_id == mp[0].run_id for r in ("1:2", "2:1") for s in (0, 1, 2))
+    # one Monkey Predictor per seed, read by the co-trained models of that seed (paired comparisons carry it)
+    mp = {t.seed: t for t in tasks if t.kind == "monkey_predictor"}
+    assert sorted(mp) == [0, 1, 2] and len({t.run_id for t in mp.values()}) == 3
+    assert all(by[(k, r, s)].upstream_id == mp[s].run_id for k in ("mtl_monkey", "mtl_shuffled") for r in ("1:2", "2:1")
+               for s in (0, 1, 2))
+    # every kind's stage follows its upstream
+    assert [sorted({t.kind for t in w}) for w in plan(spec, load_sources(get_preset("smoke"), smoke_data, log=None).info)] == [
+        ["baseline", "monkey_predictor", "oracle"], ["mtl_monkey", "mtl_shuffled", "oracle_readout"], ["mtl_oracle"]]
 
 
 def test_mtl_shuffled_permutes_each_neuron_across_images(world):
     """MTL-Shuffled's targets: for every neuron a permutation of the same responses across images
     (marginals kept), a different permutation per neuron, so the image pairing is destroyed."""
-    from core.training.kinds import Sources, mtl_data
+    from core.training.bundles import Sources, mtl_data, predictor_targets, shuffled
 
     cls, neural = world
     pred = build_model("vgg11_bn_fc", n_classes=0, n_neurons=neural.n_neurons, width=1 / 16, classify=False).eval()
     with torch.no_grad():
         pred.readout.features.normal_()          # distinct, image-dependent outputs per neuron
     src = Sources(cls, neural)
-    real = mtl_data(src, pred, shuffle_seed=None).neural_train.targets
-    shuf = mtl_data(src, pred, shuffle_seed=10_000).neural_train.targets
+    targets = predictor_targets(src, pred)
+    real = mtl_data(src, targets).neural_train.targets
+    shuf = mtl_data(src, shuffled(targets, 10_000)).neural_train.targets
     assert shuf.shape == real.shape
     for k in range(real.shape[1]):
         assert torch.equal(torch.sort(shuf[:, k]).values, torch.sort(real[:, k]).values)   # marginal kept
@@ -239,4 +246,4 @@ def test_mtl_shuffled_permutes_each_neuron_across_images(world):
         return torch.argsort(real[:, k])[torch.argsort(torch.argsort(shuf[:, k]))]
     assert torch.equal(real[perm(0), 0], shuf[:, 0])
     assert (perm(0) != perm(1)).float().mean() > 0.9
-    assert torch.equal(mtl_data(src, pred, shuffle_seed=10_000).neural_train.targets, shuf)   # seeded
+    assert torch.equal(mtl_data(src, shuffled(targets, 10_000)).neural_train.targets, shuf)   # seeded

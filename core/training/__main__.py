@@ -2,8 +2,7 @@
 
 Writes into --out: the model (`model.pt`), its checkpoints (`checkpoint/`), `run.json`, and its
 records as a results lake (`runs/`, `epochs/`, `corruption_accuracy/`, `predictions/`, Parquet,
-hive-partitioned by sweep and stage). A kind that needs an upstream model (mtl_monkey,
-mtl_shuffled: monkey_predictor; oracle_readout: oracle; mtl_oracle: oracle_readout) reads it from
+hive-partitioned by sweep and stage). A kind that reads an upstream model (listed below) takes it from
 --upstream, or trains it first under OUT/upstream/<kind> when --upstream is omitted.
 Re-running with the same --out resumes from the last checkpoint.
 """
@@ -19,11 +18,16 @@ from core.errors import ConfigError, Parser, cli_main
 
 def parser() -> argparse.ArgumentParser:
     from core.presets import PRESETS
-    from core.training.graph import KINDS   # light: flag errors answer before torch is imported
+    from core.training import registry   # light: flag errors answer before torch is imported
 
-    p = Parser(prog="python -m core.training", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kind", required=True, choices=KINDS, help="model kind (the paper's Table 1)")
+    import textwrap
+
+    kinds = "\n".join(textwrap.fill(r.summary + (f" (reads {r.upstream})" if r.upstream else ""), 100,
+                                    initial_indent=f"  {k:17s}", subsequent_indent=" " * 19)
+                      for k, r in registry.table().items())
+    p = Parser(prog="python -m core.training", description=__doc__ + "\nkinds:\n" + kinds,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kind", required=True, choices=registry.names(), metavar="KIND", help="model kind (listed above)")
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
     p.add_argument("--ratio", default="1:1", help="neural:classification batches for mtl_* kinds (default 1:1)")
     p.add_argument("--alpha", type=float, help="weight of the similarity loss for sim_* kinds (default 10, Li et al.)")
@@ -45,10 +49,12 @@ def parser() -> argparse.ArgumentParser:
 
 def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, tintc_cache) -> Path:
     from core.results import write_table
-    from core.training.kinds import CLASSIFIERS, UPSTREAM, run_kind
+    from core.training import registry
+    from core.training.kinds import run_kind
 
-    if kind in UPSTREAM and upstream is None:
-        up_kind = UPSTREAM[kind]
+    recipe = registry.get(kind)
+    if recipe.upstream and upstream is None:
+        up_kind = recipe.upstream
         up_out = out / "upstream" / up_kind
         if log:
             log(f"== training upstream {up_kind} into {up_out}")
@@ -57,14 +63,14 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
     if args.alpha is not None:
         if args.alpha < 0:
             raise ConfigError(f"--alpha {args.alpha}: expected >= 0")
-        if kind.startswith("sim_"):
+        if recipe.grid == "alpha":
             overrides["sim_alpha"] = args.alpha
     if args.max_epochs:
         overrides["max_epochs"] = args.max_epochs
-    tintc = tintc_cache() if (kind in CLASSIFIERS and not args.no_corruptions) else None
+    tintc = tintc_cache() if (recipe.classifier and not args.no_corruptions) else None
     t = time.perf_counter()
     if log:
-        log(f"== training {kind} (preset {preset.name}, ratio {ratio if kind.startswith('mtl_') else '-'}, seed {seed})")
+        log(f"== training {kind} (preset {preset.name}, ratio {ratio if recipe.grid == 'ratio' else '-'}, seed {seed})")
     res = run_kind(kind, preset, ratio, seed, out, sources, upstream, args.data_root, tintc=tintc,
                    log=log, overrides=overrides)
     for table, rows in (("runs", [res.run]), ("epochs", res.epochs),
@@ -91,7 +97,7 @@ def main(argv=None) -> int:
         raise ConfigError(f"--upstream {args.upstream}/model.pt: missing; expected a model folder written by "
                           "`python -m core.training`")
     preset = get_preset(args.preset)
-    from core.training.kinds import load_sources
+    from core.training.bundles import load_sources
 
     log = None if args.quiet else print
     sources = load_sources(preset, args.data_root, args.tin_root, args.neural_data, log=log)

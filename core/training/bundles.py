@@ -1,0 +1,149 @@
+"""What each kind trains on, built from the canonical data sets: classification tensors, the neural
+trials (a fixed 90/10 split), a predictor's responses to every classification image (the co-trained
+kinds' targets), a similarity pool, the Oracle's corruption bank."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from core.data import ClassificationSet, NeuralSet
+from core.errors import ConfigError, DataError
+from core.io import atomic_file
+from core.models import MultiTaskModel
+from core.presets import Preset
+from core.training.data import NeuralBatchSource, TrainData, as_u8, pixel_stats
+from core.training.inference import predict_rates
+
+
+@dataclass
+class Sources:
+    cls: ClassificationSet
+    neural: NeuralSet
+    info: dict = field(default_factory=dict)   # names and content hashes of the data sets
+
+
+def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root=None, neural_data=None,
+                 log: Callable | None = print) -> Sources:
+    """Canonical data for a preset: the synthetic world (written once under data_root) or real data."""
+    data_root = Path(data_root)
+    if preset.world is not None and tin_root is None and neural_data is None:
+        from core.data.synthetic import world_config, write_world
+
+        world = data_root / f"world-{preset.world}"
+        if not (world / "neural" / "manifest.json").is_file():
+            if log:
+                log(f"writing the synthetic world ({preset.world}) to {world}")
+            try:
+                write_world(world_config(preset.world), world)
+            except FileExistsError:
+                pass  # another process wrote it first
+        cls, neural = ClassificationSet.load(world / "classification"), NeuralSet.load(world / "neural")
+    else:
+        if tin_root is None or neural_data is None:
+            raise ConfigError(f"preset {preset.name} reads real data: give both --tin-root and --neural-data")
+        from core.data import tiny_imagenet
+
+        cls = tiny_imagenet.load_or_build(tin_root, data_root / "cache", verbose=log is not None)
+        neural = NeuralSet.load(neural_data)
+    if cls.image_shape != tuple(neural.images.shape[1:]):
+        raise DataError(f"image sizes differ: classification {cls.image_shape}, neural {neural.images.shape[1:]}")
+    info = {"classification": cls.manifest.get("content_hash", ""), "neural": neural.manifest.get("content_hash", ""),
+            "classification_path": str(cls.path), "neural_path": str(neural.path)}
+    return Sources(cls, neural, info)
+
+
+NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
+VAL_FRACTION = 0.1
+
+
+def cls_tensors(cls: ClassificationSet) -> dict:
+    return {s: (as_u8(cls.images[s]), torch.from_numpy(np.array(cls.labels[s]))) for s in ("train", "val")}
+
+
+def neural_sources(neural: NeuralSet) -> tuple[NeuralBatchSource, NeuralBatchSource]:
+    src = NeuralBatchSource(as_u8(neural.images), torch.from_numpy(np.array(neural.train_image_index)),
+                            torch.from_numpy(np.array(neural.train_responses, dtype=np.float32)),
+                            torch.from_numpy(np.array(neural.train_mask)))
+    rng = np.random.default_rng(NEURAL_SPLIT_SEED)
+    perm = rng.permutation(len(src))
+    n_val = max(1, int(round(VAL_FRACTION * len(src))))
+    return src.subset(np.sort(perm[n_val:])), src.subset(np.sort(perm[:n_val]))
+
+
+def predicted_targets(predictor: MultiTaskModel, images: np.ndarray) -> torch.Tensor:
+    with torch.inference_mode():
+        return predict_rates(predictor, as_u8(images)).cpu().float()
+
+
+def predictor_targets(sources: Sources, predictor: MultiTaskModel) -> dict[str, torch.Tensor]:
+    """The predictor's responses to every training and validation image of the classification set."""
+    return {s: predicted_targets(predictor, sources.cls.images[s]) for s in ("train", "val")}
+
+
+def shuffled(targets: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """MTL-Shuffled's targets: each neuron's responses permuted across images, independently."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for s, t in targets.items():
+        out[s] = torch.stack([t[torch.randperm(len(t), generator=g), k] for k in range(t.shape[1])], 1)
+    return out
+
+
+def mtl_data(sources: Sources, targets: dict[str, torch.Tensor]) -> TrainData:
+    """Classification data plus neural targets for every training (and validation) image."""
+    x = cls_tensors(sources.cls)
+    srcs = {s: NeuralBatchSource(x[s][0], torch.arange(len(targets[s])), targets[s],
+                                 torch.ones(targets[s].shape, dtype=torch.bool)) for s in ("train", "val")}
+    return TrainData(sources.cls.n_classes, x, srcs["train"], srcs["val"])
+
+
+def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):
+    """The regularisation pool of a sim_* kind: the neural training images, with the Monkey
+    Predictor's responses to them (sim_monkey; `source="true"`: the simulated population's
+    noise-free rates), the same shuffled across images (sim_shuffled), or their pixels (sim_pixel)."""
+    from core.training.similarity import SimilarityPool
+
+    neural = sources.neural
+    idx = np.unique(np.asarray(neural.train_image_index))
+    images = as_u8(np.asarray(neural.images)[idx])
+    if kind == "sim_pixel":
+        return SimilarityPool.pixels(images)
+    if source == "true":
+        if neural.true_rates is None:
+            raise ConfigError("sim_source=true needs the simulated population's true rates (synthetic world only)")
+        vectors = torch.from_numpy(np.asarray(neural.true_rates, dtype=np.float32)[idx])
+    elif source == "predicted":
+        vectors = predicted_targets(predictor, np.asarray(neural.images)[idx])
+    else:
+        raise ConfigError(f"sim_source={source!r}; expected predicted or true")
+    pool = SimilarityPool.from_targets(images, vectors)
+    return pool.shuffled(20_000 + seed) if kind == "sim_shuffled" else pool
+
+
+def standardised_on(model: MultiTaskModel, images) -> MultiTaskModel:
+    """Give `model` the pixel statistics of `images` (its input standardisation travels with it)."""
+    model.set_pixel_stats(*pixel_stats(images))
+    return model
+
+
+def oracle_bank(sources: Sources, data_root: Path, seed: int, n_variants: int, log: Callable | None) -> np.ndarray:
+    """The Oracle's corrupted training variants for one seed (cached next to the data; built once)."""
+    from core.data.corruptions import corruption_bank
+
+    key = f"{sources.info['classification'][:16]}-s{seed}-v{n_variants}"
+    f = data_root / f"oracle-bank-{key}.npy"
+    if f.is_file():
+        return np.load(f, mmap_mode="r")
+    images = np.asarray(sources.cls.images["train"])
+    if log:
+        log(f"corrupting {len(images)} training images {n_variants} times for the Oracle (seed {seed})")
+    bank = corruption_bank(images, seed, n_variants, progress=log)
+    with atomic_file(f) as tmp, open(tmp, "wb") as fh:  # a handle: np.save would append .npy to the name
+        np.save(fh, bank)
+    return bank

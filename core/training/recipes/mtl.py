@@ -1,0 +1,51 @@
+"""Multi-task co-training (Safarani et al. 2021): classification plus predicting neural responses to every
+training image from conv3_1, at a ratio of neural to classification batches."""
+
+from __future__ import annotations
+
+from core.training.recipes.common import mtl_config
+from core.training.registry import register
+
+
+def _cost(cfg, n: dict, f: dict) -> float:
+    from core.training.cycler import parse_ratio
+
+    neu, c = parse_ratio(cfg.ratio)
+    cls_epoch = n["train"] * f["cls_train"] + n["val"] * f["cls_fwd"]
+    return cfg.max_epochs * (cls_epoch + n["train"] * neu / c * f["neural_train"])
+
+
+MTL = dict(config=mtl_config, grid="ratio", readout=True, families=("mtl",), cost=_cost)
+
+
+def _fit(job, targets):
+    from core.training.bundles import mtl_data, standardised_on
+
+    model = standardised_on(job.new_model(n_neurons=job.sources.neural.n_neurons), job.sources.cls.images["train"])
+    return model, job.fit(model, mtl_data(job.sources, targets), job.cfg, "train")
+
+
+@register(name="mtl_monkey", label="MTL-Monkey", color="#d62728", upstream="monkey_predictor", twin="mtl_shuffled",
+          asked=True, feve_positive=True,
+          summary="classification + the Monkey Predictor's responses to every training image", **MTL)
+def mtl_monkey(job):
+    from core.training.bundles import predictor_targets
+
+    return _fit(job, predictor_targets(job.sources, job.upstream))
+
+
+@register(name="mtl_oracle", label="MTL-Oracle", color="#ff7f0e", upstream="oracle_readout", twin="mtl_shuffled",
+          asked=True, feve_positive=True,
+          summary="classification + the Oracle readout's responses to every training image", **MTL)
+def mtl_oracle(job):
+    from core.training.bundles import predictor_targets
+
+    return _fit(job, predictor_targets(job.sources, job.upstream))
+
+
+@register(name="mtl_shuffled", label="MTL-Shuffled", color="#1f77b4", upstream="monkey_predictor", control="negative",
+          summary="as MTL-Monkey, each neuron's responses shuffled across images (no image information)", **MTL)
+def mtl_shuffled(job):
+    from core.training.bundles import predictor_targets, shuffled
+
+    return _fit(job, shuffled(predictor_targets(job.sources, job.upstream), 10_000 + job.seed))
