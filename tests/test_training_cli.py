@@ -92,7 +92,8 @@ def test_one_tintc_cache_per_image_count_shared_by_sweep_and_cli(tmp_path, data_
 
     from core.data.corruptions import ensure_tintc
     from core.presets import get_preset
-    from core.training.kinds import load_sources, run_kind, tintc_source
+    from core.training.bundles import load_sources
+    from core.training.kinds import run_kind, tintc_source
 
     preset = replace(get_preset("smoke"), eval_images=6, adv_images=0, adv_decision_images=0)
     sources = load_sources(preset, data_root, log=None)
