@@ -272,3 +272,29 @@ def adversarial_curves(adv: pl.DataFrame):
         ax.text(0.5, 0.5, "no decision-based attack results", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
+
+
+def spectral_sensitivity(spec: pl.DataFrame):
+    """Accuracy on test images low-passed (left) and high-passed (right) at each cut-off, one line per kind
+    (mean over its models, bars: s.d. over them; Li et al. 2023's analysis). A kind to the upper left of
+    the Baseline in the low-pass panel and below it in the high-pass panel prefers low frequencies."""
+    d = spec.group_by("kind", "filter", "cutoff").agg(pl.col("accuracy").mean().alias("mean"),
+                                                      pl.col("accuracy").std().alias("sd"), pl.len().alias("n"))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, kind_filter, title in ((axes[0], "low", "low-pass: frequencies up to the cut-off kept"),
+                                   (axes[1], "high", "high-pass: frequencies from the cut-off up kept")):
+        for k in _kinds(d["kind"].to_list()):
+            g = d.filter((pl.col("kind") == k) & (pl.col("filter") == kind_filter)).sort("cutoff")
+            if g.height:
+                n = int(g["n"].max())
+                ax.errorbar(g["cutoff"], g["mean"], yerr=g["sd"].fill_null(0), marker="o", ms=4, lw=1.2, capsize=2,
+                            color=COLORS.get(k), label=f"{label(k)} ({n} model{'' if n == 1 else 's'})")
+        ax.set_xscale("log")
+        ax.set_xlabel("cut-off (cycles per pixel)")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Spectral sensitivity (bars: s.d. over models)", fontsize=10)
+    fig.tight_layout()
+    return fig

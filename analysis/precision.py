@@ -45,12 +45,23 @@ POWER = 0.80
 ALL = "all"      # the setting of a kind's stratified estimate over its ratios (or alphas)
 
 
-def _twins() -> dict[str, str]:
-    """Kinds compared with a twin at the same setting and seed besides the Baseline (the recipes' `twin`):
-    the comparison that isolates the neural content (the same training, targets shuffled across images)."""
+def _references() -> dict[str, tuple[str, ...]]:
+    """What each kind is compared with besides the Baseline (the recipes' `twin`, the comparison that
+    isolates the neural content, then its `explained_by`, the simpler explanations), by seed."""
     from core.training import registry
 
-    return {k: r.twin for k, r in registry.table().items() if r.twin}
+    return {k: tuple(x for x in (r.twin, *r.explained_by) if x) for k, r in registry.table().items()}
+
+
+def _fixed(kind: str) -> bool:
+    """A kind without a grid setting (the Baseline, its low-pass twin): every setting of another kind is
+    compared with its model of the same seed."""
+    from core.training import registry
+
+    try:
+        return registry.get(kind).grid == "seed"
+    except Exception:   # noqa: BLE001 - a kind the registry does not know (an old lake): compared by setting
+        return False
 COLUMNS = {"kind": pl.String, "setting": pl.String, "reference": pl.String, "statistic": pl.String,
            "level": pl.String, "scope": pl.String, "estimate": pl.Float64, "low": pl.Float64, "high": pl.Float64,
            "se": pl.Float64, "df": pl.Float64, "seed_sd": pl.Float64, "image_sd": pl.Float64, "mde": pl.Float64,
@@ -123,11 +134,27 @@ class Paired:
         avg /= np.maximum(avg.sum(0, keepdims=True), 1)
         self.a_c = np.einsum("rcn,bn,ck->brk", cor.corrupt, w, avg, optimize=True).astype(np.float64)  # (B+1, runs, C)
         self.clean = np.einsum("rn,bn->br", cor.clean, w).astype(np.float64)                            # (B+1, runs)
+        self.effective = self._effective_robustness()
         self.n_images = len(cor.images)
         runs = cor.runs.with_row_index("i")
         self.groups: dict[tuple[str, str], dict[int, int]] = {}    # (kind, setting) -> seed -> run row
         for r in runs.iter_rows(named=True):
             self.groups.setdefault((r["kind"], r["ratio"] or ""), {})[int(r["seed"])] = int(r["i"])
+
+    def _effective_robustness(self) -> np.ndarray:
+        """(B+1, runs): each model's corrupted accuracy (the mean over corruptions) beyond what its clean
+        accuracy predicts, in logits, from the line fitted through every classifier of the run (Taori et al.
+        2020; Miller et al. 2021). The line is fitted once, on the point estimates."""
+        def logit(p):
+            p = np.clip(p, 1e-4, 1 - 1e-4)
+            return np.log(p / (1 - p))
+
+        y, x = logit(self.a_c.mean(2)), logit(self.clean)
+        if x.shape[1] >= 2 and np.ptp(x[0]) > 0:
+            slope, icept = np.polyfit(x[0], y[0], 1)
+        else:
+            slope, icept = 0.0, float(y[0].mean()) if y.size else 0.0
+        return y - (icept + slope * x)
 
     def scopes(self, keep: np.ndarray) -> list[tuple[str, str, np.ndarray]]:
         """(level, scope, corruption indices) for the corruptions in `keep`."""
@@ -182,17 +209,20 @@ def _row(kind, setting, reference, statistic, level, scope, res, n_images, seeds
 
 
 def comparisons(cor: Correctness, n_boot: int = 250, seed: int = 0, level: float = 0.95,
-                baseline_kind: str = BASELINE, twins: dict | None = None) -> tuple[pl.DataFrame, list[str]]:
+                baseline_kind: str = BASELINE, references: dict | None = None) -> tuple[pl.DataFrame, list[str]]:
     """Every seed-paired comparison the lake allows, and notes on what was left out.
 
     Rows (statistic):
     - `robustness`: kind K at a setting (or `all`, stratified over its settings) against the Baseline,
-      and against its twin (the recipe's `twin`) at the same setting; estimate, interval and `mde` (smallest
-      detectable effect, in %) on the score scale, per scope (overall, category, corruption);
+      and against its references (the recipe's `twin` and `explained_by`: at the same setting, or, for a
+      kind without a grid, its model of the same seed); estimate, interval and `mde` (smallest detectable
+      effect, in %) on the score scale, per scope (overall, category, corruption);
     - `clean_accuracy`: each group's clean accuracy (reference empty) with its interval over seeds and
-      images, and K minus the reference (paired) for the comparisons above.
+      images, and K minus the reference (paired) for the comparisons above;
+    - `effective_robustness`: K minus the reference in effective robustness (logits of corrupted accuracy
+      beyond the line through every classifier's clean and corrupted accuracy; level overall).
     """
-    twins = _twins() if twins is None else twins
+    references = _references() if references is None else references
     p = Paired(cor, n_boot, seed)
     notes: list[str] = []
     rows: list[dict] = []
@@ -214,12 +244,12 @@ def comparisons(cor: Correctness, n_boot: int = 250, seed: int = 0, level: float
         res = seed_interval(p.clean[:, [members[x] for x in s]], level)
         rows.append(_row(kind, setting, "", "clean_accuracy", "clean", "clean", res, p.n_images, s, "plain"))
 
-    def compare(kind: str, ref_kind: str, ref_fixed: bool):
+    def compare(kind: str, ref_kind: str):
         settings = _settings(p, kind)
         per_setting = {}
         for st in settings:
             g = p.groups[(kind, st)]
-            r = base if ref_fixed else p.groups.get((ref_kind, st))
+            r = p.groups.get((ref_kind, "")) if _fixed(ref_kind) else p.groups.get((ref_kind, st))
             if r is None:
                 continue
             seeds = _common_seeds(g, r)
@@ -246,20 +276,21 @@ def comparisons(cor: Correctness, n_boot: int = 250, seed: int = 0, level: float
                     continue
                 rows.append(_row(kind, st, ref_kind, "robustness", lvl, scope, seed_interval(d, level), p.n_images,
                                  seeds, "score"))
-            if st == ALL:
-                diff = np.mean([p.clean[:, [v[1][v[0].index(x)] for x in seeds]] - p.clean[:, [v[2][v[0].index(x)] for x in seeds]]
-                                for v in per_setting.values()], axis=0)
-            else:
-                diff = p.clean[:, rk] - p.clean[:, rr]
-            rows.append(_row(kind, st, ref_kind, "clean_accuracy", "clean", "clean", seed_interval(diff, level),
-                             p.n_images, seeds, "plain"))
+            for stat, arr in (("clean_accuracy", p.clean), ("effective_robustness", p.effective)):
+                if st == ALL:
+                    diff = np.mean([arr[:, [v[1][v[0].index(x)] for x in seeds]] - arr[:, [v[2][v[0].index(x)] for x in seeds]]
+                                    for v in per_setting.values()], axis=0)
+                else:
+                    diff = arr[:, rk] - arr[:, rr]
+                rows.append(_row(kind, st, ref_kind, stat, "clean" if stat == "clean_accuracy" else "overall",
+                                 stat.split("_")[0], seed_interval(diff, level), p.n_images, seeds, "plain"))
 
-    kinds = sorted({k for k, _ in p.groups if k != baseline_kind})
-    for kind in kinds:
-        compare(kind, baseline_kind, True)
-        twin = twins.get(kind)
-        if twin and any(k == twin for k, _ in p.groups):
-            compare(kind, twin, False)
+    present = {k for k, _ in p.groups}
+    for kind in sorted(present - {baseline_kind}):
+        compare(kind, baseline_kind)
+        for ref in references.get(kind, ()):
+            if ref in present and ref != kind:
+                compare(kind, ref)
     return pl.DataFrame(rows, schema=COLUMNS), notes
 
 

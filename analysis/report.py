@@ -18,6 +18,7 @@ from analysis import controls as ctl
 from analysis import html as H
 from analysis import figures as figs
 from analysis import tables
+from analysis.explain import explanation, section as explain_section
 from analysis.findings import findings
 from analysis.precision import comparisons
 from analysis.regression import format_table, regressions
@@ -47,7 +48,8 @@ class Lake:
     preds: pl.DataFrame
     sweeps: list[str]
     adversarial: pl.DataFrame = None
-    tintc: str = "generated"   # the corruption set the classifiers were scored on ("published-<hash>": --tintc-root)
+    tintc: str = "generated"
+    spectral: pl.DataFrame = None   # the corruption set the classifiers were scored on ("published-<hash>": --tintc-root)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Report:
     regression_text: str = ""
     controls: list = field(default_factory=list)      # analysis.controls.Control, the verdict's lines
     findings: list = field(default_factory=list)      # analysis.findings.Finding: the research question's answers
+    explanation: list = field(default_factory=list)   # analysis.explain: the simpler explanations, compared
 
 
 def lake_root(results: str) -> str:
@@ -130,7 +133,7 @@ def load(results: str, sweep: str | None = None) -> Lake:
 
     tintc = tintc_source(runs, sweep, root)
     return Lake(root, sweep, with_setting(runs), table("corruption_accuracy"), table("predictions"), sweeps,
-                table("adversarial"), tintc)
+                table("adversarial"), tintc, table("spectral"))
 
 
 def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int = 250, seed: int = 0,
@@ -258,6 +261,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     elif not ok.filter(pl.col("kind").is_in(list(EXPECTED_KINDS + SIM_EXPECTED))).is_empty():
         notes.append("no adversarial results in the lake (runs written before the attacks were added, or a preset "
                      "with adv_images 0)")
+    spec = lake.spectral
+    if spec is not None and not spec.is_empty():
+        rep.tables["spectral"] = spec.filter(pl.col("run_id").is_in(ok["run_id"].implode())).drop("sweep", "stage")
+    rep.explanation = explanation(comps)
     if not bad.is_empty():
         rep.tables["failed_runs"] = bad.select("run_id", "kind", "ratio", "seed", "status", "diverged_epoch", "error")
 
@@ -284,6 +291,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
             r = reg.filter(pl.col("model") == "Sim-Monkey") if reg is not None and reg.height else None
             made["robustness_vs_sim_match"] = (figs.robustness_vs_neural(models, r, kind="sim_monkey", neural="sim_match"),
                                                "Sim-Monkey: robustness against the similarity match, coloured by clean accuracy")
+        if "spectral" in rep.tables and rep.tables["spectral"].height:
+            made["spectral"] = (figs.spectral_sensitivity(rep.tables["spectral"]),
+                                "Spectral sensitivity: accuracy on test images low- and high-pass filtered at each cut-off "
+                                "(Li et al. 2023)")
         if "adversarial" in rep.tables:
             made["adversarial"] = (figs.adversarial_curves(rep.tables["adversarial"]),
                                    "Adversarial robustness: PGD accuracy against ε (L2 and L∞), mean over each kind's models")
@@ -368,6 +379,7 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
         if sims.height:
             parts.append("<p>Against Sim-Shuffled at the same α and seed:</p>" + H.table(sims))
         parts.append("<p>Clean accuracy over seeds and test images:</p>" + H.table(tables.clean_table(c)))
+    parts.append(explain_section(rep.explanation, H.table))
     if "regression" in t:
         parts.append("<h2>Two-factor regression</h2><p><code>robustness ~ clean_accuracy + feve</code> per pool (every ratio × seed), "
                      "and <code>robustness ~ (clean_accuracy + feve) * pool</code> over both: its <code>feve:pool</code> term tests "

@@ -49,6 +49,10 @@ class Preset:
     select: str = "best"
     neural_grad: str = "sum"
     bn_images: int = 2048        # BatchNorm statistics recomputed over this many training images before every evaluation
+    # baseline_lowpass trains on images low-passed at this many cycles per pixel (half amplitude): the upper edge
+    # of the simulated V1's band (its Gabors span 0.05-0.2), and, at the recordings' 14 pixels per degree, 2.8
+    # cycles per degree, about where macaque parafoveal V1 neurons prefer most
+    lowpass: float = 0.2
 
 
 # Short CPU presets (smoke, demo), measured on the demo world (validation accuracy after 8 epochs,

@@ -309,7 +309,7 @@ def train_worker(config: dict) -> None:
         _upload_model(spec, work, task.run_id)
         root = lake_root(spec)
         for table, rows in (("epochs", res.epochs), ("corruption_accuracy", res.corruption_accuracy),
-                            ("predictions", res.predictions), ("adversarial", res.adversarial),
+                            ("predictions", res.predictions), ("adversarial", res.adversarial), ("spectral", res.spectral),
                             ("runs", [res.run])):  # runs last: it marks completion
             write_table(root, table, rows, spec.sweep, task.kind, task.run_id)
     r = res.run

@@ -62,6 +62,10 @@ TABLES: dict[str, pa.Schema] = {
         ("attack", STR), ("norm", STR), ("epsilon", F64), ("accuracy", F64), ("n_images", I64),
         ("median_l2", F64), ("steps", I64), ("library", STR),
     ]),
+    # spectral sensitivity: accuracy on the test images low- or high-pass filtered at a cut-off (cycles per pixel)
+    "spectral": pa.schema(KEY + [
+        ("filter", STR), ("cutoff", F64), ("accuracy", F64), ("n_images", I64),
+    ]),
     "predictions": pa.schema(KEY + [
         ("condition", STR), ("severity", I64), ("image", I64), ("label", I64), ("predicted", I64), ("correct", BOOL),
     ]),

@@ -75,7 +75,7 @@ def train(kind, preset, ratio, seed, out: Path, upstream, sources, args, log, ti
                    log=log, overrides=overrides)
     for table, rows in (("runs", [res.run]), ("epochs", res.epochs),
                         ("corruption_accuracy", res.corruption_accuracy), ("predictions", res.predictions),
-                        ("adversarial", res.adversarial)):
+                        ("adversarial", res.adversarial), ("spectral", res.spectral)):
         write_table(out, table, rows, args.sweep, kind, res.run["run_id"])
     r = res.run
     from core.progress import number   # "-" where a value does not apply (the Monkey Predictor has no classifier)

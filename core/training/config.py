@@ -48,6 +48,8 @@ class TrainConfig:
     init_mu_range: float = 0.3
     init_sigma_range: float = 0.6
     augment: bool = True
+    input_lowpass: float = 0.0          # classification inputs low-passed (Gaussian, half amplitude at this many
+                                        # cycles per pixel) in training; 0: off. Evaluation sees the images as they are
     consistency_weight: float = 1.0     # mode oracle_pretrain
     freeze_through: str = ""            # freeze core layers up to and including this one (e.g. conv3_1)
     sim_alpha: float = 10.0             # mode similarity: weight α of the similarity loss
@@ -74,6 +76,8 @@ class TrainConfig:
                            ("neural_grad", ("sum", "mean"))):
             if getattr(self, k) not in allowed:
                 raise ConfigError(f"{k}={getattr(self, k)!r}; expected {' or '.join(allowed)}")
+        if not 0 <= self.input_lowpass <= 0.5:
+            raise ConfigError(f"input_lowpass={self.input_lowpass}; expected a cut-off in cycles per pixel up to 0.5 (0: off)")
         if not 0 <= self.warmup < 1 or self.bn_images < 0:
             raise ConfigError(f"warmup={self.warmup}, bn_images={self.bn_images}; expected 0 <= warmup < 1 and "
                               "bn_images >= 0")

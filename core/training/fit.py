@@ -34,7 +34,7 @@ from core.training.cycler import schedule
 from core.training.data import NeuralStream, TrainData
 from core.training.inference import accuracy, neural_val, resolve_device
 from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
-from core.training.recipe import Streams, bn_subset, recompute_batchnorm, step_schedulers
+from core.training.recipe import Streams, bn_subset, lowpass, recompute_batchnorm, step_schedulers
 from core.training.similarity import pair_cosine, similarity_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -159,16 +159,16 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     # the BatchNorm pass before every evaluation: a fixed subset of this fit's training images; only the
     # layers this fit trains (a frozen layer keeps the statistics of the fit that trained it)
     if has_cls:
-        bn_x, bn_aug = data.cls["train"][0], cfg.augment
+        bn_x, bn_cls = data.cls["train"][0], True
     else:
         src = data.neural_train
-        bn_x, bn_aug = src.images[torch.unique(src.index)], False
+        bn_x, bn_cls = src.images[torch.unique(src.index)], False
     bn_x = bn_x[bn_subset(len(bn_x), cfg.bn_images).to(bn_x.device)] if cfg.bn_images > 0 else None
     frozen_ids = {id(m) for f in frozen for m in f.modules()}
 
     def evaluate_mode():
         if bn_x is not None:
-            recompute_batchnorm(model, bn_x, max(B, 256), bn_aug, use_amp, skip=frozen_ids)
+            recompute_batchnorm(model, bn_x, max(B, 256), lambda x, g: prep(x, bn_cls, g), use_amp, skip=frozen_ids)
         model.eval()
 
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_state": None, "n_reductions": 0,
@@ -209,9 +209,13 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         m = data.neural_train.mask[:B].float()
         model.readout.initialize_bias((data.neural_train.targets[:B] * m).sum(0) / m.sum(0).clamp_min(1))
 
-    def prep(x_u8, aug: bool):
-        if aug and cfg.augment:
-            x = model.prep(None, augment(x_u8.float() / 255.0, aug_gen))
+    def prep(x_u8, aug: bool, gen=None):
+        """uint8 images -> the model's input: a classification batch (aug) with the kind's low-pass and
+        augmentation, a neural batch as it is."""
+        if aug and (cfg.augment or cfg.input_lowpass):
+            x = x_u8.float() / 255.0
+            x = lowpass(x, cfg.input_lowpass) if cfg.input_lowpass else x
+            x = model.prep(None, augment(x, gen or aug_gen) if cfg.augment else x)
         else:
             x = model.prep(x_u8)
         return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x

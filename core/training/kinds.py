@@ -91,6 +91,7 @@ class RunOutput:
     predictions: list[dict]
     folder: Path
     adversarial: list[dict] = field(default_factory=list)
+    spectral: list[dict] = field(default_factory=list)
 
 
 # where and how fast a model ran does not change which model it is
@@ -199,7 +200,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     model.to(resolve_device(cfg.device)).eval()
     save_model(model, build, out / "model.pt")
     metrics = {"clean_accuracy": float("nan")}
-    acc_rows, pred_rows, adv_rows = [], [], []
+    acc_rows, pred_rows, adv_rows, spec_rows = [], [], [], []
     if res.status == "ok":
         n = preset.eval_images or len(cls.labels["test"])  # the TIN-TC cache holds the first n test images
         if model.has_classifier and recipe.classifier:
@@ -210,7 +211,10 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         probe = cls.images["test"][:n] if model.has_classifier else neural.images[neural.test_image_index]
         metrics["readout_alive"] = alive_fraction(model, np.asarray(probe))
         if model.has_classifier and recipe.classifier:
+            from core.evaluate.spectral import spectral_records
+
             metrics["sim_match"] = similarity_match_on(model, neural, cfg)
+            spec_rows = spectral_records(model, np.asarray(cls.images["test"][:n]), np.asarray(cls.labels["test"][:n]))
             if preset.adv_images > 0:
                 from core.evaluate.adversarial import adversarial_records
 
@@ -237,4 +241,5 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
     (out / "run.json").write_text(json.dumps(run, indent=1, default=float) + "\n")
     key = {"run_id": run_id, "kind": kind, "ratio": ratio, "seed": seed}
     return RunOutput(run, [{**key, **r} for r in epochs], [{**key, **r} for r in acc_rows],
-                     [{**key, **r} for r in pred_rows], out, [{**key, **r} for r in adv_rows])
+                     [{**key, **r} for r in pred_rows], out, [{**key, **r} for r in adv_rows],
+                     [{**key, **r} for r in spec_rows])

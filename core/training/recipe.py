@@ -81,15 +81,33 @@ def bn_subset(n: int, size: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)[:min(n, size)].sort().values
 
 
+def lowpass_sigma(cutoff: float) -> float:
+    """The s.d. in pixels of the Gaussian whose response is 1/2 at `cutoff` cycles per pixel."""
+    return math.sqrt(math.log(2) / (2 * math.pi**2)) / cutoff
+
+
+def lowpass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """A Gaussian low-pass of images x (B, C, H, W) float, half amplitude at `cutoff`
+    cycles per pixel (separable convolution, reflected borders), on x's device."""
+    sigma = lowpass_sigma(cutoff)
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t**2 / (2 * sigma**2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = torch.nn.functional.pad(x, (r, r, r, r), mode="reflect")
+    x = torch.nn.functional.conv2d(x, k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return torch.nn.functional.conv2d(x, k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+
+
 @torch.no_grad()
-def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, augment: bool, amp: bool,
+def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, prepare, amp: bool,
                         skip: set[int] = frozenset()) -> None:
     """Reset the BatchNorm layers of `model` (but those whose id() is in `skip`) and average their
     statistics over `x_u8` (uint8 (N, 1, H, W) on the model's device) in one pass, batches of `batch`,
-    with the training augmentation when `augment` (a fixed generator: the same images every time).
-    Dropout and everything else stays in eval mode; the model is left in eval mode."""
-    from core.training.augment import augment as aug_fn
-
+    each turned into the model's input by `prepare(x_u8, generator)` (the kind's own training input, its
+    augmentation drawn from a fixed generator: the same images every time). Dropout and everything else
+    stays in eval mode; the model is left in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
     if not bns or len(x_u8) == 0:
         return
@@ -103,10 +121,7 @@ def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, augmen
         m.train()
     try:
         for a in range(0, len(x_u8), batch):
-            xb = x_u8[a:a + batch]
-            x = model.prep(None, aug_fn(xb.float() / 255.0, gen)) if augment else model.prep(xb)
-            if dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = prepare(x_u8[a:a + batch], gen)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
                 model.core.features(x)
     finally:

@@ -37,6 +37,8 @@ class Recipe:
     readout: bool = False           # predicts the neurons: FEVe and correlations on the neural test set
     feve_positive: bool = False     # a health check: its FEVe must be above 0
     twin: str | None = None         # compared with this kind at the same setting and seed, besides the Baseline
+    explained_by: tuple[str, ...] = ()   # simpler explanations it is compared with, by seed (the report's
+                                         # "what explains it": a low-pass prior, pixel-derived targets)
     asked: bool = False             # the research question is about it (the report's plain-words answers)
     control: str = ""               # "positive" | "negative": a run-level control of the pipeline
     identity: Callable | None = None  # (preset) -> dict: what identifies a model beyond its config

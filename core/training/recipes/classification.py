@@ -1,6 +1,9 @@
-"""Classifiers trained on labels alone: the Baseline."""
+"""Classifiers trained on labels alone: the Baseline, and the Baseline on low-passed images (the control
+for a low spatial-frequency bias, Li et al. 2023)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from core.training.recipes.common import classification_config
 from core.training.registry import register
@@ -16,3 +19,12 @@ def baseline(job):
     cls = job.sources.cls
     model = standardised_on(job.new_model(), cls.images["train"])
     return model, job.fit(model, TrainData(cls.n_classes, cls_tensors(cls)), job.cfg, "train")
+
+
+@register(name="baseline_lowpass", label="Baseline low-pass", color="#a0a0a0",
+          summary="the Baseline trained on images low-passed to the simulated V1's band (the preset's `lowpass`, cycles "
+                  "per pixel), evaluated on unfiltered images: does a low-frequency prior alone explain co-training?",
+          config=lambda preset, common, ratio: replace(classification_config(preset, common, ratio),
+                                                       input_lowpass=preset.lowpass))
+def baseline_lowpass(job):
+    return baseline(job)

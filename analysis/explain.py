@@ -1,0 +1,97 @@
+"""What explains a co-training gain? The comparisons later work asks for, read from the seed-paired table
+(analysis.precision): a co-trained kind against the Baseline, against its shuffled twin (is it the neural
+content?), against a Baseline trained on low-passed images (is it a low spatial-frequency prior?, Li et al.
+2023) and against co-training on pixel-derived targets (would any image-computable target do?, Attias et
+al. 2024), each with its interval and smallest detectable effect, beside effective robustness (robustness
+beyond what clean accuracy predicts, fitted over every classifier), and one sentence per simpler
+explanation saying what the run supports.
+"""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+from analysis.precision import overall
+from core.training import registry
+
+QUESTIONS = {"baseline_lowpass": "a low-pass prior", "mtl_pixel": "pixel-derived targets"}
+
+
+def _effective(comps: pl.DataFrame, kind: str, reference: str) -> dict | None:
+    t = comps.filter((pl.col("kind") == kind) & (pl.col("reference") == reference)
+                     & (pl.col("statistic") == "effective_robustness"))
+    if t.height > 1:
+        t = t.filter(pl.col("setting") == "all")
+    return t.row(0, named=True) if t.height else None
+
+
+def verdict(row: dict, gain: dict | None) -> str:
+    """beats | loses | no_separation | undecided: against a simpler explanation, at this run's power. Not
+    separated means the run could have detected a difference as large as the kind's gain over the Baseline
+    (its smallest detectable effect is below that gain) and saw none."""
+    if row["low"] > 100:
+        return "beats"
+    if row["high"] < 100:
+        return "loses"
+    if gain is not None and row["mde"] < gain["estimate"] - 100:
+        return "no_separation"
+    return "undecided"
+
+
+def sentence(kind: str, reference: str, row: dict, gain: dict | None) -> str:
+    k, what = registry.label(kind), QUESTIONS.get(reference, registry.label(reference))
+    numbers = (f"{row['estimate']:.1f} [{row['low']:.1f}, {row['high']:.1f}] against {registry.label(reference)}, "
+               f"{row['n_seeds']} seeds × {row['n_images']} images, smallest detectable effect {row['mde']:.1f}%")
+    if row["n_seeds"] < 2:
+        return f"{k} against {what}: one training seed, so this run cannot say ({numbers})."
+    return {
+        "beats": f"{k}: co-training beats {what} ({numbers}).",
+        "loses": f"{k}: {what} gives more robustness than co-training ({numbers}).",
+        "no_separation": f"{k}: co-training does not separate from {what} ({numbers}; the gain over the Baseline, "
+                         f"{gain['estimate'] - 100:.1f}%, would have been detected).",
+        "undecided": f"{k} against {what}: undecided at this power ({numbers}).",
+    }[verdict(row, gain)]
+
+
+def explanation(comps: pl.DataFrame | None) -> list[dict]:
+    """One entry per co-trained kind whose simpler explanations (its recipe's `explained_by`) are in the
+    run: its comparison rows and the sentences."""
+    if comps is None or comps.is_empty():
+        return []
+    present = set(comps["kind"].to_list())
+    out = []
+    for kind, recipe in registry.table().items():
+        refs = [r for r in recipe.explained_by if r in present]
+        if kind not in present or not refs:
+            continue
+        gain = overall(comps, kind, "baseline")
+        rows = []
+        for ref in ("baseline", recipe.twin, *refs):
+            row = overall(comps, kind, ref) if ref else None
+            if row is not None:
+                er = _effective(comps, kind, ref)
+                rows.append({"against": registry.label(ref), "robustness": f"{row['estimate']:.1f} [{row['low']:.1f}, {row['high']:.1f}]",
+                             "seeds": row["n_seeds"], "images": row["n_images"],
+                             "smallest detectable effect (%)": round(row["mde"], 1),
+                             "effective robustness (logit)": (f"{er['estimate']:+.3f} [{er['low']:+.3f}, {er['high']:+.3f}]"
+                                                              if er else "–")})
+        sentences = [sentence(kind, r, overall(comps, kind, r), gain) for r in refs if overall(comps, kind, r) is not None]
+        out.append({"kind": kind, "table": pl.DataFrame(rows), "sentences": sentences})
+    return out
+
+
+def section(found: list[dict], table_html) -> str:
+    """The report's "What explains it" section (empty when the run holds no explanation control)."""
+    if not found:
+        return ""
+    parts = ["<h2 id='explain'>What explains it</h2><p>Each co-trained kind against the Baseline, its shuffled twin "
+             "(the neural content), a Baseline trained on low-passed images (a low spatial-frequency prior) and "
+             "co-training on targets computed from the pixels, all paired by seed. Effective robustness: the "
+             "difference in corrupted accuracy (logits) beyond what clean accuracy predicts on the line through "
+             "every classifier of the run.</p>"]
+    for e in found:
+        parts.append(f"<h3>{html.escape(registry.label(e['kind']))}</h3>" + table_html(e["table"]))
+        parts.append("<ul>" + "".join(f"<li><b>{html.escape(s)}</b></li>" for s in e["sentences"]) + "</ul>")
+    return "".join(parts)
