@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     if rep.controls:
         from analysis.controls import format_controls
 
-        print(format_controls(rep.controls))
+        print(format_controls(rep.controls, rep.world))
     if rep.findings:
         from analysis.findings import format_findings
 

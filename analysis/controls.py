@@ -177,10 +177,10 @@ def verdict(controls: list[Control]) -> str:
     return "fail" if "fail" in states else ("unclear" if "unclear" in states else "pass")
 
 
-def format_controls(controls: list[Control]) -> str:
-    """Plain-text lines for the main job's summary."""
+def format_controls(controls: list[Control], world: str = "") -> str:
+    """Plain-text lines for the main job's summary, after the world the run is in (its planted truth)."""
     mark = {"pass": "PASS", "fail": "FAIL", "unclear": "UNCLEAR"}
-    lines = [f"controls: {mark[verdict(controls)]}"]
+    lines = ([f"world: {world}"] if world else []) + [f"controls: {mark[verdict(controls)]}"]
     lines += [f"  [{mark[c.status]:7s}] {c.name}: {c.detail}" for c in controls]
     return "\n".join(lines)
 

@@ -44,8 +44,13 @@ td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}th{background:#f4f4
 img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:12px}pre{background:#f7f7f7;padding:.6em;overflow:auto}"""
 
 
-def controls_box(controls: list, n_seeds: int = 0) -> str:
-    """The verdict box that opens the report: green, amber or red, one line per control."""
+def world_line(world: str) -> str:
+    """The world the run is in, with its planted truth (or that there is none), under the title."""
+    return f"<p id='world' class='note'><b>World:</b> {html.escape(world)}</p>" if world else ""
+
+
+def controls_box(controls: list, n_seeds: int = 0, world: str = "") -> str:
+    """The verdict box that opens the report: green, amber or red, one line per control, and the world's truth."""
     v = ctl.verdict(controls)
     colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
     title = {"pass": "Controls: all passed", "unclear": "Controls: UNCLEAR (see the amber lines)",
@@ -57,8 +62,9 @@ def controls_box(controls: list, n_seeds: int = 0) -> str:
         scope = ("<p class='muted'>One seed per model: the intervals resample test images only, so a pass says the "
                  "pipeline is healthy, not that an effect holds across seeds (run more seeds, e.g. "
                  "<code>--preset controls</code>).</p>")
+    truth = f"<p class='muted'>World: {html.escape(world)}</p>" if world else ""
     return (f"<div id='controls' class='controls-{v}' style='border:2px solid {colour};padding:.5em 1em;margin:1em 0'>"
-            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul>{scope}</div>")
+            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul>{scope}{truth}</div>")
 
 
 SECTIONS = "sections"

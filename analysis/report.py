@@ -62,6 +62,7 @@ class Report:
     controls: list = field(default_factory=list)      # analysis.controls.Control, the verdict's lines
     findings: list = field(default_factory=list)      # analysis.findings.Finding: the research question's answers
     explanation: list = field(default_factory=list)   # analysis.explain: the simpler explanations, compared
+    world: str = ""                                   # the world's truth: planted strength, unknown, or real data
 
 
 def lake_root(results: str) -> str:
@@ -97,6 +98,15 @@ def tintc_source(runs: pl.DataFrame, sweep: str, root: str) -> str:
                         f"({', '.join(sorted(found))}); give each its own --sweep name (a sweep with --tintc-root "
                         "is named <preset>-published by default)")
     return found.pop() if found else "generated"
+
+
+def world_of(runs: pl.DataFrame, notes: list[str]) -> str:
+    """The world a sweep's models ran in, from their records (runs.data's `world`); records written before
+    it was kept say nothing, and a sweep that mixes worlds is named in the notes."""
+    worlds = sorted({json.loads(d or "{}").get("world", "") for d in runs["data"].to_list()} - {""}) if "data" in runs.columns else []
+    if len(worlds) > 1:
+        notes.append(f"this sweep mixes worlds ({'; '.join(worlds)}): its comparisons pool models that saw different truths")
+    return worlds[0] if len(worlds) == 1 else ("; ".join(worlds) if worlds else "")
 
 
 def load(results: str, sweep: str | None = None) -> Lake:
@@ -226,6 +236,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     near_chance = ctl.near_chance_categories(acc, ctl.chance_level(lake.preds) if lake.preds.height else float("nan"))
     notes.extend(f"robustness per category: {why}" for why in near_chance.values())
     rep.controls = ctl.run_controls(health, comps)
+    rep.world = world_of(runs, notes)
     rep.tables["controls"] = pl.DataFrame([vars(c) for c in rep.controls])
     rep.findings = findings(comps)
 
@@ -314,7 +325,7 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         (tmp / "summary.json").write_text(json.dumps({
             "sweep": lake.sweep, "lake": lake.root, "runs": runs.height, "ok": ok.height, "notes": notes,
             "tables": sorted(rep.tables), "figures": sorted(made), "n_boot": n_boot, "seed": seed, "level": level,
-            "controls": ctl.verdict(rep.controls), "control_lines": [vars(c) for c in rep.controls],
+            "world": rep.world, "controls": ctl.verdict(rep.controls), "control_lines": [vars(c) for c in rep.controls],
             "findings": [{"kind": f.kind, "reference": f.reference, "verdict": f.verdict, "sentence": f.sentence}
                          for f in rep.findings],
         }, indent=2))
@@ -341,7 +352,8 @@ def _render(lake: Lake, rep: Report, captions: dict, fig_dir: Path, n_boot: int,
              f"<style>{H.CSS}</style></head><body>",
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
-             H.controls_box(rep.controls, len(seeds)),
+             H.world_line(rep.world),
+             H.controls_box(rep.controls, len(seeds), rep.world),
              H.findings_box(rep.findings),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "

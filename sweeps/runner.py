@@ -289,7 +289,7 @@ def write_report(spec, args) -> None:
     if rep.controls:
         from analysis.controls import format_controls
 
-        print(format_controls(rep.controls))
+        print(format_controls(rep.controls, rep.world))
     if rep.findings:
         from analysis.findings import format_findings
 

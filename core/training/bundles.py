@@ -28,33 +28,58 @@ class Sources:
     info: dict = field(default_factory=dict)   # names and content hashes of the data sets
 
 
+def world_dir(data_root: str | os.PathLike, world: str, planted: float | None = None) -> Path:
+    """Where a synthetic world is written: one folder per world preset and planted value."""
+    return Path(data_root) / (f"world-{world}" + (f"-planted{planted:g}" if planted is not None else ""))
+
+
+def world_truth(planted: float | None, synthetic: bool) -> str:
+    """What a run's world says about the answer, for every report's header and controls: a planted
+    strength, the default world (unknown), or real data."""
+    if not synthetic:
+        return "real data: no planted truth"
+    if planted is None:
+        return "synthetic world, default: the benefit of co-training is unknown (not planted)"
+    if planted == 0:
+        return "synthetic world planted at 0, the null: co-training cannot help here by construction"
+    return (f"synthetic world planted at {planted:g}: {planted:.0%} of the simulated neurons encode the objects' "
+            "shape, which survives the corruptions (a known benefit, not a finding about brains)")
+
+
 def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root=None, neural_data=None,
-                 log: Callable | None = print) -> Sources:
-    """Canonical data for a preset: the synthetic world (written once under data_root) or real data."""
+                 log: Callable | None = print, planted: float | None = None) -> Sources:
+    """Canonical data for a preset: the synthetic world (written once under data_root; `planted` picks a
+    world with a planted answer, core.data.planted) or real data."""
     data_root = Path(data_root)
-    if preset.world is not None and tin_root is None and neural_data is None:
+    synthetic = preset.world is not None and tin_root is None and neural_data is None
+    if synthetic:
         from core.data.synthetic import world_config, write_world
 
-        world = data_root / f"world-{preset.world}"
+        world = world_dir(data_root, preset.world, planted)
         if not (world / "neural" / "manifest.json").is_file():
             if log:
-                log(f"writing the synthetic world ({preset.world}) to {world}")
+                log(f"writing the synthetic world ({preset.world}" + (f", planted {planted:g}" if planted is not None else "")
+                    + f") to {world}")
             try:
-                write_world(world_config(preset.world), world)
+                write_world(world_config(preset.world, planted=planted), world)
             except FileExistsError:
                 pass  # another process wrote it first
         cls, neural = ClassificationSet.load(world / "classification"), NeuralSet.load(world / "neural")
     else:
         if tin_root is None or neural_data is None:
             raise ConfigError(f"preset {preset.name} reads real data: give both --tin-root and --neural-data")
+        if planted is not None:
+            raise ConfigError("--planted picks a synthetic world; real data has no planted truth")
         from core.data import tiny_imagenet
 
         cls = tiny_imagenet.load_or_build(tin_root, data_root / "cache", verbose=log is not None)
         neural = NeuralSet.load(neural_data)
     if cls.image_shape != tuple(neural.images.shape[1:]):
         raise DataError(f"image sizes differ: classification {cls.image_shape}, neural {neural.images.shape[1:]}")
+    # the world's truth travels with every run record (runs.data), not with its run id
     info = {"classification": cls.manifest.get("content_hash", ""), "neural": neural.manifest.get("content_hash", ""),
-            "classification_path": str(cls.path), "neural_path": str(neural.path)}
+            "classification_path": str(cls.path), "neural_path": str(neural.path),
+            "world": world_truth(planted, synthetic)}
     return Sources(cls, neural, info)
 
 
