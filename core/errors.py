@@ -29,6 +29,36 @@ def require_installed(names=NEEDED) -> None:
         raise SystemExit(2)
 
 
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def check_device(device: str, on_cluster: bool = False) -> None:
+    """--device is auto, cpu, cuda or cuda:N, and a cuda device is one that torch finds. With `on_cluster`
+    (--address: the models run on the cluster's nodes, not where this command runs) only the spelling is
+    checked here. torch is imported only for a cuda device (about 2 s), so other flag errors stay quick."""
+    import re
+
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device in ("auto", "cpu") or (m and on_cluster):
+        return
+    if not m:
+        raise ConfigError(f"--device {device!r}: expected {DEVICES}")
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings(record=True) as caught:   # e.g. "The NVIDIA driver on your system is too old"
+        warnings.simplefilter("always")
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        why = (str(caught[0].message).strip().splitlines()[0] if caught else
+               f"torch {torch.__version__} is built without CUDA" if torch.version.cuda is None else
+               f"torch {torch.__version__} finds no NVIDIA driver or no visible GPU")
+        raise ConfigError(f"--device {device}: no CUDA GPU ({why}); use --device cpu or auto")
+    if m.group(1) and int(m.group(1)) >= n:
+        raise ConfigError(f"--device {device}: torch finds {n} GPU(s), cuda:0 to cuda:{n - 1}")
+
+
 def cli_main(fn):
     """Run `fn()` as a CLI entry point: UserError becomes one stderr line and exit status 2."""
     import sys

@@ -11,7 +11,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from core.errors import ConfigError
+from core.errors import ConfigError, check_device
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
 from core.training.graph import FAMILIES, KINDS, SIM_KINDS, UPSTREAM
@@ -53,7 +53,10 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                                         "needs --tin-root): classifiers are scored on its JPEGs of the test images instead "
                                         "of on corruptions generated here (their run ids differ accordingly)")
     p.add_argument("--neural-data", help="neural recordings in the project's format (preset paper; see `python -m core.data convert`)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (default auto: a GPU where torch finds one); checked before anything "
+                        "starts: cuda needs a GPU that torch finds where this command runs, or, with --address, "
+                        "--gpus-per-trial, so that Ray places each model on a GPU (the cluster must have GPUs)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
@@ -222,6 +225,13 @@ def resolve_common(args, kinds: str = "all"):
     if args.sweep is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", args.sweep):
         # the name becomes a folder of the lake (sweep=<name>): it must not leave the storage root
         raise ConfigError(f"--sweep {args.sweep!r}: expected letters, digits, '_', '.', '-' (no '/' or leading '.')")
+    check_device(args.device, on_cluster=bool(args.address))
+    if args.device.startswith("cuda") and args.address and not args.gpus_per_trial:
+        raise ConfigError(f"--device {args.device} with --address: give --gpus-per-trial too (e.g. 1), so that Ray "
+                          "places each model on a node with a GPU")
+    if args.device.startswith("cuda:") and args.device != "cuda:0" and args.gpus_per_trial:
+        raise ConfigError(f"--device {args.device}: with --gpus-per-trial, Ray gives each model a GPU of its own, "
+                          "which the model sees as cuda:0; use --device cuda")
     if args.address:
         check_address(args.address)
     check_dirs(args)

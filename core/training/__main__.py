@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from core.errors import ConfigError, Parser, cli_main
+from core.errors import DEVICES, ConfigError, Parser, check_device, cli_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where data sets and caches live (default ./data)")
     p.add_argument("--tin-root", type=Path, help="Tiny ImageNet folder (preset paper)")
     p.add_argument("--neural-data", type=Path, help="neural data set in the project's format (preset paper)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default auto: a GPU where torch finds one)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice; a sweep's "
                    "trials use their --cpus-per-trial, 1 by default)")
@@ -84,7 +84,8 @@ def main(argv=None) -> int:
     from core.presets import get_preset
     from core.training.cycler import parse_ratio
 
-    parse_ratio(args.ratio)   # flag checks first: they answer before torch is imported
+    parse_ratio(args.ratio)   # flag checks first: they answer before torch is imported (cuda devices excepted)
+    check_device(args.device)
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: expected a non-negative integer")
     if args.upstream is not None and not (args.upstream / "model.pt").is_file():

@@ -1,0 +1,62 @@
+"""What every command-line tool says before it starts work: its flag checks and its --help.
+
+Each test names, in its docstring, the mutant it guards against: the code as it was before the
+behaviour it checks existed. With the fixes in place none of these starts Ray or trains anything."""
+
+import time
+
+import pytest
+
+from conftest import run_cli
+
+
+def commands(tmp_path):
+    """Every CLI that takes --device, with flags that would otherwise reach real work."""
+    s, d, o = str(tmp_path / "results"), str(tmp_path / "data"), str(tmp_path / "out")
+    return {
+        "ratio_grid": ["sweeps/ratio_grid.py", "--preset", "smoke", "--kinds", "monkey_predictor", "--no-report",
+                       "--storage", s, "--data-root", d, "--num-cpus", "2"],
+        "hparam_search": ["sweeps/hparam_search.py", "--preset", "smoke", "--trials", "1", "--storage", s,
+                          "--data-root", d, "--num-cpus", "2"],
+        "core.training": ["-m", "core.training", "--kind", "monkey_predictor", "--out", o, "--data-root", d],
+        "analysis.reconstruct": ["-m", "analysis.reconstruct", "--results", s, "--out", o],
+        "compare-tintc": ["-m", "core.data", "compare-tintc", "--model", str(tmp_path / "model"),
+                          "--tin-root", str(tmp_path / "tin"), "--tintc-root", str(tmp_path / "tintc"), "--data-root", d],
+    }
+
+
+CLIS = ("ratio_grid", "hparam_search", "core.training", "analysis.reconstruct", "compare-tintc")
+REFUSALS = {"tpu": "error: --device 'tpu': expected auto, cpu, cuda or cuda:N",
+            "cud": "error: --device 'cud': expected auto, cpu, cuda or cuda:N",
+            "cuda": "error: --device cuda: no CUDA GPU (",
+            "cuda:0": "error: --device cuda:0: no CUDA GPU ("}
+
+
+@pytest.mark.parametrize("cli, device", [(c, d) for c in CLIS for d in ("tpu", "cuda")]
+                         + [("ratio_grid", "cud"), ("ratio_grid", "cuda:0")])
+def test_a_device_that_cannot_work_is_refused_before_anything_starts(tmp_path, cli, device):
+    """One line naming the flag, exit status 2, nothing written, no Ray started. CUDA_VISIBLE_DEVICES=""
+    hides any GPU from torch, so `cuda` is refused wherever the test runs.
+
+    Mutant: --device unchecked (the flag passed through to torch inside each fit). The sweeps then built
+    the smoke world, started Ray and failed every model (exit 1); the other commands failed later with
+    another message, or a traceback."""
+    t = time.time()
+    r = run_cli(*commands(tmp_path)[cli], "--device", device, env={"CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+    assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stderr.startswith(REFUSALS[device]) and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "use --device cpu or auto" in r.stderr or "expected auto" in r.stderr
+    assert r.stdout == "" and list(tmp_path.iterdir()) == [] and time.time() - t < 30
+
+
+def test_cuda_on_a_cluster_needs_gpus_per_trial_and_then_cuda_0(tmp_path):
+    """With --address the GPUs are the cluster's, not this process's: only the spelling is checked, but a
+    model is placed on a GPU only with --gpus-per-trial, and then sees that one GPU as cuda:0.
+
+    Mutant: no such check (every model of such a sweep failed, or ran on a node without a GPU)."""
+    base = ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(tmp_path / "r"), "--data-root", str(tmp_path / "d")]
+    r = run_cli(*base, "--device", "cuda", "--address", "auto", env={"CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: --device cuda with --address: give --gpus-per-trial"), r.stderr
+    r = run_cli(*base, "--device", "cuda:1", "--gpus-per-trial", "1", "--address", "auto", timeout=120)
+    assert r.returncode == 2 and "which the model sees as cuda:0; use --device cuda" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
