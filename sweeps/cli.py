@@ -235,7 +235,8 @@ def resolve_common(args, kinds: str = "all"):
     if args.address:
         check_address(args.address)
     check_dirs(args)
-    check_storage(args.storage)
+    if not getattr(args, "plan", False):   # --plan only reads: it creates no folder, not even a probe
+        check_storage(args.storage)
     cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere

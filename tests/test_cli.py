@@ -60,3 +60,13 @@ def test_cuda_on_a_cluster_needs_gpus_per_trial_and_then_cuda_0(tmp_path):
     r = run_cli(*base, "--device", "cuda:1", "--gpus-per-trial", "1", "--address", "auto", timeout=120)
     assert r.returncode == 2 and "which the model sees as cuda:0; use --device cuda" in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_writes_nothing(tmp_path):
+    """`--plan` says that nothing was started: it leaves the storage and data folders absent.
+
+    Mutant: the storage's write probe ran for --plan too (it created the storage folder)."""
+    r = run_cli("sweeps/ratio_grid.py", "--preset", "smoke", "--plan", "--storage", str(tmp_path / "results"),
+                "--data-root", str(tmp_path / "data"), timeout=120)
+    assert r.returncode == 0 and "nothing was started" in r.stdout, r.stdout + r.stderr
+    assert list(tmp_path.iterdir()) == []
