@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from core.errors import ConfigError, check_device
+from core.errors import ConfigError, check_device, handle_sigterm, interruption
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
 from core.training.graph import FAMILIES, KINDS, SIM_KINDS, UPSTREAM
@@ -342,6 +343,7 @@ def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = Fa
     except (ConnectionError, RuntimeError, ValueError) as e:
         what = f"--address {address}: cannot join Ray" if address else "cannot start a local Ray"
         raise ConfigError(f"{what} ({str(e).splitlines()[0]})") from None
+    handle_sigterm()   # ray.init installed a native SIGTERM handler (a C++ stack trace, no clean-up): ours again
     url = getattr(ctx, "dashboard_url", "") or ""
     if port and url and not url.endswith(f":{port}"):   # the port was taken meanwhile
         pin_state_api(int(url.rsplit(":", 1)[1]))
@@ -353,6 +355,29 @@ def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = Fa
             + (f"http://{url} (token authentication: `ray get-auth-token` prints the token the page asks for)"
                if url else "not running (install ray[default])"))
     return ctx
+
+
+@contextlib.contextmanager
+def interruptible(say):
+    """Ctrl-C or SIGTERM inside the block: `say(what)` ("interrupted" or "terminated (SIGTERM)"; one line
+    on what is kept and how to go on), then exit with 130 or 143. Where the signal reached the whole
+    process group (a batch scheduler's stop), the local Ray's own processes died with it, and Ray's
+    shutdown at exit would wait 60 s for its GCS and then end the process with status 1: what is left
+    of that Ray is stopped here and the process exits at once."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        import ray
+
+        what, status = interruption(e)
+        say(what)
+        node = getattr(ray._private.worker, "_global_node", None)   # None, or nothing started here: a normal exit
+        if node is not None and not node.remaining_processes_alive():
+            node.kill_all_processes(check_alive=False, allow_graceful=False)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+        raise SystemExit(status) from None
 
 
 def ray_map(fn, jobs):

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
+from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, interruptible, resolve_common, start_ray  # noqa: E402
 from sweeps.console import progress_callback  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, run_config  # noqa: E402
 
@@ -89,6 +89,12 @@ def main(argv=None) -> int:
 
     log = None if args.quiet else print
     t0 = time.perf_counter()
+
+    def stopped(what):   # Ctrl-C or SIGTERM
+        print(f"\n{what} after {time.perf_counter() - t0:.0f}s: the trials that finished are in {lake_root(spec)} (sweep "
+              f"'{spec.sweep}'); a new search starts afresh, with the Monkey Predictor from the lake once it is there",
+              file=sys.stderr)
+
     start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print, verbose=ray_kwargs.get("verbose", False))
     sources, tintc = prepare_data(spec, log)
     # the Monkey Predictor: from the lake, or trained first
@@ -101,7 +107,8 @@ def main(argv=None) -> int:
     else:
         if log:
             log("training the Monkey Predictor first")
-        run_graph(spec, [predictor], tintc, 1, log)
+        with interruptible(stopped):
+            run_graph(spec, [predictor], tintc, 1, log)
         if finished_run_ids(spec).get(predictor.run_id) != "ok":
             raise ConfigError("the Monkey Predictor did not finish; see the Ray logs under STORAGE/ray")
 
@@ -128,7 +135,8 @@ def main(argv=None) -> int:
             reuse_actors=spec.train_workers == 0),
         run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None)]),
     )
-    grid = tuner.fit()
+    with interruptible(stopped):
+        grid = tuner.fit()
     # record trials that ASHA stopped early (finished ones wrote their own records)
     done = finished_run_ids(spec)
     rows = []

@@ -18,7 +18,8 @@ finished models are skipped on a re-run, so --resume (or any re-run) completes o
 At the end the analysis (python -m analysis) writes the scores, regression, bootstrap intervals,
 figures and report.html to STORAGE/report/<sweep> (./report-<sweep> when STORAGE is a URI).
 Exit status: 0 all models finished; 1 some model failed (its error is in the lake); 2 bad flags or
-data (one line, nothing started); 130 interrupted (Ctrl-C; the same command goes on).
+data (one line, nothing started); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, e.g. `kill` or a
+batch scheduler): finished models stay in the lake and the same command goes on.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import read_lake as lake
 from conftest import ROOT, run_cli
+from sweeps.stages import PAUSE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -356,3 +357,60 @@ def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, smoke_data):
     assert "Set RAY_AUTH_MODE=disabled" not in out and "token authentication: `ray get-auth-token`" in out
     runs = lake(storage, "runs")
     assert runs.height == 0 or (runs["status"] != "failed").all(), runs.select("kind", "status", "error")
+
+
+@pytest.mark.parametrize("target", ["driver", "process group"])
+def test_sigterm_keeps_what_finished_and_exits_143(tmp_path, smoke_data, target):
+    """SIGTERM, as `kill PID` sends it to the driver, or as a batch scheduler sends it to every process of
+    the job (here: the driver's process group, the local Ray's GCS and raylet included), once the Monkey
+    Predictor is in the lake and MTL-Monkey is inside its fit (held there by the fault-injection point):
+    one line, exit status 143 within seconds, the finished model kept, nothing recorded as failed, and
+    no Ray process left behind.
+
+    Mutant: SIGTERM unhandled. Ray's native handler printed its stack trace ("*** SIGTERM received ...")
+    and the driver died without the line; sent to the process group, the driver waited 60 s for the dead
+    GCS and exited 1."""
+    storage, pause = tmp_path / "results", tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", PAUSE_ENV: f"1:{pause}"}
+    log = tmp_path / "out.log"
+    p = subprocess.Popen([sys.executable, *sweep_args(storage, smoke_data, "--kinds", "mtl_monkey", "--no-report")],
+                         cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def held(kind):   # the marker of a model of `kind` held after its first epoch
+            deadline = time.time() + 300
+            while time.time() < deadline and p.poll() is None:
+                found = list(pause.glob(f"{kind}-*.json"))
+                if found:
+                    return found[0]
+                time.sleep(0.5)
+            raise AssertionError(log.read_text()[-3000:])
+
+        held("monkey_predictor").with_suffix(".go").touch()   # let the Monkey Predictor finish
+        held("mtl_monkey")
+        assert lake(storage, "runs")["status"].to_list() == ["ok"]
+        if target == "driver":
+            os.kill(p.pid, signal.SIGTERM)
+        else:
+            os.killpg(p.pid, signal.SIGTERM)
+        t = time.time()
+        p.wait(120)
+        took = time.time() - t
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    out = log.read_text()
+    assert p.returncode == 143, out[-3000:]
+    assert took < 30, (took, out[-3000:])
+    lines = out.splitlines()
+    held_at = max(i for i, ln in enumerate(lines) if "mtl_monkey       ratio   1:2 seed 0  train epoch 1" in ln)
+    after = [ln for ln in lines[held_at + 1:] if ln.strip()]   # what the signal made the driver say
+    assert len(after) == 1 and re.fullmatch(r"terminated \(SIGTERM\) after \d+s: 1 of 2 models are in the lake; run the "
+                                            r"same command again to train the rest .*", after[0]), out[-3000:]
+    assert "SIGTERM received" not in out and "Traceback" not in out, out[-3000:]
+    runs = lake(storage, "runs")
+    assert runs["kind"].to_list() == ["monkey_predictor"] and runs["status"].to_list() == ["ok"]
+    deadline = time.time() + 60
+    while time.time() < deadline and session_alive(p.pid):
+        time.sleep(0.5)
+    assert not session_alive(p.pid), "Ray processes outlived the terminated sweep by a minute"
