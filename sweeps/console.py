@@ -45,8 +45,10 @@ def time_left(pending, running, took, slots: int, prior: float | None = None) ->
     return work / max(1, slots)
 
 
-def progress_callback(quiet: bool):
-    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e)."""
+def progress_callback(quiet: bool, stopped_by: str = "the scheduler"):
+    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e).
+    `stopped_by` names the Tune scheduler that may end a trial early (its last report then says done
+    without a status)."""
     from ray import tune
 
     class Progress(tune.Callback):
@@ -67,6 +69,8 @@ def progress_callback(quiet: bool):
             clean, val = result.get("clean_accuracy", math.nan), result.get("val_accuracy", math.nan)
             if result.get("done") is True and result.get("status") == "failed":
                 _say(head + f"done: failed: {result.get('error', '')}")
+            elif result.get("done") is True and result.get("status") is None:
+                _say(head + f"stopped by {stopped_by} after epoch {result.get('epoch')}")
             elif result.get("done") is True:
                 _say(head + f"done: {result.get('status')}" + (f", clean acc {clean:.3f}" if clean == clean else "")
                      + (f", FEVe {feve:.3f}" if feve == feve else ""))

@@ -77,6 +77,7 @@ def main(argv=None) -> int:
         raise ConfigError(f"--trials {args.trials}: expected >= 1")
     spec, ray_kwargs = resolve_common(args, kinds="mtl_monkey")
     spec.sweep = (args.sweep or spec.preset) + "-hparam"
+    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
     from sweeps.stages import finished_run_ids, lake_root, plan, trial_resources
 
     log = None if args.quiet else print
+    if not args.verbose:   # "A new study created in memory ...": the progress lines say what runs
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
 
     def stopped(what):   # Ctrl-C or SIGTERM
@@ -133,7 +136,7 @@ def main(argv=None) -> int:
             # rungs by epoch, not by report: a worker restarted after a fault says its finished epochs again
             scheduler=ASHAScheduler(time_attr="epoch", grace_period=args.grace_period, reduction_factor=2),
             reuse_actors=spec.train_workers == 0),
-        run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None)]),
+        run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None, stopped_by="ASHA")]),
     )
     with interruptible(stopped):
         grid = tuner.fit()
@@ -144,12 +147,13 @@ def main(argv=None) -> int:
         c = r.config
         hist = r.metrics_dataframe
         best_metric = float(hist[args.metric].max()) if hist is not None and args.metric in hist else math.nan
-        rows.append({**{k2: c[k2] for k2 in SEARCHED}, "ratio": c["ratio"], args.metric: best_metric,
-                     "error": str(r.error or "")})
+        last_epoch = int(hist["epoch"].max()) if hist is not None and "epoch" in hist and hist["epoch"].notna().any() else 0
         _, task, cfg = trial_task(c["spec"], c)
         rid = task.run_id
+        status = done.get(rid) or ("failed" if r.error else "stopped")
+        rows.append({**{k2: c[k2] for k2 in SEARCHED}, "ratio": c["ratio"], args.metric: best_metric,
+                     "outcome": status if status != "stopped" else f"stopped by ASHA after epoch {last_epoch}"})
         if rid not in done:
-            status = "failed" if r.error else "stopped"
             write_table(lake_root(spec), "runs", [{
                 "run_id": rid, "kind": "mtl_monkey", "ratio": c["ratio"], "seed": spec.seeds[0], "preset": spec.preset,
                 "status": status, "error": str(r.error or "stopped early by ASHA")[:2000], "val_accuracy": best_metric
@@ -158,9 +162,10 @@ def main(argv=None) -> int:
                 "created_at": now(), **provenance()}], spec.sweep, "mtl_monkey", rid)
     rows.sort(key=lambda r: -r[args.metric] if r[args.metric] == r[args.metric] else math.inf)
     print(f"\nsearch finished in {time.perf_counter() - t0:.0f}s: {len(rows)} trials, recorded in {lake_root(spec)} (sweep '{spec.sweep}')")
-    for r in rows[:5]:
+    for r in rows:   # every trial, best first
         print(f"  {args.metric} {r[args.metric]:.4f}  ratio {r['ratio']}  lr {r['lr']:.4g}  momentum {r['momentum']:.3f}  "
-              f"weight_decay {r['weight_decay']:.3g}  mu {r['init_mu_range']:.3f}  sigma {r['init_sigma_range']:.3f}")
+              f"weight_decay {r['weight_decay']:.3g}  mu {r['init_mu_range']:.3f}  sigma {r['init_sigma_range']:.3f}  "
+              f"{r['outcome']}")
     b = rows[0]
     print("\nbest, as grid flags:\n  python sweeps/ratio_grid.py --preset {} --ratios {} --set lr={:.4g},momentum={:.4g},"
           "weight_decay={:.4g},init_mu_range={:.4g},init_sigma_range={:.4g}".format(

@@ -70,3 +70,23 @@ def test_plan_writes_nothing(tmp_path):
                 "--data-root", str(tmp_path / "data"), timeout=120)
     assert r.returncode == 0 and "nothing was started" in r.stdout, r.stdout + r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_trial_that_asha_stopped_is_said_so(capsys):
+    """Tune ends a trial that ASHA stops with its last report marked done, without the status a finished
+    trial reports.
+
+    Mutant: the progress line printed that report as "done: None"."""
+    from types import SimpleNamespace
+
+    from sweeps.console import progress_callback
+
+    cb = progress_callback(False, stopped_by="ASHA")
+    trial = SimpleNamespace(trial_id="t1")
+    row = {"kind": "mtl_monkey", "ratio": "1:5", "seed": 0, "phase": "train", "epoch": 1, "val_accuracy": 0.266}
+    cb.on_trial_result(0, [], trial, {**row, "done": False})
+    cb.on_trial_result(0, [], trial, {**row, "done": True})   # what Tune passes when ASHA stops it
+    cb.on_trial_result(0, [], trial, {**row, "epoch": 2, "done": True, "status": "ok", "clean_accuracy": 0.3, "feve": 0.1})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "  mtl_monkey       ratio   1:5 seed 0  stopped by ASHA after epoch 1", lines
+    assert lines[2].endswith("done: ok, clean acc 0.300, FEVe 0.100") and "None" not in "".join(lines)

@@ -414,3 +414,28 @@ def test_sigterm_keeps_what_finished_and_exits_143(tmp_path, smoke_data, target)
     while time.time() < deadline and session_alive(p.pid):
         time.sleep(0.5)
     assert not session_alive(p.pid), "Ray processes outlived the terminated sweep by a minute"
+
+
+def test_hparam_search_lists_every_trial_and_says_which_asha_stopped(tmp_path, smoke_data):
+    """Six trials: the closing table lists all six, best first, each with its outcome; a trial that
+    ASHA stopped is said so (in its progress line and in the table) and recorded as 'stopped'; Optuna's
+    own log line stays out of the console.
+
+    Mutants: the table listed the first five trials only; a stopped trial's progress line read
+    "done: None"; "[I ...] A new study created in memory with name: optuna" came through."""
+    storage = tmp_path / "results"
+    r = run_cli("sweeps/hparam_search.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(smoke_data),
+                "--trials", "6", "--num-cpus", "2", "--max-epochs", "3", "--grace-period", "1", timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    assert "A new study created" not in out and "done: None" not in out, out[-3000:]
+    table = r.stdout.split("search finished in")[1].split("best, as grid flags:")[0].strip().splitlines()[1:]
+    assert len(table) == 6 and all(ln.startswith("  val_accuracy ") for ln in table), table
+    values = [float(ln.split()[1]) for ln in table]
+    assert values == sorted(values, reverse=True)
+    trials = lake(storage, "runs").filter((pl.col("sweep") == "smoke-hparam") & (pl.col("kind") == "mtl_monkey"))
+    stopped = trials.filter(pl.col("status") == "stopped").height
+    assert trials.height == 6 and set(trials["status"]) <= {"ok", "stopped"}, trials.select("status", "error")
+    assert sum(ln.endswith(" ok") for ln in table) == 6 - stopped
+    assert sum(bool(re.search(r"stopped by ASHA after epoch \d$", ln)) for ln in table) == stopped
+    assert len(re.findall(r"seed 0  stopped by ASHA after epoch \d\n", r.stdout)) == stopped
