@@ -32,10 +32,12 @@ LOCAL_CONTROLLER_RETRIES = 3   # a local worker group that cannot start in 4 x 6
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
+    p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo; what each trains: "
+                                                    "below)")
     p.add_argument("--storage", default=os.environ.get("BRAINROBUST_STORAGE") or "results",
                    help="results folder or URI (s3://, gs://; default $BRAINROBUST_STORAGE, which cluster.yaml sets "
-                        "on every node, else ./results)")
+                        "on every node, else ./results): the records land in STORAGE/lake, the models in "
+                        "STORAGE/models, Ray's state in STORAGE/ray")
     p.add_argument("--data-root", default="data", help="folder for the synthetic world and caches, readable by every node (default ./data)")
     p.add_argument("--sweep", help="sweep name: its partition in the lake (default: the preset's name)")
     p.add_argument("--ratios", help="comma-separated n:c ratios, e.g. 1:15,1:1,5:1 (default: the preset's; paper: the 12 of the paper)")

@@ -7,7 +7,8 @@ Searches the MTL-Monkey fit's learning rate, momentum, weight decay, readout ini
 (mu and sigma ranges) and neural:classification ratio. The Monkey Predictor it needs is taken from
 the lake (or trained first). Every trial is recorded in the results lake (sweep '<name>-hparam'):
 finished ones by their worker, early-stopped ones (ASHA) with status 'stopped' and their last
-metrics. Prints the best configuration as flags that `ratio_grid.py` accepts.
+metrics. Output: the records in STORAGE/lake (no report), a closing table of every trial, best first,
+and the best configuration as flags that `ratio_grid.py` accepts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa
 require_installed()  # before the imports below need them
 from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, interruptible, resolve_common, start_ray  # noqa: E402
 from sweeps.console import progress_callback  # noqa: E402
+from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, run_config  # noqa: E402
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
@@ -60,8 +62,11 @@ def hparam_trial(config: dict) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python sweeps/hparam_search.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python sweeps/hparam_search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=presets_help("the search trains the Monkey Predictor of the preset's first seed (unless the lake "
+                                   f"has it) and --trials MTL-Monkey models of that seed, at ratios sampled from "
+                                   f"{','.join(SEARCH_RATIOS)} (or --ratios), each up to the preset's epochs (--max-epochs "
+                                   "caps them) unless ASHA stops it sooner", grid=False))
     add_common_flags(p)
     p.add_argument("--trials", type=int, default=16, help="number of Optuna trials (default 16)")
     p.add_argument("--metric", default="val_accuracy", choices=["val_accuracy", "val_correlation"],

@@ -249,16 +249,16 @@ def run_sweep(spec, ray_kwargs, args) -> int:
                     f"(stages: {' -> '.join(', '.join(sorted({t.kind for t in w})) for w in waves if w)})")
             estimate = run_graph(spec, todo, tintc, k, log, total=total, t0=t0)
     summarize(spec, time.perf_counter() - t0, trained=len(todo), skipped=skipped, estimate=estimate)
-    if hasattr(args, "no_report") and not args.no_report:
-        write_report(spec, args)
     done = finished_run_ids(spec)
     failed = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
     if failed:   # everything that finished is written; the exit status says the sweep is not complete
+        sys.stdout.flush()   # in order with the lines above when both streams go to one file
         print(f"{len(failed)} of {total} models failed ({', '.join(sorted({t.kind for t in failed}))}): their errors are "
               "in the lake's runs table and the report; fix the cause and re-run the same command to train only them",
-              file=sys.stderr)
-        return 1
-    return 0
+              file=sys.stderr, flush=True)
+    if hasattr(args, "no_report") and not args.no_report:
+        write_report(spec, args)   # its last line, the last of the run: the report's path
+    return 1 if failed else 0
 
 
 def report_dir(spec, args) -> Path:
@@ -289,4 +289,6 @@ def write_report(spec, args) -> None:
         from analysis.controls import format_controls
 
         print(format_controls(rep.controls))
-    print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
+    if rep.notes:
+        print(f"the report has {len(rep.notes)} notes on what is missing")
+    print(f"report: {out / 'report.html'}")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from conftest import run_cli
+from core.presets import PRESETS
 
 
 def commands(tmp_path):
@@ -70,6 +71,33 @@ def test_plan_writes_nothing(tmp_path):
                 "--data-root", str(tmp_path / "data"), timeout=120)
     assert r.returncode == 0 and "nothing was started" in r.stdout, r.stdout + r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def help_of(*args) -> str:
+    r = run_cli(*args, "--help", env={"COLUMNS": "100"}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return " ".join(r.stdout.split())   # argparse wraps lines: compare words
+
+
+def test_every_help_names_what_the_default_preset_trains_and_where_the_output_lands():
+    """Mutant: the --help texts as they were (`default demo` / `default smoke` without what the preset trains)."""
+    demo, smoke = PRESETS["demo"], PRESETS["smoke"]
+    grid = help_of("sweeps/ratio_grid.py")
+    assert (f"demo synthetic world '{demo.world}'; ratios {','.join(demo.ratios)}; seeds {','.join(map(str, demo.seeds))}; "
+            f"up to {demo.max_epochs} epochs per classifier fit, {demo.neural_epochs} for the Monkey Predictor") in grid
+    assert "presets (--preset; default demo): a sweep trains, per seed, a Baseline" in grid
+    assert "--plan lists every model" in grid
+    assert "the records land in STORAGE/lake" in grid and "report.html to STORAGE/report/<sweep>" in grid
+    assert "The last line printed is the report's path" in grid and "143 terminated (SIGTERM" in grid
+    search = help_of("sweeps/hparam_search.py")
+    assert f"demo synthetic world '{demo.world}'; seed {demo.seeds[0]}; up to {demo.max_epochs} epochs" in search
+    assert "--trials MTL-Monkey models" in search and "the records in STORAGE/lake (no report)" in search
+    single = help_of("-m", "core.training")
+    assert f"default smoke: synthetic world '{smoke.world}', up to {smoke.max_epochs} epochs for a classifier" in single
+    assert "output folder: model.pt, checkpoint/, run.json and the records" in single
+    assert "(default demo: 10 classes x 150/30/30 train/val/test images" in help_of("-m", "core.data", "synth")
+    assert "folder for tables, figures and report.html" in help_of("-m", "analysis")
+    assert "default per preset: smoke 4, demo 8" in help_of("-m", "analysis.reconstruct")
 
 
 def test_a_trial_that_asha_stopped_is_said_so(capsys):

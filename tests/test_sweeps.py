@@ -416,6 +416,19 @@ def test_sigterm_keeps_what_finished_and_exits_143(tmp_path, smoke_data, target)
     assert not session_alive(p.pid), "Ray processes outlived the terminated sweep by a minute"
 
 
+def test_the_main_job_ends_with_the_reports_path_in_an_empty_folder_given(tmp_path, smoke_data):
+    """The last line the main job prints is the report's path; an existing empty folder is a valid --report.
+
+    Mutant: the last line was "report: PATH (N notes on what is missing)"."""
+    report = tmp_path / "report"
+    report.mkdir()
+    r = run_cli(*sweep_args(tmp_path / "results", smoke_data, "--kinds", "baseline", "--report", str(report),
+                            "--bootstrap", "20"), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == f"report: {report / 'report.html'}", r.stdout[-2000:]
+    assert (report / "report.html").is_file() and "notes on what is missing" in r.stdout
+
+
 def test_hparam_search_lists_every_trial_and_says_which_asha_stopped(tmp_path, smoke_data):
     """Six trials: the closing table lists all six, best first, each with its outcome; a trial that
     ASHA stopped is said so (in its progress line and in the table) and recorded as 'stopped'; Optuna's

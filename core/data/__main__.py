@@ -27,12 +27,17 @@ def _slice(text: str) -> slice:
 
 
 def parser() -> argparse.ArgumentParser:
+    from core.data.synthetic import WORLD_PRESETS
+
     p = Parser(prog="python -m core.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("synth", help="write the synthetic world")
-    s.add_argument("--preset", default="demo", help="world size: smoke, demo, study, tin_like (default demo)")
+    w = WORLD_PRESETS["demo"]
+    s.add_argument("--preset", default="demo", help=f"world size: {', '.join(WORLD_PRESETS)} (default demo: {w.n_classes} "
+                   f"classes x {w.train_per_class}/{w.val_per_class}/{w.test_per_class} train/val/test images of "
+                   f"{w.image_size}x{w.image_size}, {w.n_neurons} neurons, {w.neural_train_images} training trials)")
     s.add_argument("--out", required=True, type=Path, help="output folder (gets classification/ and neural/)")
     s.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     s.add_argument("--n-classes", type=int, help="override the preset's number of classes")

@@ -24,11 +24,16 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m core.training", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", required=True, choices=KINDS, help="model kind (the paper's Table 1)")
-    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
+    d = PRESETS["smoke"]
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS),
+                   help=f"data and budget (default smoke: synthetic world '{d.world}', up to {d.max_epochs} epochs for a "
+                        f"classifier, {d.neural_epochs} for the Monkey Predictor, "
+                        f"{d.readout_epochs} for the Oracle readout; `python sweeps/ratio_grid.py --help` lists every preset)")
     p.add_argument("--ratio", default="1:1", help="neural:classification batches for mtl_* kinds (default 1:1)")
     p.add_argument("--alpha", type=float, help="weight of the similarity loss for sim_* kinds (default 10, Li et al.)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder: model.pt, checkpoint/, run.json and the "
+                   "records (runs/, epochs/, ...: Parquet); an upstream trained first goes to OUT/upstream/<kind>")
     p.add_argument("--upstream", type=Path, help="folder of the upstream model (default: train it first)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where data sets and caches live (default ./data)")
     p.add_argument("--tin-root", type=Path, help="Tiny ImageNet folder (preset paper)")
