@@ -451,4 +451,4 @@ def test_hparam_search_lists_every_trial_and_says_which_asha_stopped(tmp_path, s
     assert trials.height == 6 and set(trials["status"]) <= {"ok", "stopped"}, trials.select("status", "error")
     assert sum(ln.endswith(" ok") for ln in table) == 6 - stopped
     assert sum(bool(re.search(r"stopped by ASHA after epoch \d$", ln)) for ln in table) == stopped
-    assert len(re.findall(r"seed 0  stopped by ASHA after epoch \d\n", r.stdout)) == stopped
+    assert len(re.findall(r"seed 0  stopped by ASHA after epoch \d  val acc ", r.stdout)) == stopped
