@@ -29,7 +29,7 @@ import numpy as np
 from analysis.constrained import default_optimizer, high_frequency_share, reconstruct, spectral_control
 from analysis.reconstruct_inputs import RECON_KINDS, fetch_model, load_images, noisy_targets, select_models, storage_of
 from analysis.reconstruct_report import default_report, section_html
-from core.errors import DataError, Parser, UserError, cli_main
+from core.errors import DEVICES, DataError, Parser, UserError, check_device, cli_main
 
 STEPS = {"smoke": 60, "demo": 400, "controls": 400, "study": 2000, "paper": 8000}
 IMAGES = {"smoke": 4, "demo": 8, "controls": 8, "study": 16, "paper": 70}
@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, metavar="DIR", help="report folder to add a section to (default: the "
                    "sweep's STORAGE/report/<sweep> when it is a local folder holding report.html)")
     p.add_argument("--no-report", action="store_true", help="do not touch any report")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default auto: a GPU where torch finds one)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise the optimisation starts from")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where the sweep's data live, if the "
                    "recorded path is gone (default ./data)")
@@ -128,6 +128,7 @@ def run(args, log=print) -> dict:
     from core.training.inference import resolve_device
     from core.training.kinds import load_model
 
+    check_device(args.device)
     norms = parse_norms(args.norms)
     opts = parse_optimizers(args.optimizer)
     if args.images is not None and args.images < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -11,7 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from core.errors import ConfigError
+from core.errors import ConfigError, check_device, handle_sigterm, interruption
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
 from core.training.graph import FAMILIES, KINDS, SIM_KINDS, UPSTREAM
@@ -31,10 +32,12 @@ LOCAL_CONTROLLER_RETRIES = 3   # a local worker group that cannot start in 4 x 6
 
 
 def add_common_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo)")
+    p.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESETS)} (default demo; what each trains: "
+                                                    "below)")
     p.add_argument("--storage", default=os.environ.get("BRAINROBUST_STORAGE") or "results",
                    help="results folder or URI (s3://, gs://; default $BRAINROBUST_STORAGE, which cluster.yaml sets "
-                        "on every node, else ./results)")
+                        "on every node, else ./results): the records land in STORAGE/lake, the models in "
+                        "STORAGE/models, Ray's state in STORAGE/ray")
     p.add_argument("--data-root", default="data", help="folder for the synthetic world and caches, readable by every node (default ./data)")
     p.add_argument("--sweep", help="sweep name: its partition in the lake (default: the preset's name)")
     p.add_argument("--ratios", help="comma-separated n:c ratios, e.g. 1:15,1:1,5:1 (default: the preset's; paper: the 12 of the paper)")
@@ -53,7 +56,10 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                                         "needs --tin-root): classifiers are scored on its JPEGs of the test images instead "
                                         "of on corruptions generated here (their run ids differ accordingly)")
     p.add_argument("--neural-data", help="neural recordings in the project's format (preset paper; see `python -m core.data convert`)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (default auto: a GPU where torch finds one); checked before anything "
+                        "starts: cuda needs a GPU that torch finds where this command runs, or, with --address, "
+                        "--gpus-per-trial, so that Ray places each model on a GPU (the cluster must have GPUs)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
@@ -222,10 +228,18 @@ def resolve_common(args, kinds: str = "all"):
     if args.sweep is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", args.sweep):
         # the name becomes a folder of the lake (sweep=<name>): it must not leave the storage root
         raise ConfigError(f"--sweep {args.sweep!r}: expected letters, digits, '_', '.', '-' (no '/' or leading '.')")
+    check_device(args.device, on_cluster=bool(args.address))
+    if args.device.startswith("cuda") and args.address and not args.gpus_per_trial:
+        raise ConfigError(f"--device {args.device} with --address: give --gpus-per-trial too (e.g. 1), so that Ray "
+                          "places each model on a node with a GPU")
+    if args.device.startswith("cuda:") and args.device != "cuda:0" and args.gpus_per_trial:
+        raise ConfigError(f"--device {args.device}: with --gpus-per-trial, Ray gives each model a GPU of its own, "
+                          "which the model sees as cuda:0; use --device cuda")
     if args.address:
         check_address(args.address)
     check_dirs(args)
-    check_storage(args.storage)
+    if not getattr(args, "plan", False):   # --plan only reads: it creates no folder, not even a probe
+        check_storage(args.storage)
     cpus = args.cpus_per_trial or (2.0 if args.gpus_per_trial else 1.0)
     overrides = {"max_epochs": args.max_epochs} if args.max_epochs else {}
     storage = args.storage if "://" in args.storage else str(Path(args.storage).resolve())  # workers run elsewhere
@@ -331,6 +345,7 @@ def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = Fa
     except (ConnectionError, RuntimeError, ValueError) as e:
         what = f"--address {address}: cannot join Ray" if address else "cannot start a local Ray"
         raise ConfigError(f"{what} ({str(e).splitlines()[0]})") from None
+    handle_sigterm()   # ray.init installed a native SIGTERM handler (a C++ stack trace, no clean-up): ours again
     url = getattr(ctx, "dashboard_url", "") or ""
     if port and url and not url.endswith(f":{port}"):   # the port was taken meanwhile
         pin_state_api(int(url.rsplit(":", 1)[1]))
@@ -342,6 +357,29 @@ def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = Fa
             + (f"http://{url} (token authentication: `ray get-auth-token` prints the token the page asks for)"
                if url else "not running (install ray[default])"))
     return ctx
+
+
+@contextlib.contextmanager
+def interruptible(say):
+    """Ctrl-C or SIGTERM inside the block: `say(what)` ("interrupted" or "terminated (SIGTERM)"; one line
+    on what is kept and how to go on), then exit with 130 or 143. Where the signal reached the whole
+    process group (a batch scheduler's stop), the local Ray's own processes died with it, and Ray's
+    shutdown at exit would wait 60 s for its GCS and then end the process with status 1: what is left
+    of that Ray is stopped here and the process exits at once."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        import ray
+
+        what, status = interruption(e)
+        say(what)
+        node = getattr(ray._private.worker, "_global_node", None)   # None, or nothing started here: a normal exit
+        if node is not None and not node.remaining_processes_alive():
+            node.kill_all_processes(check_alive=False, allow_graceful=False)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+        raise SystemExit(status) from None
 
 
 def ray_map(fn, jobs):

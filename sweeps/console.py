@@ -45,8 +45,10 @@ def time_left(pending, running, took, slots: int, prior: float | None = None) ->
     return work / max(1, slots)
 
 
-def progress_callback(quiet: bool):
-    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e)."""
+def progress_callback(quiet: bool, stopped_by: str = "the scheduler"):
+    """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e).
+    `stopped_by` names the Tune scheduler that may end a trial early (its last report then says done
+    without a status)."""
     from ray import tune
 
     class Progress(tune.Callback):
@@ -65,14 +67,16 @@ def progress_callback(quiet: bool):
             feve, corr = result.get("feve", math.nan), result.get("val_correlation", math.nan)
             # a neural-only model has no accuracy, a classifier no FEVe: only what the model has is said
             clean, val = result.get("clean_accuracy", math.nan), result.get("val_accuracy", math.nan)
+            epoch = (f"  val acc {val:.3f}" if val == val else "") + (f"  val corr {corr:.3f}" if corr == corr else "")
             if result.get("done") is True and result.get("status") == "failed":
                 _say(head + f"done: failed: {result.get('error', '')}")
+            elif result.get("done") is True and result.get("status") is None:   # the epoch's own report, ended there
+                _say(head + f"stopped by {stopped_by} after epoch {result.get('epoch')}" + epoch)
             elif result.get("done") is True:
                 _say(head + f"done: {result.get('status')}" + (f", clean acc {clean:.3f}" if clean == clean else "")
                      + (f", FEVe {feve:.3f}" if feve == feve else ""))
             else:
-                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}" + (f"  val acc {val:.3f}" if val == val else "")
-                     + (f"  val corr {corr:.3f}" if corr == corr else ""))
+                _say(head + f"{result.get('phase', '')} epoch {result.get('epoch')}" + epoch)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             _say(f"  trial {trial.trial_id} failed: {trial.error_file or ''}")

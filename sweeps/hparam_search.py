@@ -7,7 +7,8 @@ Searches the MTL-Monkey fit's learning rate, momentum, weight decay, readout ini
 (mu and sigma ranges) and neural:classification ratio. The Monkey Predictor it needs is taken from
 the lake (or trained first). Every trial is recorded in the results lake (sweep '<name>-hparam'):
 finished ones by their worker, early-stopped ones (ASHA) with status 'stopped' and their last
-metrics. Prints the best configuration as flags that `ratio_grid.py` accepts.
+metrics. Output: the records in STORAGE/lake (no report), a closing table of every trial, best first,
+and the best configuration as flags that `ratio_grid.py` accepts.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, resolve_common, start_ray  # noqa: E402
+from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, interruptible, resolve_common, start_ray  # noqa: E402
 from sweeps.console import progress_callback  # noqa: E402
+from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, run_config  # noqa: E402
 
 SEARCH_RATIOS = ("1:5", "1:3", "1:2", "1:1", "2:1", "3:1")
@@ -60,8 +62,11 @@ def hparam_trial(config: dict) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python sweeps/hparam_search.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python sweeps/hparam_search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=presets_help("the search trains the Monkey Predictor of the preset's first seed (unless the lake "
+                                   f"has it) and --trials MTL-Monkey models of that seed, at ratios sampled from "
+                                   f"{','.join(SEARCH_RATIOS)} (or --ratios), each up to the preset's epochs (--max-epochs "
+                                   "caps them) unless ASHA stops it sooner", grid=False))
     add_common_flags(p)
     p.add_argument("--trials", type=int, default=16, help="number of Optuna trials (default 16)")
     p.add_argument("--metric", default="val_accuracy", choices=["val_accuracy", "val_correlation"],
@@ -77,6 +82,7 @@ def main(argv=None) -> int:
         raise ConfigError(f"--trials {args.trials}: expected >= 1")
     spec, ray_kwargs = resolve_common(args, kinds="mtl_monkey")
     spec.sweep = (args.sweep or spec.preset) + "-hparam"
+    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -88,7 +94,15 @@ def main(argv=None) -> int:
     from sweeps.stages import finished_run_ids, lake_root, plan, trial_resources
 
     log = None if args.quiet else print
+    if not args.verbose:   # "A new study created in memory ...": the progress lines say what runs
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
+
+    def stopped(what):   # Ctrl-C or SIGTERM
+        print(f"\n{what} after {time.perf_counter() - t0:.0f}s: the trials that finished are in {lake_root(spec)} (sweep "
+              f"'{spec.sweep}'); a new search starts afresh, with the Monkey Predictor from the lake once it is there",
+              file=sys.stderr)
+
     start_ray(ray_kwargs["address"], ray_kwargs["num_cpus"], print, verbose=ray_kwargs.get("verbose", False))
     sources, tintc = prepare_data(spec, log)
     # the Monkey Predictor: from the lake, or trained first
@@ -101,7 +115,8 @@ def main(argv=None) -> int:
     else:
         if log:
             log("training the Monkey Predictor first")
-        run_graph(spec, [predictor], tintc, 1, log)
+        with interruptible(stopped):
+            run_graph(spec, [predictor], tintc, 1, log)
         if finished_run_ids(spec).get(predictor.run_id) != "ok":
             raise ConfigError("the Monkey Predictor did not finish; see the Ray logs under STORAGE/ray")
 
@@ -126,9 +141,10 @@ def main(argv=None) -> int:
             # rungs by epoch, not by report: a worker restarted after a fault says its finished epochs again
             scheduler=ASHAScheduler(time_attr="epoch", grace_period=args.grace_period, reduction_factor=2),
             reuse_actors=spec.train_workers == 0),
-        run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None)]),
+        run_config=run_config(spec, f"{spec.sweep}-{int(time.time())}", [progress_callback(log is None, stopped_by="ASHA")]),
     )
-    grid = tuner.fit()
+    with interruptible(stopped):
+        grid = tuner.fit()
     # record trials that ASHA stopped early (finished ones wrote their own records)
     done = finished_run_ids(spec)
     rows = []
@@ -136,12 +152,13 @@ def main(argv=None) -> int:
         c = r.config
         hist = r.metrics_dataframe
         best_metric = float(hist[args.metric].max()) if hist is not None and args.metric in hist else math.nan
-        rows.append({**{k2: c[k2] for k2 in SEARCHED}, "ratio": c["ratio"], args.metric: best_metric,
-                     "error": str(r.error or "")})
+        last_epoch = int(hist["epoch"].max()) if hist is not None and "epoch" in hist and hist["epoch"].notna().any() else 0
         _, task, cfg = trial_task(c["spec"], c)
         rid = task.run_id
+        status = done.get(rid) or ("failed" if r.error else "stopped")
+        rows.append({**{k2: c[k2] for k2 in SEARCHED}, "ratio": c["ratio"], args.metric: best_metric,
+                     "outcome": status if status != "stopped" else f"stopped by ASHA after epoch {last_epoch}"})
         if rid not in done:
-            status = "failed" if r.error else "stopped"
             write_table(lake_root(spec), "runs", [{
                 "run_id": rid, "kind": "mtl_monkey", "ratio": c["ratio"], "seed": spec.seeds[0], "preset": spec.preset,
                 "status": status, "error": str(r.error or "stopped early by ASHA")[:2000], "val_accuracy": best_metric
@@ -150,9 +167,10 @@ def main(argv=None) -> int:
                 "created_at": now(), **provenance()}], spec.sweep, "mtl_monkey", rid)
     rows.sort(key=lambda r: -r[args.metric] if r[args.metric] == r[args.metric] else math.inf)
     print(f"\nsearch finished in {time.perf_counter() - t0:.0f}s: {len(rows)} trials, recorded in {lake_root(spec)} (sweep '{spec.sweep}')")
-    for r in rows[:5]:
+    for r in rows:   # every trial, best first
         print(f"  {args.metric} {r[args.metric]:.4f}  ratio {r['ratio']}  lr {r['lr']:.4g}  momentum {r['momentum']:.3f}  "
-              f"weight_decay {r['weight_decay']:.3g}  mu {r['init_mu_range']:.3f}  sigma {r['init_sigma_range']:.3f}")
+              f"weight_decay {r['weight_decay']:.3g}  mu {r['init_mu_range']:.3f}  sigma {r['init_sigma_range']:.3f}  "
+              f"{r['outcome']}")
     b = rows[0]
     print("\nbest, as grid flags:\n  python sweeps/ratio_grid.py --preset {} --ratios {} --set lr={:.4g},momentum={:.4g},"
           "weight_decay={:.4g},init_mu_range={:.4g},init_sigma_range={:.4g}".format(

@@ -4,16 +4,17 @@ an estimate of its compute and disk, without starting Ray or training anything.
 Compute is an upper bound: every fit runs its preset's maximum epochs (early stopping usually ends
 sooner). Model FLOPs are counted by torch's FlopCounterMode on the real architecture, built on the
 meta device (no weights allocated); they are turned into hours with throughput figures measured
-here (the constants below say where each comes from).
+here (the constants below say where each comes from). Also what each preset trains, for --help.
 """
 
 from __future__ import annotations
 
 import functools
+import textwrap
 import time
 from pathlib import Path
 
-from core.presets import get_preset
+from core.presets import PRESETS, get_preset
 
 # benchmarks/train_throughput.py (README, Measured): `fit` at width 1/16 on one CPU thread, 364 images/s
 # x 39.0 MFLOP per training image (9.98 GFLOP at full width / 256) = 14.2 GFLOP/s per core.
@@ -211,3 +212,17 @@ def print_plan(spec) -> int:
     print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")
     return 0
 
+
+def presets_help(trains: str, grid: bool = True) -> str:
+    """The --help block on what each preset trains. `trains`: what this command makes of a preset;
+    `grid`: it runs the preset's ratio x seed grid (else its first seed only)."""
+    from fractions import Fraction
+
+    out = [textwrap.fill(f"presets (--preset; default demo): {trains}", 100)]
+    for name, p in PRESETS.items():
+        data = f"synthetic world '{p.world}'" if p.world else "Tiny ImageNet and recordings (--tin-root, --neural-data)"
+        runs = f"ratios {','.join(p.ratios)}; seeds {','.join(map(str, p.seeds))}" if grid else f"seed {p.seeds[0]}"
+        text = (f"{data}; {runs}; up to {p.max_epochs} epochs per classifier fit, {p.neural_epochs} for the Monkey "
+                f"Predictor, {p.readout_epochs} for the Oracle readout; {p.model} at width {Fraction(p.width).limit_denominator(64)}")
+        out.append(textwrap.fill(text, 100, initial_indent=f"  {name:10s}", subsequent_indent=" " * 12))
+    return "\n".join(out)

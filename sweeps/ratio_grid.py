@@ -17,8 +17,10 @@ Results land in STORAGE/lake (Parquet: runs, epochs, corruption_accuracy, predic
 finished models are skipped on a re-run, so --resume (or any re-run) completes only what is missing.
 At the end the analysis (python -m analysis) writes the scores, regression, bootstrap intervals,
 figures and report.html to STORAGE/report/<sweep> (./report-<sweep> when STORAGE is a URI).
-Exit status: 0 all models finished; 1 some model failed (its error is in the lake); 2 bad flags or
-data (one line, nothing started); 130 interrupted (Ctrl-C; the same command goes on).
+The last line printed is the report's path. Exit status: 0 all models finished; 1 some model failed
+(its error is in the lake); 2 bad flags or data (one line, nothing started); 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM, e.g. `kill` or a batch scheduler): finished models stay in the lake and the
+same command goes on.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.errors import Parser, UserError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
 from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
+from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
 from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python sweeps/ratio_grid.py", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python sweeps/ratio_grid.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=presets_help("a sweep trains, per seed, a Baseline, an Oracle and its readout, per ratio and seed an "
+                                   "MTL-Monkey, MTL-Shuffled and MTL-Oracle, and one Monkey Predictor (the stages above); "
+                                   "--plan lists every model, what the lake already holds and the compute, and starts nothing"))
     add_common_flags(p)
     p.add_argument("--family", default="mtl", choices=["mtl", "similarity", "both"],
                    help="mtl: Safarani et al.'s multi-task co-training (default); similarity: Li et al.'s "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from core.presets import get_preset
-from sweeps.cli import TRIAL_DRIVER_CPU, ray_map, start_ray
+from sweeps.cli import TRIAL_DRIVER_CPU, interruptible, ray_map, start_ray
 from sweeps.console import clock, progress_callback, summarize, time_left
 
 
@@ -237,29 +237,30 @@ def run_sweep(spec, ray_kwargs, args) -> int:
     print(f"sweep '{spec.sweep}' (preset {spec.preset}): {total} models, {skipped} already in the lake, "
           + (f"{len(todo)} to train, up to {k} at a time" if todo else "nothing to train (Ray not started)")
           + f"; results: {spec.storage}")
+
+    def stopped(what):   # Ctrl-C or SIGTERM: nothing is recorded as failed, the same command goes on
+        n = sum(1 for w in waves for t in w if finished_run_ids(spec).get(t.run_id) in ("ok", "diverged"))
+        print(f"\n{what} after {time.perf_counter() - t0:.0f}s: {n} of {total} models are in the lake; run the same "
+              "command again to train the rest (a model stopped mid-fit resumes from its last epoch)", file=sys.stderr)
+
     estimate = None
-    try:
+    with interruptible(stopped):
         if todo:
             if log:
                 log(f"{len(todo)} models in one Ray Tune run, each started as soon as its upstream is in the lake "
                     f"(stages: {' -> '.join(', '.join(sorted({t.kind for t in w})) for w in waves if w)})")
             estimate = run_graph(spec, todo, tintc, k, log, total=total, t0=t0)
-    except KeyboardInterrupt:   # nothing is recorded as failed: the same command goes on where this stopped
-        n = sum(1 for w in waves for t in w if finished_run_ids(spec).get(t.run_id) in ("ok", "diverged"))
-        print(f"\ninterrupted after {time.perf_counter() - t0:.0f}s: {n} of {total} models are in the lake; run the same "
-              "command again to train the rest (a model stopped mid-fit resumes from its last epoch)", file=sys.stderr)
-        raise SystemExit(130) from None
     summarize(spec, time.perf_counter() - t0, trained=len(todo), skipped=skipped, estimate=estimate)
-    if hasattr(args, "no_report") and not args.no_report:
-        write_report(spec, args)
     done = finished_run_ids(spec)
     failed = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
     if failed:   # everything that finished is written; the exit status says the sweep is not complete
+        sys.stdout.flush()   # in order with the lines above when both streams go to one file
         print(f"{len(failed)} of {total} models failed ({', '.join(sorted({t.kind for t in failed}))}): their errors are "
               "in the lake's runs table and the report; fix the cause and re-run the same command to train only them",
-              file=sys.stderr)
-        return 1
-    return 0
+              file=sys.stderr, flush=True)
+    if hasattr(args, "no_report") and not args.no_report:
+        write_report(spec, args)   # its last line, the last of the run: the report's path
+    return 1 if failed else 0
 
 
 def report_dir(spec, args) -> Path:
@@ -294,4 +295,6 @@ def write_report(spec, args) -> None:
         from analysis.findings import format_findings
 
         print(format_findings(rep.findings))
-    print(f"report: {out / 'report.html'}" + (f" ({len(rep.notes)} notes on what is missing)" if rep.notes else ""))
+    if rep.notes:
+        print(f"the report has {len(rep.notes)} notes on what is missing")
+    print(f"report: {out / 'report.html'}")

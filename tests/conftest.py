@@ -167,6 +167,24 @@ class Watched:
         return self.proc.returncode, "".join(self.chunks)
 
 
+def sweep_args(storage, data_root, *extra):
+    return ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(data_root),
+            "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", *extra]
+
+
+def session_alive(sid: int) -> bool:
+    """Whether any process of session `sid` (the killed driver's, started with start_new_session) runs."""
+    import psutil
+
+    for q in psutil.process_iter():
+        try:
+            if os.getsid(q.pid) == sid and q.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
+            pass
+    return False
+
+
 def read_lake(storage: Path, table: str):
     """One table of STORAGE/lake as a polars DataFrame (empty when nothing is written yet)."""
     import polars as pl

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from conftest import read_lake as lake
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, session_alive, sweep_args
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -22,24 +22,6 @@ ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_mo
 def grid_runs(storage):
     """The grid's own records (the hparam search test adds its trials to the same storage as another sweep)."""
     return lake(storage, "runs").filter(pl.col("sweep") == "smoke")
-
-
-def sweep_args(storage, data_root, *extra):
-    return ["sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root", str(data_root),
-            "--ratios", "1:2", "--seeds", "0", "--num-cpus", "2", *extra]
-
-
-def session_alive(sid: int) -> bool:
-    """Whether any process of session `sid` (the killed driver's, started with start_new_session) runs."""
-    import psutil
-
-    for q in psutil.process_iter():
-        try:
-            if os.getsid(q.pid) == sid and q.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except (psutil.NoSuchProcess, ProcessLookupError, PermissionError):
-            pass
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -358,3 +340,4 @@ def test_ctrl_c_keeps_what_finished_and_says_how_to_go_on(tmp_path, smoke_data):
     assert "Set RAY_AUTH_MODE=disabled" not in out and "token authentication: `ray get-auth-token`" in out
     runs = lake(storage, "runs")
     assert runs.height == 0 or (runs["status"] != "failed").all(), runs.select("kind", "status", "error")
+

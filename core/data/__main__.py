@@ -15,7 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-from core.errors import ConfigError, Parser, cli_main
+from core.errors import DEVICES, ConfigError, Parser, check_device, cli_main
 
 
 def _slice(text: str) -> slice:
@@ -27,12 +27,17 @@ def _slice(text: str) -> slice:
 
 
 def parser() -> argparse.ArgumentParser:
+    from core.data.synthetic import WORLD_PRESETS
+
     p = Parser(prog="python -m core.data", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("synth", help="write the synthetic world")
-    s.add_argument("--preset", default="demo", help="world size: smoke, demo, study, tin_like (default demo)")
+    w = WORLD_PRESETS["demo"]
+    s.add_argument("--preset", default="demo", help=f"world size: {', '.join(WORLD_PRESETS)} (default demo: {w.n_classes} "
+                   f"classes x {w.train_per_class}/{w.val_per_class}/{w.test_per_class} train/val/test images of "
+                   f"{w.image_size}x{w.image_size}, {w.n_neurons} neurons, {w.neural_train_images} training trials)")
     s.add_argument("--out", required=True, type=Path, help="output folder (gets classification/ and neural/)")
     s.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
     s.add_argument("--n-classes", type=int, help="override the preset's number of classes")
@@ -78,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
                                               "are fewer; 0: all)")
     m.add_argument("--data-root", type=Path, default=Path("data"),
                    help="where both TIN-TC caches are written and reused (default ./data)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    m.add_argument("--device", default="auto", help=f"{DEVICES} (default auto: a GPU where torch finds one)")
     m.add_argument("--workers", type=int, default=0, help="processes for decoding and corrupting (default: all cores)")
     m.add_argument("--threads", type=int, default=0, help="torch CPU threads for the model (default: torch's choice; 1 avoids "
                                                           "threads waiting on each other on a busy machine)")
@@ -121,6 +126,7 @@ def main(argv=None) -> int:
         ds = tiny_imagenet.load_or_build(args.tin_root, args.cache, args.seed)
         print(f"{ds.path}: {ds.summary()}")
     elif args.cmd == "compare-tintc":
+        check_device(args.device)
         from core.evaluate.tintc_compare import compare, format_table   # torch: only for this command
 
         res = compare(args.model, args.tin_root, args.tintc_root, args.images, args.data_root, args.device,

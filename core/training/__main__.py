@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from core.errors import ConfigError, Parser, cli_main
+from core.errors import DEVICES, ConfigError, Parser, check_device, cli_main
 
 
 def parser() -> argparse.ArgumentParser:
@@ -28,16 +28,21 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m core.training", description=__doc__ + "\nkinds:\n" + kinds,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", required=True, choices=registry.names(), metavar="KIND", help="model kind (listed above)")
-    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="data and budget (default smoke)")
+    d = PRESETS["smoke"]
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS),
+                   help=f"data and budget (default smoke: synthetic world '{d.world}', up to {d.max_epochs} epochs for a "
+                        f"classifier, {d.neural_epochs} for the Monkey Predictor, "
+                        f"{d.readout_epochs} for the Oracle readout; `python sweeps/ratio_grid.py --help` lists every preset)")
     p.add_argument("--ratio", default="1:1", help="neural:classification batches for mtl_* kinds (default 1:1)")
     p.add_argument("--alpha", type=float, help="weight of the similarity loss for sim_* kinds (default 10, Li et al.)")
     p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--out", required=True, type=Path, help="output folder: model.pt, checkpoint/, run.json and the "
+                   "records (runs/, epochs/, ...: Parquet); an upstream trained first goes to OUT/upstream/<kind>")
     p.add_argument("--upstream", type=Path, help="folder of the upstream model (default: train it first)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where data sets and caches live (default ./data)")
     p.add_argument("--tin-root", type=Path, help="Tiny ImageNet folder (preset paper)")
     p.add_argument("--neural-data", type=Path, help="neural data set in the project's format (preset paper)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default auto: a GPU where torch finds one)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice; a sweep's "
                    "trials use their --cpus-per-trial, 1 by default)")
@@ -90,7 +95,8 @@ def main(argv=None) -> int:
     from core.presets import get_preset
     from core.training.cycler import parse_ratio
 
-    parse_ratio(args.ratio)   # flag checks first: they answer before torch is imported
+    parse_ratio(args.ratio)   # flag checks first: they answer before torch is imported (cuda devices excepted)
+    check_device(args.device)
     if args.seed < 0:
         raise ConfigError(f"--seed {args.seed}: expected a non-negative integer")
     if args.upstream is not None and not (args.upstream / "model.pt").is_file():
