@@ -123,7 +123,7 @@ def run(args, log=print) -> dict:
     import torch
 
     from analysis import saliency as sal
-    from analysis.report import load
+    from analysis.load import load
     from core.io import atomic_dir, check_replaceable
     from core.training.inference import resolve_device
     from core.training.kinds import load_model

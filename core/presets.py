@@ -53,6 +53,8 @@ class Preset:
     # of the simulated V1's band (its Gabors span 0.05-0.2), and, at the recordings' 14 pixels per degree, 2.8
     # cycles per degree, about where macaque parafoveal V1 neurons prefer most
     lowpass: float = 0.2
+    kinds: tuple[str, ...] = ()  # the kinds a sweep of this preset trains by default (empty: the --family's)
+    planted: tuple[float, ...] = ()   # synthetic worlds with a planted answer, one sweep each (empty: the default world)
 
 
 # Short CPU presets (smoke, demo), measured on the demo world (validation accuracy after 8 epochs,
@@ -107,6 +109,15 @@ PRESETS = {
     # seed), sized from the measured seed-to-seed noise (docs/benchmarks.md) for the Oracle's effect and
     # MTL-Shuffled's null
     "controls": replace(DEMO, name="controls", ratios=("1:2", "2:1"), seeds=(0, 1, 2)),
+    # calibration: the demo's recipe in three worlds with a planted answer (the null, half, all of the simulated
+    # neurons encoding shape), each with the Baseline, the Monkey Predictor, MTL-Monkey, MTL-Shuffled and
+    # MTL-True over several seeds: the pipeline against a known answer (analysis.calibration)
+    "calibration": replace(DEMO, name="calibration", seeds=(0, 1, 2, 3, 4), planted=(0.0, 0.5, 1.0),
+                           kinds=("baseline", "monkey_predictor", "mtl_monkey", "mtl_shuffled", "mtl_true")),
+    # explain: the controls study's co-trained kinds beside the simpler explanations a reviewer asks about, a
+    # Baseline on low-passed images and co-training on pixel-derived targets (analysis.explain)
+    "explain": replace(DEMO, name="explain", seeds=(0, 1, 2, 3, 4),
+                       kinds=("baseline", "monkey_predictor", "mtl_monkey", "mtl_shuffled", "baseline_lowpass", "mtl_pixel")),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2), lr=0.1, oracle_variants=30,
                     adv_images=500, adv_steps=20, adv_decision_images=50, adv_decision_steps=20, **QUIET, **NARROW),
     "paper": Preset("paper", None, 1.0, 128, 400, 150, 10, 5, 5, PAPER_RATIOS, (1000, 2001, 3000, 4000, 5000),

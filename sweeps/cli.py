@@ -15,7 +15,7 @@ from pathlib import Path
 from core.errors import ConfigError, check_device, handle_sigterm, interruption
 from core.presets import PRESETS, get_preset
 from core.training.cycler import parse_ratio
-from core.training.graph import FAMILIES, KINDS, SIM_KINDS, UPSTREAM
+from core.training import registry
 
 os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -61,6 +61,10 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
                         "starts: cuda needs a GPU that torch finds where this command runs, or, with --address, "
                         "--gpus-per-trial, so that Ray places each model on a GPU (the cluster must have GPUs)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
+    p.add_argument("--planted", metavar="P,...", help="synthetic worlds with a planted answer, one sweep each: the share "
+                   "(0..1) of the simulated neurons that encode the objects' shape, which survives the corruptions (0 is "
+                   "a true null; default: the preset's, the calibration preset's 0,0.5,1; none: the default world, whose "
+                   "benefit is unknown)")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
                         "one kind with a prefix, e.g. mtl_monkey.lr=0.01 (keys of core.training.config.TrainConfig; "
@@ -163,8 +167,8 @@ def parse_set(text: str) -> dict:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE or KIND.KEY=VALUE")
         k, v = (x.strip() for x in item.split("=", 1))
         kind, _, key = k.rpartition(".")
-        if kind and kind not in KINDS:
-            raise ConfigError(f"--set {k}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if kind and kind not in registry.names():
+            raise ConfigError(f"--set {k}: unknown kind {kind!r}; expected one of {', '.join(registry.names())}")
         if key not in types:
             raise ConfigError(f"--set: unknown key {key!r}; expected keys of TrainConfig such as lr, momentum, weight_decay")
         t = types[key] if isinstance(types[key], str) else types[key].__name__
@@ -192,22 +196,21 @@ def resolve_common(args, kinds: str = "all"):
     ratios = _list(args.ratios, "ratios", _ratio) if args.ratios else list(preset.ratios)
     seeds = _list(args.seeds, "seeds", _seed) if args.seeds else list(preset.seeds)
     family = getattr(args, "family", "mtl")
-    if family not in FAMILIES:
-        raise ConfigError(f"--family {family!r}: expected one of {', '.join(FAMILIES)}")
     alphas = _list(args.alphas, "alphas", _alpha) if getattr(args, "alphas", None) else [10.0]
-    if kinds == "all":
-        kind_list = list(FAMILIES[family])
+    if kinds == "all":   # the preset's own kinds (the calibration and explanation studies), else the family's
+        kind_list = list(preset.kinds) if preset.kinds and family == "mtl" else list(registry.names(family))
     else:
         kind_list = _list(kinds, "kinds", str)
-        bad = [k for k in kind_list if k not in KINDS]
+        bad = [k for k in kind_list if k not in registry.names()]
         if bad:
-            raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; expected some of {', '.join(KINDS)}")
-        for k in list(kind_list):  # add upstream kinds
-            while k in UPSTREAM:
-                k = UPSTREAM[k]
-                if k not in kind_list:
-                    kind_list.append(k)
-    if getattr(args, "alphas", None) and not any(k in SIM_KINDS for k in kind_list):
+            raise ConfigError(f"--kinds: unknown kind {bad[0]!r}; expected some of {', '.join(registry.names())}")
+    kind_list = registry.with_upstream(kind_list)
+    synthetic = preset.world is not None and not (args.tin_root or args.neural_data)
+    needs_truth = [k for k in kind_list if registry.get(k).synthetic_only]
+    if needs_truth and not synthetic and not getattr(args, "plan", False):
+        raise ConfigError(f"--kinds: {needs_truth[0]} co-trains on the simulated population's true rates, which real data "
+                          "does not have; it runs on the synthetic world only")
+    if getattr(args, "alphas", None) and not any(registry.get(k).grid == "alpha" for k in kind_list):
         raise ConfigError(f"--alphas {args.alphas}: weights of the similarity loss, but no similarity-family model is to "
                           "run; add --family similarity (or both), or --kinds with a sim_* kind")
     if preset.world is None and not (args.tin_root and args.neural_data) and not getattr(args, "plan", False):
@@ -255,6 +258,30 @@ def resolve_common(args, kinds: str = "all"):
     ray_kwargs = {"address": args.address, "num_cpus": args.num_cpus if not args.address else None,
                   "verbose": getattr(args, "verbose", False)}
     return spec, ray_kwargs
+
+
+def _planted(t: str) -> float:
+    try:
+        v = float(t)
+    except ValueError:
+        raise ConfigError(f"--planted: {t!r} is not a number; expected shares between 0 (the null) and 1, e.g. 0,0.5,1") from None
+    if not 0 <= v <= 1:
+        raise ConfigError(f"--planted: {v:g} is outside 0..1 (the share of the simulated neurons that encode shape)")
+    return v
+
+
+def worlds(args, spec) -> list:
+    """One sweep per world: the preset's planted worlds or --planted (each named <sweep>-planted<value>), or
+    the spec as it is (the default world, or real data)."""
+    from dataclasses import replace
+
+    preset = get_preset(spec.preset)
+    values = _list(args.planted, "planted", _planted) if getattr(args, "planted", None) else list(preset.planted)
+    if not values:
+        return [spec]
+    if preset.world is None or spec.tin_root or spec.neural_data:
+        raise ConfigError("--planted picks synthetic worlds with a planted answer; real data has no planted truth")
+    return [replace(spec, planted=v, sweep=f"{spec.sweep}-planted{v:g}") for v in values]
 
 
 def bind_loopback() -> None:

@@ -42,7 +42,7 @@ def _sizes(spec, preset) -> dict:
     if preset.world is not None and spec.tin_root is None:
         from core.data.synthetic import world_config
 
-        w = world_config(preset.world)
+        w = world_config(preset.world, planted=spec.planted)
         return {"train": w.n_classes * w.train_per_class, "val": w.n_classes * w.val_per_class,
                 "test": w.n_classes * w.test_per_class, "classes": w.n_classes, "neurons": w.n_neurons,
                 "trials": w.neural_train_images, "size": w.image_size, "source": f"synthetic world '{preset.world}'"}
@@ -73,7 +73,10 @@ def _prepared_info(spec, preset) -> dict | None:
     root = Path(spec.data_root)
     try:
         if preset.world is not None and spec.tin_root is None:
-            cls_path, neu_path = root / f"world-{preset.world}" / "classification", root / f"world-{preset.world}" / "neural"
+            from core.training.bundles import world_dir
+
+            world = world_dir(root, preset.world, spec.planted)
+            cls_path, neu_path = world / "classification", world / "neural"
         else:
             from core.data.tiny_imagenet import _fingerprint
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import Parser, UserError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from sweeps.cli import add_common_flags, resolve_common  # noqa: E402
+from sweeps.cli import add_common_flags, resolve_common, worlds  # noqa: E402
 from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
 from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
@@ -72,18 +72,28 @@ def main(argv=None) -> int:
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
+    specs = worlds(args, spec)
+    if len(specs) > 1 and args.report:
+        raise UserError("--report names one folder, but this runs one sweep per planted world: leave it out (each "
+                        "world's report and the calibration report land under STORAGE/report/)")
     if args.plan:
         from sweeps.plan import print_plan
 
-        return print_plan(spec)
+        return max(print_plan(s) for s in specs)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir
 
         flag = "--report" if args.report else "report folder"
-        check_replaceable(report_dir(spec, args), "report", flag, args.force)
-        check_writable(report_dir(spec, args), flag)
-    return run_sweep(spec, ray_kwargs, args)
+        for s in specs:
+            check_replaceable(report_dir(s, args), "report", flag, args.force)
+            check_writable(report_dir(s, args), flag)
+    codes = [run_sweep(s, ray_kwargs, args) for s in specs]
+    if len(specs) > 1 and not args.no_report:
+        from sweeps.runner import write_calibration_report
+
+        write_calibration_report(specs, args)
+    return max(codes)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def prepare_data(spec, log, ray_kwargs=None):
     from core.training.kinds import tintc_source
 
     preset = get_preset(spec.preset)
-    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log)
+    sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=log, planted=spec.planted)
     tintc = None
     if any(k in CLASSIFIERS for k in spec.kinds):
         images, folder = tintc_source(preset, sources, spec.data_root)
@@ -261,6 +261,20 @@ def run_sweep(spec, ray_kwargs, args) -> int:
     if hasattr(args, "no_report") and not args.no_report:
         write_report(spec, args)   # its last line, the last of the run: the report's path
     return 1 if failed else 0
+
+
+def write_calibration_report(specs, args) -> None:
+    """After one sweep per planted world: the calibration report over all of them (analysis.calibration),
+    in STORAGE/report/<the sweeps' common name>."""
+    from analysis.calibration import build
+    from core.errors import UserError
+
+    base = specs[0].sweep.rsplit("-planted", 1)[0]
+    out = (Path.cwd() / f"report-{base}") if "://" in specs[0].storage else Path(specs[0].storage) / "report" / base
+    try:
+        build(specs[0].storage, [(s.planted, s.sweep) for s in specs], out, n_boot=args.bootstrap, log=print)
+    except UserError as e:
+        print(f"calibration report: not written: {e}")
 
 
 def report_dir(spec, args) -> Path:

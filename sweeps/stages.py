@@ -66,6 +66,7 @@ class SweepSpec:
     tin_root: str | None = None
     neural_data: str | None = None
     tintc_root: str | None = None   # the published Tiny-ImageNet-C JPEGs as TIN-TC (default: generated corruptions)
+    planted: float | None = None    # a synthetic world with a planted answer (core.data.planted); None: the default world
     gpus_per_trial: float = 0.0
     cpus_per_trial: float = 1.0
     device: str = "auto"
@@ -268,7 +269,7 @@ def train_worker(config: dict) -> None:
     say, checkpoint = (ray.tune.report, ray.tune.Checkpoint) if local else (ray.train.report, ray.train.Checkpoint)
 
     try:
-        sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None)
+        sources = load_sources(preset, spec.data_root, spec.tin_root, spec.neural_data, log=None, planted=spec.planted)
         if spec.tintc_root and config.get("tintc"):   # the published TIN-TC: part of a classifier's identity
             from core.data.published_tintc import identity
 

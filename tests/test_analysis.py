@@ -327,7 +327,7 @@ def test_the_similarity_familys_report_section_fits_planted_coefficients(tmp_pat
 def test_a_sweep_scored_on_two_corruption_sets_is_refused_and_one_set_is_named():
     """Classifiers of one sweep scored on the generated TIN-TC and on the published Tiny-ImageNet-C
     cannot share a Baseline or an image index: the analysis refuses the mix in one line."""
-    from analysis.report import tintc_source
+    from analysis.load import tintc_source
     from core.errors import DataError
 
     def runs(*datas):
