@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BOOT, REG = "analysis/bootstrap.py", "analysis/regression.py"
 FIT, RUNNER, SAL = "core/training/fit.py", "sweeps/runner.py", "analysis/saliency.py"
-LAKE, IO = "core/results/lake.py", "core/io.py"
+LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_compare.py"
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
 
@@ -87,6 +87,14 @@ MUTANTS = {
         ATOMIC),
     "the atomic file writer leaves its temporary file behind when the rename fails": mutant(
         (IO, "        with contextlib.suppress(FileNotFoundError):\n            tmp.unlink()\n", "        pass\n"), ATOMIC),
+
+    # compare-tintc
+    "compare-tintc's generated column scored on the published set again": mutant(
+        (COMPARE, '(("published", published), ("generated", generated))', '(("published", published), ("generated", published))'),
+        "tests/test_published_tintc.py::test_compare_tintc_prints_the_table"),
+    "compare-tintc generates its corruptions with another seed than the sweep's": mutant(
+        (COMPARE, 'f"tintc-val-{key}-n{len(clean)}", seed=0,', 'f"tintc-val-{key}-n{len(clean)}", seed=1,'),
+        "tests/test_published_tintc.py::test_compare_tintc_prints_the_table"),
 
     # dependency-driven scheduling
     "a model whose upstream crashed without a record waits for that record forever": mutant([
