@@ -57,7 +57,6 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             # (classifier?, planned FLOPs or 1) of a model: what the time-left estimate weighs it by
             self.weight = lambda t: (t.kind in CLASSIFIERS, (weights or {}).get(t.run_id, 1.0))
             self.first_estimate = None          # (elapsed, time left) when the first estimate was made
-            self.resumed = set()                # run ids running when the state was saved (after a restore)
             self.done = finished_run_ids(spec)
             self.started = total - len(tasks)
 
@@ -65,8 +64,7 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             return True
 
         def _may_come(self, run_id: str) -> bool:   # to run, or running, in this Tune run
-            return (any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())
-                    or (run_id in self.resumed and run_id not in self.done))
+            return any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())
 
         def suggest(self, trial_id):
             for t in list(self.pending):
@@ -77,7 +75,7 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
                     now = time.perf_counter()
                     self.since[trial_id] = now
                     left = time_left([self.weight(p) for p in self.pending],
-                                     [(*self.weight(a), now - self.since[i]) for i, a in self.active.items()], self.took,
+                                     [(*self.weight(a), now - self.since.get(i, now)) for i, a in self.active.items()], self.took,
                                      slots, prior if weights else None)
                     if left is not None and self.first_estimate is None:
                         self.first_estimate = (now - t0, left)
@@ -94,14 +92,17 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
         def save(self, checkpoint_path: str):   # Tune saves its searcher with the experiment state
             with open(checkpoint_path, "w") as f:
                 json.dump({"pending": [t.run_id for t in self.pending], "started": self.started,
-                           "active": [t.run_id for t in self.active.values()]}, f)
+                           "active": {i: t.run_id for i, t in self.active.items()}}, f)
 
         def restore(self, checkpoint_path: str):
             with open(checkpoint_path) as f:
                 state = json.load(f)
             self.pending = [t for t in self.pending if t.run_id in set(state["pending"])]
             self.started = state["started"]
-            self.resumed = set(state.get("active", []))   # running when saved: Tune resumes them, may still end ok
+            # running when saved: Tune resumes them under the same trial ids, and each ends (ok, or with no
+            # record after a crash) through on_trial_complete like any other; their start times are not known
+            by_id = {t.run_id: t for t in tasks}
+            self.active = {i: by_id[r] for i, r in state["active"].items() if r in by_id}
 
         def on_trial_complete(self, trial_id, result=None, error=False):
             t = self.active.pop(trial_id, None)

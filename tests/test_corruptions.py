@@ -155,11 +155,56 @@ def test_results_writer_is_atomic_and_partitioned(tmp_path):
     t = read_table(tmp_path, "corruption_accuracy")
     assert t.num_rows == 2 and set(t.column("stage").to_pylist()) == {"baseline"}
     assert pq.read_schema(path).field("severity").type == "int64"
-    # a failing write leaves no file behind
+    # rows that do not fit the schema are refused before any file is opened
     with pytest.raises(Exception):
         write_table(tmp_path, "corruption_accuracy", [{"run_id": "r2", "severity": "not an int"}], "sw", "baseline", "r2")
     assert sorted(p.name for p in (tmp_path / "corruption_accuracy" / "sweep=sw" / "stage=baseline").iterdir()) == ["r1.parquet"]
     assert read_table(tmp_path, "runs").num_rows == 0
+
+
+class RenameFails:
+    """A module's `os` whose rename fails (a full disk, a lost mount) after the temporary file is written;
+    `written` collects what the temporary file held at that moment."""
+
+    def __init__(self, read):
+        self.read, self.written = read, []
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def replace(self, src, dst):
+        self.written.append(self.read(src))
+        raise OSError(28, "No space left on device (planted)")
+
+
+def test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else(tmp_path, monkeypatch):
+    import core.io
+    import core.results.lake
+
+    def rows(acc):
+        return [{"run_id": "r1", "kind": "baseline", "ratio": "", "seed": 0, "corruption": "fog", "category": "weather",
+                 "severity": s, "accuracy": acc, "n_images": 10} for s in (1, 2, 3)]
+
+    path = write_table(tmp_path, "corruption_accuracy", rows(0.5), "sw", "baseline", "r1")
+    folder, old = (tmp_path / "corruption_accuracy" / "sweep=sw" / "stage=baseline"), open(path, "rb").read()
+    failing = RenameFails(lambda p: pq.read_table(p).num_rows)
+    monkeypatch.setattr(core.results.lake, "os", failing)
+    with pytest.raises(OSError, match="planted"):
+        write_table(tmp_path, "corruption_accuracy", rows(0.9), "sw", "baseline", "r1")
+    assert failing.written == [3]                                   # it failed after the new rows were written in full
+    assert [p.name for p in folder.iterdir()] == ["r1.parquet"]     # no temporary file left (dot files included)
+    assert open(path, "rb").read() == old
+    assert read_table(tmp_path, "corruption_accuracy").column("accuracy").to_pylist() == [0.5] * 3
+
+    # the same for the atomic file writer (manifests, run.json, markers)
+    target = tmp_path / "out" / "run.json"
+    core.io.atomic_write_json(target, {"v": 1})
+    failing = RenameFails(lambda p: json.loads(open(p).read()))
+    monkeypatch.setattr(core.io, "os", failing)
+    with pytest.raises(OSError, match="planted"):
+        core.io.atomic_write_json(target, {"v": 2})
+    assert failing.written == [{"v": 2}]
+    assert [p.name for p in target.parent.iterdir()] == ["run.json"] and json.loads(target.read_text()) == {"v": 1}
 
 
 def test_oracle_bank_draws_every_condition_reproducibly_and_never_a_test_seed(images, monkeypatch):

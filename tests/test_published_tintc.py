@@ -131,28 +131,78 @@ def test_wrong_class_folder_and_missing_image(trees, tmp_path):
     assert [p.name for p in (tmp_path / "data").iterdir()] == [next((tmp_path / "data").glob("tintc-published-*-n3")).name]
 
 
-def test_compare_tintc_prints_the_table(trees, tmp_path):
-    tin, pub = trees
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(TIN root, published root, model folder): a TIN tree whose class k is crops of photograph k (9 val
+    images), its published-layout tree, and a small classifier trained on its train split, well above
+    chance on the val images (so that its accuracies differ between conditions and between the sets)."""
+    import torch
+
+    from core.models import build_model
+    from core.training.data import as_u8
+    from core.training.kinds import save_model
+
+    base = tmp_path_factory.mktemp("compare")
+    tin = make_tin_tree(base / "tiny-imagenet-200", per_class=12, n_val=9, photos=True)
+    pub = make_published_tree(tin, base / "Tiny-ImageNet-C")
+    data = tiny_imagenet.build(tin, verbose=False)
+    x = as_u8(np.concatenate([data.images["train"], data.images["val"]]))
+    y = torch.as_tensor(np.concatenate([data.labels["train"], data.labels["val"]]))
+    build = dict(name="vgg11_bn_fc", n_classes=3, n_neurons=0, width=0.0625, classify=True, readout_layer="conv3_1",
+                 image_size=64, dropout=0.0)
+    torch.manual_seed(0)
+    model = build_model(**build)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(60):
+        loss = torch.nn.functional.cross_entropy(model(model.prep(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_model(model, build, base / "model" / "model.pt")
+    return tin, pub, base / "model"
+
+
+def test_compare_tintc_prints_the_table(trained, tmp_path):
+    """Both columns, for all 70 conditions, against the model's accuracy computed here: on the published
+    JPEGs decoded from their files, and on corruptions generated as the sweep generates them (seed 0)."""
+    tin, pub, model = trained
+    from core.data.corruptions import ensure_tintc
     from core.evaluate import predict_classes
     from core.evaluate.tintc_compare import load_classifier
 
-    model = make_model(tmp_path / "model")
     r = run_cli("-m", "core.data", "compare-tintc", "--model", str(model), "--tin-root", str(tin), "--tintc-root", str(pub),
-                "--images", "3", "--data-root", str(tmp_path / "data"), "--workers", "1", "--threads", "1")
+                "--images", "0", "--data-root", str(tmp_path / "data"), "--workers", "1", "--threads", "1")
     assert r.returncode == 0, r.stderr
     rows = {(m[0], int(m[1])): tuple(map(float, m[2:])) for m in
             re.findall(r"^(\w+) +([1-5]) +([\d.]+) +([\d.]+) +([+-][\d.]+)$", r.stdout, re.M)}
     assert len(rows) == 70
-    # the published column is the model's accuracy on the decoded published JPEGs of the first 3 test images
-    caches = {p.name.split("-")[1]: p for p in (tmp_path / "data").iterdir()}
-    assert set(caches) == {"published", "val"}
-    published = load_tintc(caches["published"])
-    labels = np.asarray(tiny_imagenet.build(tin, verbose=False).labels["test"][:3])
+    data = tiny_imagenet.build(tin, verbose=False)
+    clean, labels = data.images["test"], np.asarray(data.labels["test"])
     clf = load_classifier(model, 3)
-    for c, s in (("frost", 3), ("gaussian_noise", 1), ("jpeg_compression", 5)):
+    clean_acc = (predict_classes(clf, clean) == labels).mean()
+    assert clean_acc >= 7 / 9 and f"on the first 9 test images (clean {clean_acc:.3f})" in r.stdout   # chance: 1/3
+    # the published JPEGs, decoded here from their files as Tiny ImageNet is decoded (64x64 grey)
+    wnids = tiny_imagenet.scan(tin)["wnids"]
+    files = [p for p, _ in tiny_imagenet.scan(tin)["val"]]
+    published = {(c, s): np.stack([tiny_imagenet.decode_gray(pub / c / str(s) / wnids[k] / f.name)
+                                   for f, k in zip(files, labels)]) for c, s in CONDITIONS}
+    # the generated corruptions of the same images, built apart from the command's cache, with the sweep's seed
+    generated = ensure_tintc(clean, tmp_path / "generated", seed=0, log=None, workers=1, progress=False)
+    # and the command's caches hold exactly these images
+    caches = {p.name.split("-")[1]: load_tintc(p) for p in (tmp_path / "data").iterdir()}
+    assert set(caches) == {"published", "val"}
+    for c, s in CONDITIONS:
+        assert np.array_equal(caches["published"][c, s], published[c, s]) and np.array_equal(caches["val"][c, s], generated[c, s])
+    differ = 0
+    for c, s in CONDITIONS:
         p, g, diff = rows[c, s]
-        assert p == pytest.approx((predict_classes(clf, published[c, s]) == labels).mean(), abs=5e-4)
+        want_p = (predict_classes(clf, published[c, s]) == labels).mean()
+        want_g = (predict_classes(clf, generated[c, s]) == labels).mean()
+        assert (p, g) == (pytest.approx(want_p, abs=5e-4), pytest.approx(want_g, abs=5e-4)), (c, s, p, g, want_p, want_g)
         assert diff == pytest.approx(p - g, abs=1.5e-3)
+        differ += want_p != want_g
+    assert differ >= 10, differ   # the two sets tell apart: a column filled from the other set would fail above
     for c in ("gaussian_noise", "frost", "overall"):
         assert re.search(rf"^{c} +1-5 +[\d.]+ +[\d.]+ +[+-][\d.]+$", r.stdout, re.M), c
     assert re.search(r"^Overall, (the published JPEGs|the generated corruptions|neither set) (are|is) harder", r.stdout, re.M)

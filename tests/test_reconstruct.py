@@ -290,9 +290,22 @@ def test_builtin_saliency_finds_the_synthetic_objects():
     cfg = world_config("smoke")
     images, masks = object_masks(cfg, "test", 16)
     assert np.array_equal(images, make_classification(cfg).images["test"][:16])   # the same images, re-rendered
-    found = sal.cumulative_mask(sal.spectral_residual(images.astype(float)))
-    inside = (found & masks).sum((1, 2)) / found.sum((1, 2))   # share of the salient pixels on the object
-    assert np.median(inside) > 1.5 * masks.mean()               # well above the object's share of the image
+
+    def inside(maps):   # share of the salient pixels on the object
+        found = sal.cumulative_mask(maps)
+        return (found & masks).sum((1, 2)) / found.sum((1, 2))
+
+    found = inside(sal.spectral_residual(images.astype(float)))
+    # a content-blind map with the built-in's own centre bias (a Gaussian of s.d. 0.3 of the side): it
+    # scores above the objects' share of the image (0.14 here), since most objects sit near the centre;
+    # the built-in source must do better by reading the image, and on almost every image
+    side = images.shape[-1]
+    r = (np.arange(side) - (side - 1) / 2) / side
+    centre = np.broadcast_to(np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * 0.3 ** 2)), images.shape)
+    blind = inside(centre)
+    assert np.median(blind) > masks.mean()                      # the bias alone beats chance
+    assert np.median(found) > 2 * np.median(blind)              # seen: 0.34 against 0.14
+    assert (found > blind).mean() >= 0.9, (found, blind)
 
 
 def test_user_maps_from_npy_npz_and_a_folder(tmp_path):

@@ -32,6 +32,7 @@ class Driver:
 
     def __init__(self, spec, tasks):
         self.spec = spec
+        self.tasks = tasks
         self.s = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=0.0)
         self.running = {}   # trial id -> run id
         self.n = 0
@@ -88,9 +89,50 @@ def test_a_failed_upstream_fails_its_models_without_running_them(graph):
     for t in tasks:
         if t.kind in ("oracle_readout", "mtl_oracle"):
             assert status[t.run_id] == "failed", t.label()
-    # a trial that crashed past its retries (no record) counts as ended: its downstream fails too
-    d.end(tasks, "baseline", status=None)
-    assert finished_run_ids(spec).get(next(t for t in tasks if t.kind == "baseline").run_id) is None
+
+
+def drain(d, limit=50):
+    """Ask until the searcher says FINISHED, ending each model as soon as it starts, as Tune would with
+    free slots; a searcher that answers None ("not yet") with nothing running would keep Tune waiting
+    forever, so the number of asks is bounded. Returns the (kind, ratio) of the models started."""
+    started = []
+    for _ in range(limit):
+        x = d.ask()
+        if x == Searcher.FINISHED:
+            return started
+        assert x is not None or d.running, f"nothing runs and nothing is handed out: the sweep would never end ({started})"
+        if x is None:
+            d.end(d.tasks, *next(((t.kind, t.ratio) for t in d.tasks if t.run_id in d.running.values())))
+        else:
+            started.append(x)
+            d.end(d.tasks, *x)
+    raise AssertionError(f"the searcher did not finish in {limit} asks ({started})")
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["running", "after-a-searcher-restore"])
+def test_an_upstream_that_crashed_past_its_retries_without_a_record_fails_its_models_and_the_sweep_ends(graph, tmp_path,
+                                                                                                     restored):
+    """The Oracle's trial ends with no record (a crash Ray retried until it gave up): its readout and the
+    MTL-Oracle models are recorded as failed without running, and the searcher finishes. With `restored`,
+    the searcher was saved while the Oracle ran and restored (Tune's experiment restore) before it ended."""
+    spec, tasks, d = graph
+    d.tasks = tasks
+    assert [d.ask(), d.ask()] == [("monkey_predictor", ""), ("oracle", "")]
+    if restored:
+        d.s.save(str(tmp_path / "searcher.json"))
+        fresh = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=0.0)
+        fresh.restore(str(tmp_path / "searcher.json"))
+        d.s = fresh   # Tune keeps its trial ids across the restore: the Driver's running trials are those
+    d.end(tasks, "oracle", status=None)   # no record: crashed past its retries
+    started = drain(d)
+    # everything else ran (the Monkey Predictor had started before); nothing downstream of the Oracle did
+    assert sorted(started) == [("baseline", ""), ("mtl_monkey", "1:2"), ("mtl_monkey", "2:1"), ("mtl_shuffled", "1:2"),
+                               ("mtl_shuffled", "2:1")], started
+    status = finished_run_ids(spec)
+    for t in tasks:
+        if t.kind in ("oracle_readout", "mtl_oracle"):
+            assert status.get(t.run_id) == "failed", t.label()
+    assert next(t for t in tasks if t.kind == "oracle").run_id not in status   # the crash itself is recorded by run_graph
 
 
 def test_an_upstream_that_failed_before_is_retried_first_and_its_models_wait_for_it(graph):
@@ -138,6 +180,8 @@ def test_time_left_weighs_each_model_by_its_work_and_its_groups_rate():
 
 
 def test_the_progress_lines_say_the_time_left_once_a_model_has_finished(tmp_path):
+    from sweeps.console import clock
+
     spec = spec_for(tmp_path)
     tasks = [t for w in plan(spec, {"classification": "c", "neural": "n"}) for t in w if t.kind in ("baseline", "oracle")]
     lines = []
@@ -148,5 +192,5 @@ def test_the_progress_lines_say_the_time_left_once_a_model_has_finished(tmp_path
     s.on_trial_complete("a")
     second = s.suggest("b")["t"]["task"]
     assert second["kind"] != first["kind"]
-    assert lines[1].startswith(f"model 2 of 2 starts: {second['kind']}[-, seed 0] (0 s elapsed, about ") and lines[1].endswith(" left)")
-    assert s.first_estimate is not None and s.first_estimate[1] >= 0
+    # the estimate printed is the first one the searcher keeps (the sweep's summary compares it with the outcome)
+    assert lines[1] == f"model 2 of 2 starts: {second['kind']}[-, seed 0] (0 s elapsed, about {clock(s.first_estimate[1])} left)"

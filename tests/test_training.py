@@ -127,7 +127,11 @@ def test_resume_equals_uninterrupted(world, tmp_path, mode, device):
         fit(part, data, cfg, checkpoint_dir=tmp_path / "b", log=None, fail_at_epoch=2)
     resumed = small_model(cls, K, classify)  # a fresh process would build a fresh model
     torch.manual_seed(12345)  # disturb the global RNG: the checkpoint must restore it
-    r_res = fit(resumed, data, cfg, checkpoint_dir=tmp_path / "b", log=None)
+    said = []   # (epoch, trained now): the epochs before the kill are said again (no checkpoint), the rest trained
+    r_res = fit(resumed, data, cfg, checkpoint_dir=tmp_path / "b", log=None,
+                report=lambda row, ckpt: said.append((row["epoch"], ckpt is not None)))
+    # it went on after epoch 2 rather than training again from scratch (which would land on the same numbers)
+    assert r_res.resumed_after_epoch == 2 and said == [(1, False), (2, False), (3, True), (4, True)], said
 
     keys = ["lr", "val_accuracy", "val_correlation", "loss_classification", "loss_neural", "n_reductions"]
     assert len(r_res.epochs) == len(r_full.epochs) == 4

@@ -1,73 +1,213 @@
-"""Mutation check for the statistics: plant each known error in the code, run the tests that guard
-it, put the code back. Every mutant must make at least one test fail (exit 1 otherwise).
+"""Mutation check: plant each known error in the code, run the tests that guard it, put the code back.
+Every mutant must make at least one of its tests fail (exit 1 otherwise).
 
-    python tests/mutation/run_mutants.py          # about 6 minutes on 2 cores
+    python tests/mutation/run_mutants.py                 # every mutant, each against its own tests
+    python tests/mutation/run_mutants.py --list          # the mutants and the tests that guard them
+    python tests/mutation/run_mutants.py --only resume   # the mutants whose name contains "resume"
+    python tests/mutation/run_mutants.py --real          # first run each mutant's tests on the real code
+
+A mutant is one or more text replacements (each text must be in its file exactly once) and the test
+files or test ids that guard it; only those run, with -x, so the whole check stays short. The tests
+run in a subprocess that writes no bytecode, so no stale .pyc of a mutant outlives it.
 
 Not collected by pytest (it edits source files while it runs, then restores them).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT, REG = "analysis/bootstrap.py", "analysis/regression.py"
-TESTS = ["tests/test_analysis.py", "tests/test_calibration.py"]
-# name -> (file, original text, mutated text)
+FIT, RUNNER, SAL = "core/training/fit.py", "sweeps/runner.py", "analysis/saliency.py"
+LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_compare.py"
+STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
+ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    edits: tuple[tuple[str, str, str], ...]   # (file, original text, mutated text)
+    tests: tuple[str, ...]                    # test files or ids (file::name) that must fail on it
+    timeout: int = 1500                       # seconds for its tests; past it the mutant counts as caught (a hang)
+
+
+def mutant(edits, *tests, timeout=1500) -> Mutant:
+    return Mutant(tuple(edits) if isinstance(edits, list) else (edits,), tests, timeout)
+
+
 MUTANTS = {
-    "bootstrap resamples seeds only (no image resampling)":
-        (BOOT, "rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n", "np.full((n_boot, n), 1.0 / n)"),
-    "bootstrap resamples images only (no seed resampling)":
-        (BOOT, "rng.integers(0, k, size=(n_boot, k))", "np.tile(np.arange(k), (n_boot, 1))"),
-    "bootstrap unpaired (each model draws its own images)":
+    # the statistics
+    "bootstrap resamples seeds only (no image resampling)": mutant(
+        (BOOT, "rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n", "np.full((n_boot, n), 1.0 / n)"), *STATS),
+    "bootstrap resamples images only (no seed resampling)": mutant(
+        (BOOT, "rng.integers(0, k, size=(n_boot, k))", "np.tile(np.arange(k), (n_boot, 1))"), *STATS),
+    "bootstrap unpaired (each model draws its own images)": mutant(
         (BOOT, 'a_c = np.einsum("rcn,bn,ck->brk", cor.corrupt, w, avg, optimize=True)',
          'wr = np.concatenate([w[None, :1].repeat(cor.corrupt.shape[0], 1), (rng.multinomial(n, np.full(n, 1.0 / n), '
          'size=(n_boot, cor.corrupt.shape[0])) / n)], 0).astype(np.float32); '
-         'a_c = np.einsum("rcn,brn,ck->brk", cor.corrupt, wr, avg, optimize=True)'),
-    "regression without an intercept":
+         'a_c = np.einsum("rcn,brn,ck->brk", cor.corrupt, wr, avg, optimize=True)'), *STATS),
+    "regression without an intercept": mutant(
         (REG, 'formula = f"robustness ~ clean_accuracy + {neural}"', 'formula = f"robustness ~ clean_accuracy + {neural} - 1"'),
-    "regression with the two factors' labels swapped":
+        *STATS),
+    "regression with the two factors' labels swapped": mutant(
         (REG, 'd = _check(models, ["robustness", "clean_accuracy", neural], 3, label).to_pandas()',
          'd = _check(models, ["robustness", "clean_accuracy", neural], 3, label).to_pandas().rename('
-         'columns={"clean_accuracy": neural, neural: "clean_accuracy"})'),
-    "regression reports standardised coefficients as raw ones":
-        (REG, '"coef": float(fit.params[term])', '"coef": float(std_fit.params[term])'),
+         'columns={"clean_accuracy": neural, neural: "clean_accuracy"})'), *STATS),
+    "regression reports standardised coefficients as raw ones": mutant(
+        (REG, '"coef": float(fit.params[term])', '"coef": float(std_fit.params[term])'), *STATS),
+
+    # a fit resumed from its checkpoint
+    "a fit that records a resume but restores nothing and retrains from scratch": mutant(
+        (FIT, "    resumed_after = None\n    if ckpt_path is not None and ckpt_path.is_file():",
+         "    resumed_after = (torch.load(ckpt_path, weights_only=False)['state']['epoch']\n"
+         "                     if ckpt_path is not None and ckpt_path.is_file() else None)\n    if False:"),
+        "tests/test_training.py::test_resume_equals_uninterrupted[mtl-cpu]"),
+    "a resume that restores the epoch count but not the weights": mutant(
+        (FIT, '        model.load_state_dict(ck["model"])\n', ""),
+        "tests/test_training.py::test_resume_equals_uninterrupted[mtl-cpu]"),
+
+    # saliency
+    "a content-blind saliency map that only prefers the centre": mutant(
+        (SAL, "s = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2", "s = np.ones_like(x)"),
+        "tests/test_reconstruct.py::test_builtin_saliency_finds_the_synthetic_objects"),
+
+    # atomic writes
+    "a lake writer that leaves its temporary file behind when the rename fails": mutant(
+        (LAKE, "                fs.delete_file(tmp)\n", "                pass\n"), ATOMIC),
+    "a lake writer that writes its file in place (no temporary file, no rename)": mutant(
+        (LAKE, "pq.write_table(t, tmp, filesystem=fs)\n            os.replace(tmp, path)", "pq.write_table(t, path, filesystem=fs)"),
+        ATOMIC),
+    "the atomic file writer leaves its temporary file behind when the rename fails": mutant(
+        (IO, "        with contextlib.suppress(FileNotFoundError):\n            tmp.unlink()\n", "        pass\n"), ATOMIC),
+
+    # compare-tintc
+    "compare-tintc's generated column scored on the published set again": mutant(
+        (COMPARE, '(("published", published), ("generated", generated))', '(("published", published), ("generated", published))'),
+        "tests/test_published_tintc.py::test_compare_tintc_prints_the_table"),
+    "compare-tintc generates its corruptions with another seed than the sweep's": mutant(
+        (COMPARE, 'f"tintc-val-{key}-n{len(clean)}", seed=0,', 'f"tintc-val-{key}-n{len(clean)}", seed=1,'),
+        "tests/test_published_tintc.py::test_compare_tintc_prints_the_table"),
+
+    # dependency-driven scheduling
+    "a model whose upstream crashed without a record waits for that record forever": mutant([
+        (RUNNER, 'self.done[t.run_id] = "failed"   # crashed past its retries: recorded after the run', "pass"),
+        (RUNNER, "return any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())",
+         "return (any(t.run_id == run_id for t in self.pending) or any(t.run_id == run_id for t in self.active.values())\n"
+         "                    or run_id not in self.done)"),
+    ], "tests/test_scheduling.py"),
+    "a restored searcher keeps its running models under ids of its own, not Tune's trial ids": mutant(
+        (RUNNER, 'self.active = {i: by_id[r] for i, r in state["active"].items() if r in by_id}',
+         'self.active = {f"restored-{r}": by_id[r] for r in state["active"].values() if r in by_id}'),
+        "tests/test_scheduling.py"),
+    "a restored searcher forgets the models that were running": mutant(
+        (RUNNER, 'self.active = {i: by_id[r] for i, r in state["active"].items() if r in by_id}', "self.active = {}"),
+        "tests/test_scheduling.py"),
 }
 
 
-def main() -> int:
-    survived = []
-    for name, (rel, before, after) in MUTANTS.items():
+def plant(m: Mutant) -> dict[Path, str]:
+    """Apply the mutant's edits (all checked before any file is written); returns each touched file's
+    original text, to restore."""
+    texts: dict[Path, str] = {}
+    for rel, before, after in m.edits:
         path = ROOT / rel
-        orig = path.read_text()
-        if orig.count(before) != 1:
-            print(f"== {name}: the text to mutate is not in {rel} (once): update this script")
+        text = texts[path] if path in texts else path.read_text()
+        if text.count(before) != 1:
+            raise LookupError(f"the text to mutate is not in {rel} (once): update this script")
+        texts[path] = text.replace(before, after)
+    originals = {path: path.read_text() for path in texts}
+    for path, text in texts.items():
+        path.write_text(text)
+    return originals
+
+
+def run_tests(tests, timeout: int) -> tuple[int | None, str]:
+    """pytest on `tests` in its own process group (Ray processes a test starts die with it on a timeout)."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+        return p.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        return None, out
+    except BaseException:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+
+
+def last_line(out: str) -> str:
+    lines = out.strip().splitlines()
+    return lines[-1] if lines else "(no output)"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="plant each known mutant and run the tests that guard it")
+    ap.add_argument("--only", action="append", default=[], metavar="TEXT", help="only the mutants whose name contains TEXT")
+    ap.add_argument("--list", action="store_true", help="list the mutants and their tests; plant nothing")
+    ap.add_argument("--real", action="store_true", help="run each mutant's tests on the real code first (they must pass)")
+    args = ap.parse_args(argv)
+    chosen = {k: m for k, m in MUTANTS.items() if not args.only or any(s in k for s in args.only)}
+    if not chosen:
+        print(f"no mutant matches {args.only}")
+        return 2
+    if args.list:
+        for name, m in chosen.items():
+            print(f"{name}\n    {' '.join(m.tests)}")
+        return 0
+    survived, t_all = [], time.perf_counter()
+    for name, m in chosen.items():
+        if args.real:
+            t0 = time.perf_counter()
+            code, out = run_tests(m.tests, m.timeout)
+            print(f"== real code, tests of: {name}: {last_line(out)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            if code != 0:
+                print(out[-3000:])
+                return 2
+        t0 = time.perf_counter()
+        try:
+            originals = plant(m)
+        except LookupError as e:
+            print(f"== {name}: {e}")
             return 2
         try:
-            path.write_text(orig.replace(before, after))
-            r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS],
-                               cwd=ROOT, capture_output=True, text=True)
+            code, out = run_tests(m.tests, m.timeout)
         finally:
-            path.write_text(orig)
-        failed = [line for line in r.stdout.splitlines() if line.startswith("FAILED")]
-        print(f"== mutant: {name}: {r.stdout.strip().splitlines()[-1]}", flush=True)
-        for line in failed:
-            print("     " + line.split(" - ")[0])
-        if not failed:
+            for path, text in originals.items():
+                path.write_text(text)
+        took = time.perf_counter() - t0
+        if code is None:
+            print(f"== mutant: {name}: CAUGHT (its tests ran past {m.timeout} s) ({took:.0f} s)", flush=True)
+            continue
+        if code not in (0, 1):   # 2-5: interrupted, internal error, usage error, nothing collected
+            print(f"== mutant: {name}: its tests did not run (pytest exit {code}): {last_line(out)}\n{out[-3000:]}")
+            return 2
+        print(f"== mutant: {name}: {'caught' if code == 1 else 'SURVIVED'}: {last_line(out)} ({took:.0f} s)", flush=True)
+        for line in out.splitlines():
+            if line.startswith(("FAILED", "ERROR")):
+                print("     " + line.split(" - ")[0])
+        if code == 0:
             survived.append(name)
-    print("every mutant was caught" if not survived else f"SURVIVED: {'; '.join(survived)}")
+    print(f"{len(chosen)} mutants in {time.perf_counter() - t_all:.0f} s: "
+          + ("every mutant was caught" if not survived else f"SURVIVED: {'; '.join(survived)}"))
     return 1 if survived else 0
 
 
-def _stop(signum, frame):   # SIGTERM/SIGHUP (a timeout, a closed terminal): unwind, so `finally` restores the file
+def _stop(signum, frame):   # SIGTERM/SIGHUP (a timeout, a closed terminal): unwind, so `finally` restores the files
     raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":
-    import signal
-
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGHUP, _stop)
     sys.exit(main())
