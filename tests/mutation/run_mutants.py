@@ -29,6 +29,8 @@ BOOT, REG = "analysis/bootstrap.py", "analysis/regression.py"
 FIT, RUNNER, SAL = "core/training/fit.py", "sweeps/runner.py", "analysis/saliency.py"
 LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_compare.py"
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
+PREC = "analysis/precision.py"
+PREC_TESTS = ["tests/test_precision.py", "tests/test_calibration.py"]
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
 
 
@@ -45,15 +47,34 @@ def mutant(edits, *tests, timeout=1500) -> Mutant:
 
 MUTANTS = {
     # the statistics
-    "bootstrap resamples seeds only (no image resampling)": mutant(
-        (BOOT, "rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) / n", "np.full((n_boot, n), 1.0 / n)"), *STATS),
-    "bootstrap resamples images only (no seed resampling)": mutant(
-        (BOOT, "rng.integers(0, k, size=(n_boot, k))", "np.tile(np.arange(k), (n_boot, 1))"), *STATS),
-    "bootstrap unpaired (each model draws its own images)": mutant(
-        (BOOT, 'a_c = np.einsum("rcn,bn,ck->brk", cor.corrupt, w, avg, optimize=True)',
-         'wr = np.concatenate([w[None, :1].repeat(cor.corrupt.shape[0], 1), (rng.multinomial(n, np.full(n, 1.0 / n), '
-         'size=(n_boot, cor.corrupt.shape[0])) / n)], 0).astype(np.float32); '
-         'a_c = np.einsum("rcn,brn,ck->brk", cor.corrupt, wr, avg, optimize=True)'), *STATS),
+    "paired intervals without the image term (no image resampling)": mutant(
+        (PREC, "w = image_weights(len(cor.images), n_boot, np.random.default_rng(seed)).astype(np.float32)",
+         "w = np.full((n_boot + 1, len(cor.images)), 1.0 / len(cor.images), np.float32)"), *PREC_TESTS),
+    "paired intervals without the seed term (images only)": mutant(
+        (PREC, "    seed_var = float(x[0].var(ddof=1)) if k > 1 else 0.0", "    seed_var = 0.0"), *PREC_TESTS),
+    "unpaired images (each model draws its own test images)": mutant(
+        (PREC, 'self.a_c = np.einsum("rcn,bn,ck->brk", cor.corrupt, w, avg, optimize=True).astype(np.float64)',
+         'wr = np.concatenate([w[None, :1].repeat(cor.corrupt.shape[0], 1), (np.random.default_rng(seed + 1).multinomial('
+         'len(cor.images), np.full(len(cor.images), 1.0 / len(cor.images)), size=(n_boot, cor.corrupt.shape[0])) / '
+         'len(cor.images))], 0).astype(np.float32); '
+         'self.a_c = np.einsum("rcn,brn,ck->brk", cor.corrupt, wr, avg, optimize=True).astype(np.float64)'), *PREC_TESTS),
+    "intervals twice as wide as they should be": mutant(
+        (PREC, '"low": est - half,\n            "high": est + half,', '"low": est - 2 * half,\n            "high": est + 2 * half,'),
+        *PREC_TESTS),
+    "the normal quantile for the seed term (t with k-1 degrees of freedom ignored)": mutant(
+        (PREC, "    tq = float(special.stdtrit(k - 1, q)) if k > 1 else 0.0", "    tq = float(special.ndtri(q)) if k > 1 else 0.0"),
+        *PREC_TESTS),
+    "the seed variance with ddof 0 (a missing k/(k-1))": mutant(
+        (PREC, "    seed_var = float(x[0].var(ddof=1)) if k > 1 else 0.0", "    seed_var = float(x[0].var(ddof=0)) if k > 1 else 0.0"),
+        *PREC_TESTS),
+    "ratios pooled as if they were seeds": mutant(
+        (PREC, "                    d = np.mean([p.log_ratio([v[1][v[0].index(x)] for x in seeds], [v[2][v[0].index(x)] for x in seeds], sel)\n"
+               "                                 for v in per_setting.values()], axis=0)",
+         "                    d = np.concatenate([p.log_ratio([v[1][v[0].index(x)] for x in seeds], [v[2][v[0].index(x)] for x in seeds], sel)\n"
+         "                                 for v in per_setting.values()], axis=1)"),
+        *PREC_TESTS),
+    "a percentile interval called BCa": mutant((BOOT, 'method="BCa"', 'method="percentile"'), "tests/test_analysis.py"),
+    "a basic interval called BCa": mutant((BOOT, 'method="BCa"', 'method="basic"'), "tests/test_analysis.py"),
     "regression without an intercept": mutant(
         (REG, 'formula = f"robustness ~ clean_accuracy + {neural}"', 'formula = f"robustness ~ clean_accuracy + {neural} - 1"'),
         *STATS),
