@@ -153,18 +153,22 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
     d = models.filter(pl.col("kind").is_in(list(kinds)) & (pl.col("status") == "ok"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, col, name in zip(axes, ("clean_accuracy", "feve"), ("clean accuracy", "FEVe")):
-        for k in _kinds(d["kind"].to_list()):
+        kinds = _kinds(d["kind"].to_list())
+        for i, k in enumerate(kinds):
             g = (d.filter(pl.col("kind") == k).group_by("ratio_value")
                  .agg(pl.col(col).mean().alias("m"), pl.col(col).std().fill_null(0).alias("s")).sort("ratio_value"))
             g = g.filter(pl.col("m").is_not_null() & pl.col("m").is_finite())
-            if g.height:
-                ax.errorbar(g["ratio_value"], g["m"], yerr=g["s"], marker="o", ms=4, capsize=2, color=COLORS.get(k), label=label(k))
+            if g.height:   # kinds a little apart along the ratio axis, so that no point hides another
+                x = g["ratio_value"].to_numpy() * 2 ** (0.06 * (i - (len(kinds) - 1) / 2))
+                ax.errorbar(x, g["m"], yerr=g["s"], marker="o", ms=4, capsize=2, color=COLORS.get(k), label=label(k))
         ax.set_xscale("log", base=2)
         ticks = d.select("ratio", "ratio_value").unique().drop_nulls().sort("ratio_value")
         ax.set_xticks(ticks["ratio_value"].to_list(), ticks["ratio"].to_list())   # read as 1:2, 2:1
         ax.minorticks_off()
         ax.set_xlabel("batch ratio (neural : classification batches)")
         ax.set_ylabel(name)
+        lo = min(0.0, float(d[col].min())) if d.height and d[col].is_not_null().any() else 0.0
+        ax.set_ylim(lo, 1.0)   # the whole scale: a gap of 0.04 is not blown up to fill the panel
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
     n_seeds = d["seed"].n_unique() if d.height and "seed" in d.columns else 0
@@ -237,37 +241,67 @@ def rho_scatter(table: pl.DataFrame, norms, source: str, reference: str = "mtl_m
     return fig
 
 
+def _wilson(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's 95% interval of a proportion k/n."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return c - h, c + h
+
+
 def adversarial_curves(adv: pl.DataFrame):
-    """PGD accuracy against ε for L2 and L∞ (mean over each kind's models), and the median minimal
-    L2 perturbation of the decision-based attack per kind as a bar chart."""
+    """PGD accuracy against ε for L2 and L∞ (each kind's models pooled; bars: Wilson 95% intervals over the
+    attacked images), and HopSkipJump's median minimal L2 perturbation per model with its distribution-free
+    95% interval over the images attacked (few images: a wide interval, shown as such)."""
     pgd = adv.filter(pl.col("attack") == "pgd")
     dec = adv.filter(pl.col("attack") != "pgd")
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.9))
     for ax, norm in zip(axes[:2], ("l2", "linf")):
         d = pgd.filter(pl.col("norm") == norm)
-        for kind in _kinds(d["kind"].to_list()):
-            g = d.filter(pl.col("kind") == kind).group_by("epsilon").agg(pl.col("accuracy").mean()).sort("epsilon")
+        kinds = _kinds(d["kind"].to_list())
+        for i, kind in enumerate(kinds):
+            g = (d.filter(pl.col("kind") == kind).group_by("epsilon")
+                 .agg((pl.col("accuracy") * pl.col("n_images")).sum().alias("k"), pl.col("n_images").sum().alias("n"))
+                 .sort("epsilon"))
             x = g["epsilon"].to_numpy() * (255 if norm == "linf" else 1)
-            ax.plot(x, g["accuracy"], marker="o", ms=3, color=COLORS.get(kind, "#777"), label=label(kind))
+            x = x * (1 + 0.02 * (i - (len(kinds) - 1) / 2)) + 0.003 * (i - (len(kinds) - 1) / 2)   # apart, not hidden
+            acc = (g["k"] / g["n"]).to_numpy()
+            lo, hi = zip(*(_wilson(k, n) for k, n in zip(g["k"], g["n"])))
+            ax.errorbar(x, acc, yerr=[acc - np.array(lo), np.array(hi) - acc], marker="o", ms=3, capsize=2,
+                        color=COLORS.get(kind, "#777"), label=label(kind))
+        n_img = int(d["n_images"].max()) if d.height else 0
         ax.set_xlabel("ε (L2, pixels in [0, 1])" if norm == "l2" else "ε (L∞, in 1/255)")
         ax.set_ylabel("accuracy under PGD")
-        ax.set_title(f"PGD {norm.upper().replace('LINF', 'L∞')}")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"PGD {norm.upper().replace('LINF', 'L∞')} ({n_img} images per model)", fontsize=9)
         ax.grid(alpha=0.3)
     if axes[0].get_legend_handles_labels()[0]:
         axes[0].legend(fontsize=7, frameon=False)
     ax = axes[2]
     if dec.height:
-        g = dec.group_by("kind").agg(pl.col("median_l2").median(), pl.col("n_images").sum())
-        kinds = _kinds(g["kind"].to_list())
-        vals = [float(g.filter(pl.col("kind") == k)["median_l2"][0]) for k in kinds]
-        finite = [v if np.isfinite(v) else 0.0 for v in vals]
-        ax.bar(range(len(kinds)), finite, color=[COLORS.get(k, "#777") for k in kinds])
-        for i, v in enumerate(vals):
-            if not np.isfinite(v):  # the model gives every image one class: no start, no perturbation found
-                ax.text(i, 0, "none\nfound", ha="center", va="bottom", fontsize=7, color="#a00")
+        kinds = _kinds(dec["kind"].to_list())
+        for i, k in enumerate(kinds):
+            g = dec.filter(pl.col("kind") == k).sort("seed")
+            xs = i + np.linspace(-0.2, 0.2, g.height) if g.height > 1 else np.array([float(i)])
+            med = g["median_l2"].to_numpy().astype(float)
+            lo = g["l2_low"].to_numpy().astype(float) if "l2_low" in g.columns else med
+            hi = g["l2_high"].to_numpy().astype(float) if "l2_high" in g.columns else med
+            fin = np.isfinite(med)
+            if fin.any():
+                top = np.where(np.isfinite(hi), hi, med)
+                ax.errorbar(xs[fin], med[fin], yerr=[med[fin] - np.nan_to_num(lo[fin], nan=med[fin]),
+                                                      np.nan_to_num(top[fin], nan=med[fin]) - med[fin]],
+                            fmt="o", ms=5, capsize=3, color=COLORS.get(k, "#777"))
+            for x in xs[~fin]:   # the model gives every image one class: no start, no perturbation found
+                ax.text(x, 0, "none\nfound", ha="center", va="bottom", fontsize=7, color="#a00")
         ax.set_xticks(range(len(kinds)), [label(k) for k in kinds], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("median minimal L2 perturbation")
-        ax.set_title(f"HopSkipJump (decision-based), {dec['steps'][0]} steps")
+        n = int(dec["n_images"].max())
+        ax.set_title(f"HopSkipJump, {dec['steps'][0]} steps: one point per model, bars: 95% interval of its median "
+                     f"over {n} images", fontsize=8)
+        ax.set_ylim(bottom=0)
     else:
         ax.text(0.5, 0.5, "no decision-based attack results", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()

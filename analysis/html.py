@@ -13,17 +13,24 @@ from analysis import controls as ctl
 from core.errors import UserError
 
 
+def decimals(column: str, floats: int = 3) -> int:
+    """One number format per quantity: robustness scores (a percentage of the Baseline) to one decimal,
+    everything else (accuracies, FEVe, correlations) to `floats`."""
+    return 1 if column.startswith("robustness") else floats
+
+
 def table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
     """A polars table as HTML (NaN and empty as –), in a horizontally scrolling box."""
     if df.is_empty():
         return "<p class='muted'>(empty)</p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in df.columns)
+    places = [decimals(c, floats) for c in df.columns]
     body = []
     for row in df.head(max_rows).iter_rows():
         cells = []
-        for v in row:
+        for v, d in zip(row, places):
             if isinstance(v, float):
-                s = "–" if v != v else f"{v:.{floats}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{floats}f}"
+                s = "–" if v != v else f"{v:.{d}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{d}f}"
             else:
                 s = "–" if v is None or v == "" else str(v)
             cells.append(f"<td>{html.escape(s)}</td>")

@@ -85,8 +85,10 @@ def progress_callback(quiet: bool, stopped_by: str = "the scheduler"):
 
 
 def readable(table):
-    """The summary table as text cells: 3 decimals, "-" where a value does not apply (null or NaN), and
-    columns that apply to no row (sim_match without the similarity family) left out."""
+    """The summary table as text cells: the report's number formats (robustness to 1 decimal, the rest to
+    3), "-" where a value does not apply (null or NaN), and columns that apply to no row (sim_match without
+    the similarity family) left out."""
+    from analysis.html import decimals
     import polars as pl
 
     cols = []
@@ -98,7 +100,8 @@ def readable(table):
             missing = c.is_null() | c.is_nan()
             if table.select(missing.all()).item():
                 continue
-            text = c.map_elements(lambda v: f"{v:.3f}", return_dtype=pl.String)
+            places = decimals(name)
+            text = c.map_elements(lambda v, d=places: f"{v:.{d}f}", return_dtype=pl.String)
             cols.append(pl.when(missing).then(pl.lit("-")).otherwise(text).alias(name))
         else:
             cols.append(c)

@@ -111,6 +111,18 @@ def minimal_l2(model, images_u8: np.ndarray, labels: np.ndarray, pool_u8: np.nda
     return dist
 
 
+def median_interval(d: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of `d` from its order statistics (the binomial sign-test
+    interval): at least `level` coverage; with 8 values it is the whole range (99.2%)."""
+    from scipy.stats import binom
+
+    x = np.sort(np.asarray(d, dtype=float))
+    n = len(x)
+    j = int(binom.ppf((1 - level) / 2, n, 0.5))           # x_(j) and x_(n-j+1), 1-indexed; j >= 1
+    j = max(1, j if binom.cdf(j - 1, n, 0.5) <= (1 - level) / 2 else j - 1)
+    return float(x[j - 1]), float(x[n - j])
+
+
 def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_images: int, n_decision: int,
                         steps: int, decision_steps: int, l2_eps=L2_EPS, linf_eps=LINF_EPS, seed: int = 0) -> list[dict]:
     """Rows of the `adversarial` table for one model: PGD-L2 and PGD-L∞ accuracy per ε on the first
@@ -125,14 +137,16 @@ def adversarial_records(model, images_u8: np.ndarray, labels: np.ndarray, n_imag
         robust = pgd_accuracy(model, x, y, norm, eps, steps, seed=seed)
         for e, r in zip(eps, robust):
             rows.append({"attack": "pgd", "norm": norm, "epsilon": float(e), "accuracy": float(r.mean()),
-                         "n_images": len(y), "median_l2": None, "steps": steps, "library": f"foolbox {fb.__version__}"})
+                         "n_images": len(y), "median_l2": None, "l2_low": None, "l2_high": None, "steps": steps,
+                         "library": f"foolbox {fb.__version__}"})
     if n_decision > 0:
         pred = predict_classes(model, x)
         ok = np.flatnonzero(pred == y)[:n_decision]
         if len(ok):
             d = minimal_l2(model, x[ok], y[ok], x, pred, decision_steps, seed=seed)
+            lo, hi = median_interval(d)
             rows.append({"attack": "hop_skip_jump", "norm": "l2", "epsilon": None,
                          "accuracy": float(np.isinf(d).mean()), "n_images": int(len(ok)),
-                         "median_l2": float(np.median(d)), "steps": decision_steps,
+                         "median_l2": float(np.median(d)), "l2_low": lo, "l2_high": hi, "steps": decision_steps,
                          "library": f"foolbox {fb.__version__}"})
     return rows

@@ -60,7 +60,8 @@ TABLES: dict[str, pa.Schema] = {
     # perturbation of a decision-based attack (epsilon null; accuracy = share of images it failed on)
     "adversarial": pa.schema(KEY + [
         ("attack", STR), ("norm", STR), ("epsilon", F64), ("accuracy", F64), ("n_images", I64),
-        ("median_l2", F64), ("steps", I64), ("library", STR),
+        ("median_l2", F64), ("l2_low", F64), ("l2_high", F64),   # the median's distribution-free 95% interval
+        ("steps", I64), ("library", STR),
     ]),
     # spectral sensitivity: accuracy on the test images low- or high-pass filtered at a cut-off (cycles per pixel)
     "spectral": pa.schema(KEY + [
