@@ -173,12 +173,20 @@ def main():
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads on the CPU (default 1, as each sweep trial trains; 0: torch's default)")
     p.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: from the GPU's name)")
+    p.add_argument("--recipe", default="paper", choices=("paper", "quiet"),
+                   help="fit's recipe: paper (plateau schedule, a best-weights copy per improvement, the running "
+                        "BatchNorm statistics) or quiet (cosine, final weights, the BatchNorm pass over 1,024 images "
+                        "before every validation: the short presets'); default paper")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="fit's epochs between checkpoints (default 1)")
+    p.add_argument("--compile", action="store_true", help="fit with torch.compile on the core (CUDA; TrainConfig.compile)")
+    p.add_argument("--fit-only", action="store_true", help="time fit alone, no bare loop (one repeat allowed: a large "
+                   "--images, e.g. a Tiny-ImageNet-sized epoch)")
     args = p.parse_args()
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not modes or any(m not in ("classification", "mtl") for m in modes):
         p.error(f"--modes {args.modes}: expected classification and/or mtl")
-    if args.repeats < 3 or args.epochs < 2:
-        p.error("--repeats must be at least 3 and --epochs at least 2 (the first epoch is warm-up)")
+    if (args.repeats < 3 and not args.fit_only) or args.repeats < 1 or args.epochs < 2:
+        p.error("--repeats must be at least 3 (1 with --fit-only) and --epochs at least 2 (the first epoch is warm-up)")
     parse_ratio(args.ratio)
     dev = resolve_device(args.device)
     amp = dev.type == "cuda"
@@ -209,12 +217,15 @@ def main():
         return m.to(memory_format=torch.channels_last) if dev.type == "cuda" else m
 
     def config(mode):
+        quiet = dict(schedule="cosine", select="final", neural_grad="mean", bn_images=1024) if args.recipe == "quiet" else {}
         return TrainConfig(mode=mode, width=args.width, batch_size=args.batch, max_epochs=args.epochs, augment=False,
                            lr=0.01, device=str(dev), patience=10**6, ratio=args.ratio if mode == "mtl" else "1:1",
-                           readout_lr=args.readout_lr if mode == "mtl" else 0.0, threads=args.threads)
+                           readout_lr=args.readout_lr if mode == "mtl" else 0.0, threads=args.threads,
+                           checkpoint_every=args.checkpoint_every, compile=args.compile, **quiet)
 
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     where = f"{name}, torch threads: {torch.get_num_threads()}" if dev.type == "cpu" else name
+    print(f"recipe {args.recipe}, checkpoint every {args.checkpoint_every} epoch(s){', torch.compile' if args.compile else ''}")
     print(f"device {dev} ({where}), vgg19_bn_fc width {args.width:g}, batch {args.batch}, {len(cls.labels['train'])} "
           f"training images + {len(cls.labels['val'])} validation images, {args.epochs} epochs per run (first = warm-up), "
           f"{args.repeats} repeats, bare/fit alternating")
@@ -225,18 +236,27 @@ def main():
             for r in range(args.repeats):
                 d = Path(tmp) / f"{mode}-{r}"
                 (d / "bare").mkdir(parents=True)
-                res["bare"].append(run_bare(model(mode), datas[mode], mode, config(mode), dev, amp, d / "bare"))
+                if not args.fit_only:
+                    res["bare"].append(run_bare(model(mode), datas[mode], mode, config(mode), dev, amp, d / "bare"))
                 res["fit"].append(run_fit(model(mode), datas[mode], config(mode), d / "fit"))
-                b, o = res["bare"][-1], res["fit"][-1]
+                o = res["fit"][-1]
+                if args.fit_only:
+                    print(f"  {mode} repeat {r + 1}: fit steps {o['steps']:.1f} img/s, whole epochs {o['epoch']:.1f} img/s "
+                          f"({len(cls.labels['train']) / o['epoch']:.2f} s per epoch of {len(cls.labels['train'])} images)")
+                    continue
+                b = res["bare"][-1]
                 print(f"  {mode} repeat {r + 1}: steps bare {b['steps']:.1f} fit {o['steps']:.1f} img/s; "
                       f"whole epochs bare {b['epoch']:.1f} fit {o['epoch']:.1f} img/s")
             results[mode] = {side: {k: statistics.median(x[k] for x in runs) for k in ("steps", "epoch")}
-                             for side, runs in res.items()}
+                             for side, runs in res.items() if runs}
 
     print(f"medians of {args.repeats} repeats, images/s (classification + neural images):")
     print(f"  {'mode':<16}{'figure':<34}{'bare':>10}{'fit':>10}{'fit/bare':>10}")
     for mode, m in results.items():
         label = mode if mode == "classification" else f"mtl {args.ratio}"
+        if "bare" not in m:
+            print(f"  {label:<16}fit: steps {m['fit']['steps']:.1f}, whole epochs {m['fit']['epoch']:.1f} img/s (no bare loop)")
+            continue
         for k, what in (("steps", "training steps only"), ("epoch", "whole epochs (+ validation, ckpt)")):
             b, o = m["bare"][k], m["fit"][k]
             print(f"  {label:<16}{what:<34}{b:>10.1f}{o:>10.1f}{o / b:>10.3f}")

@@ -41,6 +41,7 @@ class TrainConfig:
     data_placement: str = "auto"        # device: the data on the model's device, batches drawn there; host: in host
                                         # memory, each batch copied; auto: the device unless it takes over half a GPU
     checkpoint_every: int = 1           # epochs between checkpoints (and always after the last epoch)
+    compile: bool = False               # torch.compile the core on a CUDA device (how a fit runs, not which model it is)
     bn_images: int = 0                  # BatchNorm statistics recomputed over this many training images before
                                         # every evaluation (0: the running statistics of training, as the authors)
     readout_gamma: float = 0.5          # L1 on readout features (mode neural)

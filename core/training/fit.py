@@ -6,7 +6,8 @@ schedule (core.training.recipe): `plateau` (the authors': it drops on a validati
 weights are restored at every drop; training stops after `max_reductions` drops or `max_epochs`) or
 `cosine` (warm-up, then a cosine to zero at `max_epochs`, every optimizer on it). `select` says which
 weights the fit leaves in the model: the best validation epoch's or the final ones. BatchNorm
-statistics are recomputed the same way before every validation and at the end. The whole state
+statistics are recomputed the same way before every validation whose weights may be kept (every epoch
+when the best is selected; the last one with final weights). The whole state
 (model, optimizers, schedulers, best weights, history, every random stream) is checkpointed after
 each epoch, so a resumed fit ends with exactly the metrics of an uninterrupted one on the CPU. A
 non-finite loss ends the fit with status "diverged" instead of raising.
@@ -108,6 +109,8 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            model.core.compile()   # its forward (the classification path); in place, the weights stay the module's
     # the data on the device (airbench style: batches drawn there, no host copies per step) where it fits;
     # else it stays in host memory and each batch is copied over. `take` serves both.
     on_device = data_on_device(data, dev, cfg.data_placement)
@@ -182,8 +185,11 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     bn_x = bn_x[bn_subset(len(bn_x), cfg.bn_images).to(bn_x.device)] if cfg.bn_images > 0 else None
     frozen_ids = {id(m) for f in frozen for m in f.modules()}
 
-    def evaluate_mode():
-        if bn_x is not None:
+    def evaluate_mode(last: bool):
+        """Before a validation: the BatchNorm pass where the weights validated may be the ones kept (every
+        epoch when the best epoch is selected or a plateau restores it; the last epoch with final weights,
+        whose earlier validations only show progress, on the running statistics)."""
+        if bn_x is not None and (keep_best or last):
             recompute_batchnorm(model, bn_x, max(B, 256), lambda x, g: prep(x.to(dev), bn_cls, g), use_amp, skip=frozen_ids)
         model.eval()
 
@@ -352,7 +358,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                     sc.step()
             check(sums, epoch)  # reads the sums: also waits for the GPU's queued work
             dt = time.perf_counter() - t0
-            evaluate_mode()
+            evaluate_mode(last=epoch >= cfg.max_epochs)
 
             row = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_seconds": dt,
                    "optimizer_steps": n_steps, "classification_batches": n_cls, "neural_batches": n_neu,

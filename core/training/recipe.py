@@ -15,9 +15,10 @@ weights included); the fit is then evaluated on its final weights (`select` fina
 
 BatchNorm statistics. Training leaves running statistics that depend on the kind: a co-trained
 model's neural batches update the layers up to its readout, and a frozen layer keeps whatever it had.
-Before every evaluation (each epoch's validation and the final one) every kind recomputes them the
-same way: one no-grad pass over the same fixed training images (`bn_images` of them, the kind's own
-augmentation setting), as a cumulative average.
+Before the model is evaluated, every kind recomputes them the same way: one no-grad pass over the same
+fixed training images (`bn_images` of them, the kind's own input and augmentation), as a cumulative
+average. With final weights that is before the last epoch's validation (the earlier ones only show
+progress); where the best epoch may be kept, before every validation.
 """
 
 from __future__ import annotations
