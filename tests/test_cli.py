@@ -3,8 +3,6 @@
 Each test names, in its docstring, the mutant it guards against: the code as it was before the
 behaviour it checks existed. With the fixes in place none of these starts Ray or trains anything."""
 
-import time
-
 import pytest
 
 from conftest import run_cli
@@ -42,12 +40,11 @@ def test_a_device_that_cannot_work_is_refused_before_anything_starts(tmp_path, c
     Mutant: --device unchecked (the flag passed through to torch inside each fit). The sweeps then built
     the smoke world, started Ray and failed every model (exit 1); the other commands failed later with
     another message, or a traceback."""
-    t = time.time()
     r = run_cli(*commands(tmp_path)[cli], "--device", device, env={"CUDA_VISIBLE_DEVICES": ""}, timeout=120)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stderr.startswith(REFUSALS[device]) and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "use --device cpu or auto" in r.stderr or "expected auto" in r.stderr
-    assert r.stdout == "" and list(tmp_path.iterdir()) == [] and time.time() - t < 30
+    assert r.stdout == "" and list(tmp_path.iterdir()) == []   # nothing said, nothing written: no work began
 
 
 def test_cuda_on_a_cluster_needs_gpus_per_trial_and_then_cuda_0(tmp_path):
@@ -74,7 +71,7 @@ def test_plan_writes_nothing(tmp_path):
 
 
 def help_of(*args) -> str:
-    r = run_cli(*args, "--help", env={"COLUMNS": "100"}, timeout=60)
+    r = run_cli(*args, "--help", env={"COLUMNS": "100"}, timeout=120)
     assert r.returncode == 0, r.stderr
     return " ".join(r.stdout.split())   # argparse wraps lines: compare words
 

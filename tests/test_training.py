@@ -156,6 +156,55 @@ def test_resume_equals_uninterrupted(world, tmp_path, mode, device):
         assert torch.equal(v, resumed.state_dict()[k]), k
 
 
+QUIET = dict(schedule="cosine", warmup=0.1, select="final", neural_grad="mean", bn_images=64)
+
+
+def test_resume_with_the_quiet_recipe_and_a_checkpoint_every_second_epoch(world, tmp_path):
+    """The short presets' recipe (cosine schedules on two optimizers, final weights, the BatchNorm pass) with a
+    checkpoint every 2 epochs: killed after epoch 3, the fit resumes from epoch 2's checkpoint, trains epochs 3
+    and 4 again and ends exactly where an uninterrupted fit does (a lost scheduler state would end elsewhere:
+    the learning rate follows the step count)."""
+    cls, _ = world
+    data = mtl_data(cls, n=96)
+    cfg = TrainConfig(mode="mtl", ratio="2:1", readout_lr=1e-2, checkpoint_every=2,
+                      **{**CFG, "max_epochs": 4, **QUIET})
+    full = small_model(cls, 6)
+    r_full = fit(full, data, cfg, checkpoint_dir=tmp_path / "a", log=None)
+    assert r_full.epochs[-1]["lr"] == pytest.approx(0.0, abs=1e-12)         # annealed to zero by the last step
+    part = small_model(cls, 6)
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, data, cfg, checkpoint_dir=tmp_path / "b", log=None, fail_at_epoch=3)
+    resumed = small_model(cls, 6)
+    torch.manual_seed(999)
+    r_res = fit(resumed, data, cfg, checkpoint_dir=tmp_path / "b", log=None)
+    assert r_res.resumed_after_epoch == 2
+    keys = ["lr", "val_accuracy", "loss_classification", "loss_neural"]
+    np.testing.assert_array_equal(np.array([[r[k] for k in keys] for r in r_res.epochs], dtype=float),
+                                  np.array([[r[k] for k in keys] for r in r_full.epochs], dtype=float))
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("mode", ["mtl", "oracle_pretrain"])
+def test_the_host_and_device_data_paths_give_the_same_fit(world, mode):
+    """Data held on the model's device (batches drawn there) or in host memory (each batch copied): the
+    same batches, the same augmentation, the same weights, bit for bit on the CPU."""
+    cls, _ = world
+    data = mtl_data(cls, n=64)
+    extra = {}
+    if mode == "oracle_pretrain":
+        x = data.cls["train"][0]
+        data = TrainData(cls.n_classes, data.cls, corrupted=torch.stack([255 - x, x // 2]))
+        extra = {"augment": True}
+    models = {}
+    for placement in ("device", "host"):
+        m = small_model(cls, 6 if mode == "mtl" else 0)
+        fit(m, data, TrainConfig(mode=mode, ratio="2:1", data_placement=placement, **{**CFG, **QUIET, **extra}), log=None)
+        models[placement] = m.state_dict()
+    for k, v in models["device"].items():
+        assert torch.equal(v, models["host"][k]), k
+
+
 def test_divergence_is_a_status(world):
     cls, _ = world
     model = small_model(cls, n_neurons=4)

@@ -107,3 +107,29 @@ def test_one_tintc_cache_per_image_count_shared_by_sweep_and_cli(tmp_path, data_
     assert len(res.corruption_accuracy) == 70 and {r["n_images"] for r in res.corruption_accuracy} == {6}
     ensure_tintc(images, folder, seed=0, log=None, progress=False)
     assert (folder / "manifest.json").stat().st_mtime_ns == stamp           # found, not rebuilt
+
+
+def test_the_explanation_and_truth_kinds_train_like_every_kind(tmp_path, data_root):
+    """baseline_lowpass, mtl_pixel and mtl_true through the same command, with their run records, spectral
+    sensitivity and health inputs: mtl_pixel reads the Monkey Predictor (its targets take the predictor's
+    per-neuron mean and variance), mtl_true the smoke world's noise-free rates."""
+    import numpy as np
+
+    mp_dir = tmp_path / "mp"
+    train(mp_dir, "monkey_predictor", data_root)
+    for kind, extra in (("baseline_lowpass", ()), ("mtl_pixel", ("--upstream", str(mp_dir), "--ratio", "1:1")),
+                        ("mtl_true", ("--ratio", "1:1"))):
+        train(tmp_path / kind, kind, data_root, *extra)
+        run = lake(tmp_path / kind, "runs").row(0, named=True)
+        cfg = json.loads(run["config"])
+        assert run["kind"] == kind and run["status"] == "ok" and run["run_id"].startswith(kind + "-")
+        assert math.isfinite(run["clean_accuracy"]) and math.isfinite(run["readout_alive"])
+        spec = lake(tmp_path / kind, "spectral")
+        assert spec.height == 8 and sorted(set(spec["filter"])) == ["high", "low"]
+        if kind == "baseline_lowpass":
+            assert cfg["input_lowpass"] == 0.2 and cfg["mode"] == "classification"
+        else:
+            assert cfg["mode"] == "mtl" and math.isfinite(run["feve"])
+    assert json.loads((tmp_path / "mtl_pixel" / "run.json").read_text())["upstream"] == json.loads(
+        (mp_dir / "run.json").read_text())["run_id"]
+    assert not np.isnan(lake(tmp_path / "mtl_true", "runs")["corr_true"][0])

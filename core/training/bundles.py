@@ -128,37 +128,6 @@ def mtl_data(sources: Sources, targets: dict[str, torch.Tensor]) -> TrainData:
     return TrainData(sources.cls.n_classes, x, srcs["train"], srcs["val"])
 
 
-def true_targets(sources: Sources) -> dict[str, torch.Tensor]:
-    """The simulated population's noise-free rates to every training and validation image (synthetic
-    world only): the targets of the kind that co-trains on the truth, no predictor in between."""
-    from core.data.synthetic import true_rates
-
-    return {s: torch.from_numpy(true_rates(sources.neural, s, sources.cls.images[s])) for s in ("train", "val")}
-
-
-def pixel_targets(sources: Sources, like: dict[str, torch.Tensor], seed: int, sigma: float = 2.0) -> dict[str, torch.Tensor]:
-    """Targets computed from the pixels alone (Attias et al.'s control): each image low-passed (Gaussian,
-    `sigma` pixels), projected onto as many fixed random directions as there are neurons, z-scored over the
-    training images and given, unit by unit, the mean and variance of `like` (the predictor's responses)
-    through a log-normal map (positive, as rates are)."""
-    from scipy.ndimage import gaussian_filter
-
-    g = np.random.default_rng(seed)
-    K = like["train"].shape[1]
-    h, w = sources.cls.image_shape
-    proj = g.standard_normal((h * w, K)).astype(np.float32) / np.sqrt(h * w)
-    z = {}
-    for s in ("train", "val"):
-        x = gaussian_filter(np.asarray(sources.cls.images[s], np.float32) / 255.0, sigma=(0, sigma, sigma))
-        z[s] = x.reshape(len(x), -1) @ proj
-    mu, sd = z["train"].mean(0), z["train"].std(0) + 1e-8
-    m = like["train"].mean(0).numpy().clip(1e-3)
-    v = like["train"].var(0).numpy()
-    spread = np.sqrt(np.log1p(v / m**2))
-    return {s: torch.from_numpy((m * np.exp(spread * (z[s] - mu) / sd - spread**2 / 2)).astype(np.float32))
-            for s in ("train", "val")}
-
-
 def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):
     """The regularisation pool of a sim_* kind: the neural training images, with the Monkey
     Predictor's responses to them (sim_monkey; `source="true"`: the simulated population's

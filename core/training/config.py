@@ -38,6 +38,9 @@ class TrainConfig:
     select: str = "best"                # the weights a fit leaves: best (validation) or final
     neural_grad: str = "sum"            # mode mtl, ratio above 1:1: the step's neural batches add up (sum, the
                                         # authors) or share one batch's weight (mean)
+    data_placement: str = "auto"        # device: the data on the model's device, batches drawn there; host: in host
+                                        # memory, each batch copied; auto: the device unless it takes over half a GPU
+    checkpoint_every: int = 1           # epochs between checkpoints (and always after the last epoch)
     bn_images: int = 0                  # BatchNorm statistics recomputed over this many training images before
                                         # every evaluation (0: the running statistics of training, as the authors)
     readout_gamma: float = 0.5          # L1 on readout features (mode neural)
@@ -73,9 +76,11 @@ class TrainConfig:
         if self.sim_alpha < 0 or self.sim_pairs < 1:
             raise ConfigError(f"sim_alpha={self.sim_alpha}, sim_pairs={self.sim_pairs}; expected alpha >= 0, pairs >= 1")
         for k, allowed in (("schedule", ("plateau", "cosine")), ("select", ("best", "final")),
-                           ("neural_grad", ("sum", "mean"))):
+                           ("neural_grad", ("sum", "mean")), ("data_placement", ("auto", "device", "host"))):
             if getattr(self, k) not in allowed:
                 raise ConfigError(f"{k}={getattr(self, k)!r}; expected {' or '.join(allowed)}")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every}; expected >= 1")
         if not 0 <= self.input_lowpass <= 0.5:
             raise ConfigError(f"input_lowpass={self.input_lowpass}; expected a cut-off in cycles per pixel up to 0.5 (0: off)")
         if not 0 <= self.warmup < 1 or self.bn_images < 0:

@@ -62,6 +62,16 @@ class TrainData:
         src = self.cls["train"][0] if self.cls else self.neural_train.images
         return int(src.shape[-1])
 
+    def nbytes(self) -> int:
+        """What the fit would hold on its device."""
+        parts = [t for pair in (self.cls or {}).values() for t in pair]
+        for src in (self.neural_train, self.neural_val):
+            if src is not None:
+                parts += [src.images, src.index, src.targets, src.mask]
+        if self.corrupted is not None:
+            parts.append(self.corrupted)
+        return int(sum(t.numel() * t.element_size() for t in parts))
+
     def to(self, device) -> "TrainData":
         cls = {s: (x.to(device), y.to(device)) for s, (x, y) in self.cls.items()} if self.cls else None
         return TrainData(

@@ -60,6 +60,15 @@ class _Diverged(Exception):
     pass
 
 
+def data_on_device(data: TrainData, dev: torch.device, placement: str) -> bool:
+    """Where a fit keeps its data: `device` or `host`, or `auto`, the device unless the data would take more
+    than half of a GPU's free memory."""
+    if placement != "auto" or dev.type != "cuda":
+        return placement != "host"
+    free, _ = torch.cuda.mem_get_info(dev)
+    return data.nbytes() < 0.5 * free
+
+
 def _frozen_modules(model: MultiTaskModel, through: str) -> list[torch.nn.Module]:
     if not through:
         return []
@@ -99,7 +108,14 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     model.to(dev)
     if dev.type == "cuda":
         model.to(memory_format=torch.channels_last)
-    data = data.to(dev)
+    # the data on the device (airbench style: batches drawn there, no host copies per step) where it fits;
+    # else it stays in host memory and each batch is copied over. `take` serves both.
+    on_device = data_on_device(data, dev, cfg.data_placement)
+    data = data.to(dev) if on_device else data
+
+    def take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return t[idx.to(t.device)].to(dev, non_blocking=True)
+
     frozen = _frozen_modules(model, cfg.freeze_through)
     for m in frozen:
         for p in m.parameters():
@@ -148,7 +164,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     variant_order = None
     if mode == "oracle_pretrain":   # (N, V): image i's variant in epoch e is variant_order[i, (e-1) % V]
         n_img, n_var = data.corrupted.shape[1], data.corrupted.shape[0]
-        variant_order = torch.argsort(torch.rand(n_img, n_var, generator=streams["variants"]), dim=1).to(dev)
+        variant_order = torch.argsort(torch.rand(n_img, n_var, generator=streams["variants"]), dim=1)
     if model.readout is not None:
         model.readout.generator = streams["readout"]   # its sampled read positions
     n_train = len(data.cls["train"][1]) if has_cls else len(data.neural_train)
@@ -168,7 +184,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
 
     def evaluate_mode():
         if bn_x is not None:
-            recompute_batchnorm(model, bn_x, max(B, 256), lambda x, g: prep(x, bn_cls, g), use_amp, skip=frozen_ids)
+            recompute_batchnorm(model, bn_x, max(B, 256), lambda x, g: prep(x.to(dev), bn_cls, g), use_amp, skip=frozen_ids)
         model.eval()
 
     state = {"epoch": 0, "history": [], "best_metric": -math.inf, "best_state": None, "n_reductions": 0,
@@ -234,16 +250,17 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp)
 
     def neural_step(epoch, sums, share=1.0):
-        idx = stream.next().to(dev)
+        idx = stream.next()
         src = data.neural_train
-        x = prep(src.images[src.index[idx]], aug=False)
+        x = prep(take(src.images, src.index[idx.to(src.index.device)]), aug=False)
+        target, mask = take(src.targets, idx), take(src.mask, idx)
         with autocast():
             rate = model.predict_neural(x).float()
         if mode == "neural":
-            loss = poisson_loss(rate, src.targets[idx], src.mask[idx]) + model.readout.regularizer()
+            loss = poisson_loss(rate, target, mask) + model.readout.regularizer()
             sums["neural"] += loss.detach()
         else:
-            mse = masked_mse(rate, src.targets[idx], src.mask[idx])
+            mse = masked_mse(rate, target, mask)
             loss = share * weighting.neural(mse)
             sums["neural"] += mse.detach() + 0.0 * loss.detach()  # NaN in the weighting shows too
         loss.backward()
@@ -251,7 +268,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
 
     def cls_step(epoch, idx, sums):
         x_u8, y_all = data.cls["train"]
-        y = y_all[idx]
+        y = take(y_all, idx)
         if mode == "oracle_pretrain":
             # every image of the batch twice: clean, and a corrupted variant (1:1 clean:corrupted),
             # both under the same geometric augmentation; CE on both, and the cosine consistency of
@@ -259,8 +276,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             # independent corruption x severity draw) in its own random order, one per epoch: with
             # V >= the epochs no variant is used twice, as if every use drew afresh
             bank = data.corrupted                                           # (V, N, 1, H, W)
-            v = variant_order[idx, (epoch - 1) % len(bank)]
-            pair = torch.cat([x_u8[idx], bank[v, idx]], 1).float() / 255.0  # (B, 2, H, W)
+            i = idx.to(bank.device)
+            v = variant_order[idx.cpu(), (epoch - 1) % len(bank)].to(bank.device)
+            pair = torch.cat([take(x_u8, idx), bank[v, i].to(dev, non_blocking=True)], 1).float() / 255.0  # (B, 2, H, W)
             pair = augment(pair, aug_gen) if cfg.augment else pair
             xc, xk = model.prep(None, pair[:, :1]), model.prep(None, pair[:, 1:])
             x_all = torch.cat([xc, xk])
@@ -277,21 +295,20 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             n = 2 * len(idx)
         else:
             with autocast():
-                logits = model(prep(x_u8[idx], aug=True)).float()
+                logits = model(prep(take(x_u8, idx), aug=True)).float()
             ce = F.cross_entropy(logits, y)
             loss = weighting.classification(ce) if weighting is not None else ce
             n = len(idx)
             if simreg is not None:
                 pool = data.sim_pool
                 i, j = pool.sample_pairs(cfg.sim_pairs, streams["similarity"])
-                i, j = i.to(dev), j.to(dev)
                 both = torch.cat([i, j])
                 with autocast():
-                    feats = model.core.forward_intermediates(prep(pool.images[both], aug=False), simreg.layers)
+                    feats = model.core.forward_intermediates(prep(take(pool.images, both), aug=False), simreg.layers)
                 k = len(i)
                 pair = torch.arange(k, device=dev)
                 s_model = simreg.model_similarity(feats, pair, pair + k)
-                s_target = pair_cosine(pool.vectors[both], pair, pair + k)
+                s_target = pair_cosine(take(pool.vectors, both), pair, pair + k)
                 sim = similarity_loss(s_model, s_target)
                 loss = loss + cfg.sim_alpha * sim
                 sums["similarity"] += sim.detach()
@@ -310,7 +327,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             sums = {k: torch.zeros((), device=dev) for k in ("cls", "neural", "consistency", "similarity")}
             n_img, n_cls, n_neu = 0, 0, 0
             t0 = time.perf_counter()
-            perm = torch.randperm(n_train, generator=gen).to(dev) if has_cls else None
+            perm = torch.randperm(n_train, generator=gen) if has_cls else None
             for s in range(n_steps):
                 for o in optimizers:
                     o.zero_grad(set_to_none=True)
@@ -375,7 +392,9 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             state["epoch"] = epoch
             state["train_seconds"] += dt
             state["images"] += n_img
-            if ckpt_path is not None:
+            last = epoch >= cfg.max_epochs or state["n_reductions"] >= cfg.max_reductions
+            saved = ckpt_path is not None and (epoch % cfg.checkpoint_every == 0 or last)
+            if saved:
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
                 _atomic_torch_save({
                     "model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
@@ -392,7 +411,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
                 log(f"epoch {epoch:3d}  lr {row['lr']:.3g}  val_acc {number(row['val_accuracy'])}  "
                     f"val_corr {number(row['val_correlation'])}  {row['images_per_s']:.0f} img/s")
             if report is not None:
-                report(row, ckpt_path)
+                report(row, ckpt_path if saved else None)
             if fail_at_epoch is not None and epoch == fail_at_epoch:
                 raise KeyboardInterrupt(f"simulated kill after epoch {epoch}")
             if state["n_reductions"] >= cfg.max_reductions:

@@ -95,7 +95,7 @@ class RunOutput:
 
 
 # where and how fast a model ran does not change which model it is
-NOT_IDENTITY = ("device", "threads")
+NOT_IDENTITY = ("device", "threads", "data_placement", "checkpoint_every")
 
 
 def tintc_source(preset: Preset, sources: Sources, data_root: str | os.PathLike) -> tuple[np.ndarray, Path]:

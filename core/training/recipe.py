@@ -104,14 +104,14 @@ def lowpass(x: torch.Tensor, cutoff: float) -> torch.Tensor:
 def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, prepare, amp: bool,
                         skip: set[int] = frozenset()) -> None:
     """Reset the BatchNorm layers of `model` (but those whose id() is in `skip`) and average their
-    statistics over `x_u8` (uint8 (N, 1, H, W) on the model's device) in one pass, batches of `batch`,
+    statistics over `x_u8` (uint8 (N, 1, H, W), on the model's device or in host memory) in one pass, batches of `batch`,
     each turned into the model's input by `prepare(x_u8, generator)` (the kind's own training input, its
     augmentation drawn from a fixed generator: the same images every time). Dropout and everything else
     stays in eval mode; the model is left in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
     if not bns or len(x_u8) == 0:
         return
-    dev = x_u8.device
+    dev = next(model.parameters()).device
     gen = torch.Generator(device=dev).manual_seed(BN_SUBSET_SEED)
     momentum = [m.momentum for m in bns]
     model.eval()

@@ -56,14 +56,50 @@ def mtl_shuffled(job):
     return _fit(job, shuffled(predictor_targets(job.sources, job.upstream), 10_000 + job.seed))
 
 
+# ----------------------------------------------------------------------------- the truth, and pixels
+
+
+def true_targets(sources) -> dict:
+    """The simulated population's noise-free rates to every training and validation image (synthetic
+    world only): the targets of the kind that co-trains on the truth, no predictor in between."""
+    import torch
+
+    from core.data.synthetic import true_rates
+
+    return {s: torch.from_numpy(true_rates(sources.neural, s, sources.cls.images[s])) for s in ("train", "val")}
+
+
+def pixel_targets(sources, like: dict, seed: int, sigma: float = 2.0) -> dict:
+    """Targets computed from the pixels alone (Attias et al.'s control): each image low-passed (Gaussian,
+    `sigma` pixels), projected onto as many fixed random directions as there are neurons, z-scored over the
+    training images and given, unit by unit, the mean and variance of `like` (the predictor's responses)
+    through a log-normal map (positive, as rates are)."""
+    import numpy as np
+    import torch
+    from scipy.ndimage import gaussian_filter
+
+    g = np.random.default_rng(seed)
+    K = like["train"].shape[1]
+    h, w = sources.cls.image_shape
+    proj = g.standard_normal((h * w, K)).astype(np.float32) / np.sqrt(h * w)
+    z = {}
+    for s in ("train", "val"):
+        x = gaussian_filter(np.asarray(sources.cls.images[s], np.float32) / 255.0, sigma=(0, sigma, sigma))
+        z[s] = x.reshape(len(x), -1) @ proj
+    mu, sd = z["train"].mean(0), z["train"].std(0) + 1e-8
+    m = like["train"].mean(0).numpy().clip(1e-3)
+    v = like["train"].var(0).numpy()
+    spread = np.sqrt(np.log1p(v / m**2))
+    return {s: torch.from_numpy((m * np.exp(spread * (z[s] - mu) / sd - spread**2 / 2)).astype(np.float32))
+            for s in ("train", "val")}
+
+
 @register(name="mtl_true", label="MTL-True", color="#17becf", twin="mtl_shuffled", asked=True, feve_positive=True,
           explained_by=EXPLANATIONS,
           synthetic_only=True,
           summary="classification + the simulated population's noise-free rates to every training image (synthetic "
                   "world only): the upper reference for MTL-Monkey where the truth is known", **MTL)
 def mtl_true(job):
-    from core.training.bundles import true_targets
-
     return _fit(job, true_targets(job.sources))
 
 
@@ -73,6 +109,6 @@ def mtl_true(job):
                   "low-passed image, each unit given the mean and variance of the predictor's responses; Attias et al.)",
           **MTL)
 def mtl_pixel(job):
-    from core.training.bundles import pixel_targets, predictor_targets
+    from core.training.bundles import predictor_targets
 
     return _fit(job, pixel_targets(job.sources, predictor_targets(job.sources, job.upstream), 30_000 + job.seed))
