@@ -16,7 +16,7 @@ gradient step, each with a monotone line search, so the loss never rises): the r
 at (closer to the argmin the method defines than the optimiser's own, which is kept as `main_x`;
 `check_steps=0` keeps the paper's procedure exactly), what it still found says whether the optimiser had
 stalled, and its own tail whether the result has settled. On the demo's models the check moves the
-optimiser's results by most of their norm and adds high spatial frequencies (README, representation
+optimiser's results by most of their norm and adds high spatial frequencies (docs/method.md, representation
 analysis): what is compared is the settled point, not the optimiser's image.
 """
 

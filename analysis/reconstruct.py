@@ -34,7 +34,7 @@ from core.errors import DEVICES, DataError, Parser, UserError, check_device, cli
 STEPS = {"smoke": 60, "demo": 400, "controls": 400, "study": 2000, "paper": 8000}
 IMAGES = {"smoke": 4, "demo": 8, "controls": 8, "study": 16, "paper": 70}
 # starting noises per reconstruction: on the demo's models the ϱ̄ of two starts differed by a median 0.004-0.096
-# per image (per kind and budget) and a kind's median ϱ̄ by up to 0.083 (README, representation analysis)
+# per image (per kind and budget) and a kind's median ϱ̄ by up to 0.083 (docs/method.md, the representation analysis)
 STARTS = {"smoke": 1, "demo": 2, "controls": 2, "study": 3, "paper": 3}
 
 

@@ -1,4 +1,4 @@
-"""Saliency sources, the cumulative-mass mask and the norm ratios ϱ, ϱ̄ (METHOD.md, Representation analysis).
+"""Saliency sources, the cumulative-mass mask and the norm ratios ϱ, ϱ̄ (docs/method.md, the representation analysis).
 
 - `cumulative_mask(map, 0.7)`: the highest-density pixels of a saliency map up to a cumulative 0.7
   of its mass (ties broken by pixel order, so the mask is deterministic).

@@ -1,4 +1,4 @@
-"""Robustness scores relative to the Baseline (Hendrycks & Dietterich style; METHOD.md).
+"""Robustness scores relative to the Baseline (Hendrycks & Dietterich style; docs/method.md, Evaluation).
 
 A_c = mean over severities and seeds of accuracy(c, severity, seed);
 score = 100 * mean over corruptions c of A_c(model) / A_c(Baseline), where A_c(Baseline) is the

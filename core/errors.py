@@ -25,7 +25,7 @@ def require_installed(names=NEEDED) -> None:
     missing = [n for n in names if importlib.util.find_spec(n) is None]
     if missing:
         print(f"error: missing dependencies ({', '.join(missing)}): install the project first with "
-              "`pip install -e .` in this folder (the README's Set-up command does, with the tests)", file=sys.stderr)
+              "`pip install -e .` in this folder (the README's Install section)", file=sys.stderr)
         raise SystemExit(2)
 
 

@@ -49,7 +49,7 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-workers", type=int, choices=(0, 1), default=0,
                    help="Ray Train workers per model: 0 runs each fit in Train V2's local mode inside its Tune trial "
                         "(a reused process; about 2 s of orchestration per model on 2 cores), 1 in a worker group of "
-                        "its own (a fresh controller and worker process per model; about 11.5 s). Default 0; see the README")
+                        "its own (a fresh controller and worker process per model; about 11.5 s). Default 0; docs/architecture.md says why")
     p.add_argument("--max-concurrent", type=int, default=0, help="cap on models trained at once (default: as many as resources allow)")
     p.add_argument("--tin-root", help="Tiny ImageNet folder (preset paper)")
     p.add_argument("--tintc-root", help="the published Tiny-ImageNet-C folder (<corruption>/<severity>/<wnid>/<file>.JPEG; "

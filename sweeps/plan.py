@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.presets import PRESETS, get_preset
 
-# benchmarks/train_throughput.py (README, Measured): `fit` at width 1/16 on one CPU thread, 364 images/s
+# benchmarks/train_throughput.py (docs/benchmarks.md): `fit` at width 1/16 on one CPU thread, 364 images/s
 # x 39.0 MFLOP per training image (9.98 GFLOP at full width / 256) = 14.2 GFLOP/s per core.
 CPU_GFLOPS_PER_CORE = 14.2
 # H200, full width, batch 128, bf16 (`python benchmarks/train_throughput.py --width 1 --images 8192 --device cuda`):

@@ -78,7 +78,7 @@ class SweepSpec:
     controller_retries: int = -1
     # Ray Train workers per model: 0 = Train V2's local mode (the fit runs inside the Tune trial's own
     # process; Tune reports, checkpoints and retries), 1 = a Train worker group of one (an extra
-    # controller and worker process per model). See the README's "Why local mode" for the measurement.
+    # controller and worker process per model). docs/architecture.md ("Why local mode") has the measurement.
     train_workers: int = 0
 
 

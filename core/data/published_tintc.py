@@ -10,8 +10,7 @@ condition and a ``manifest.json`` (a sha256 per file, the source type ``publishe
 tree's fingerprint). The cache is built atomically and reused only when its manifest and files
 verify; anything else is rebuilt.
 
-It is another benchmark than the paper's TIN-TC (METHOD.md: "Hendrycks' own Tiny-ImageNet-C uses
-milder, 64-px-tuned parameters; it is a different set from TIN-TC"): its corruption parameters are
+It is another benchmark than the paper's TIN-TC (docs/real-data.md compares the two): its corruption parameters are
 tuned for 64-pixel images, every image was saved as JPEG quality 85 (so every condition carries JPEG
 artefacts, and jpeg_compression is compressed twice), and it corrupted the colour image, where TIN-TC
 corrupts the grey image stacked to three channels. Scores on it are therefore not comparable with

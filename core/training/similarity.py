@@ -1,4 +1,4 @@
-"""Representational-similarity regularisation (Li et al. 2019; METHOD.md, second co-training family).
+"""Representational-similarity regularisation (Li et al. 2019; docs/method.md).
 
 L = CE + α·L_sim, with, over sampled image pairs (i, j), i ≠ j,
 
