@@ -74,7 +74,7 @@ def bare_stepper(model, data: TrainData, mode: str, cfg: TrainConfig, dev, amp):
 
     def prep(u8):
         x = model.prep(u8)
-        return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last)   # as fit, on every device
 
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp)
@@ -214,7 +214,7 @@ def main():
         m = build_model("vgg19_bn_fc", cls.n_classes, args.neurons if mode == "mtl" else 0, args.width, image_size=size)
         m.set_pixel_stats(mean, std)
         m.to(dev)
-        return m.to(memory_format=torch.channels_last) if dev.type == "cuda" else m
+        return m.to(memory_format=torch.channels_last)
 
     def config(mode):
         quiet = dict(schedule="cosine", select="final", neural_grad="mean", bn_images=1024) if args.recipe == "quiet" else {}

@@ -30,9 +30,7 @@ class _PixelModel(nn.Module):
 
     def forward(self, x):
         dev = x.device
-        z = self.model.prep(None, x)
-        if dev.type == "cuda":
-            z = z.contiguous(memory_format=torch.channels_last)
+        z = self.model.prep(None, x).contiguous(memory_format=torch.channels_last)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             return self.model(z).float()
 

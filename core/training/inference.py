@@ -21,13 +21,11 @@ def resolve_device(name: str) -> torch.device:
 @torch.no_grad()
 def _predict(model: MultiTaskModel, x_u8: torch.Tensor, head, batch: int, amp: bool) -> torch.Tensor:
     """Batched eval-mode forward of uint8 images through `head(model, x)`, on the model's device."""
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)   # the layout fit trains in, on every device
     dev = next(model.parameters()).device
     out = []
     for a in range(0, len(x_u8), batch):
-        x = model.prep(x_u8[a:a + batch].to(dev))
-        if dev.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = model.prep(x_u8[a:a + batch].to(dev)).contiguous(memory_format=torch.channels_last)
         # bf16 autocast on CUDA only (torch.autocast refuses some device types even when disabled)
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda" else contextlib.nullcontext():
             out.append(head(model, x).float())
