@@ -41,7 +41,7 @@ TABLES: dict[str, pa.Schema] = {
         ("corr_trial", F64), ("corr_avg", F64), ("corr_true", F64),
         ("sim_match", F64),
         ("readout_alive", F64),   # share of the readout layer's channels that respond to any test image (0: dead)
-        ("epochs", I64), ("train_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
+        ("epochs", I64), ("train_seconds", F64), ("wall_seconds", F64), ("images_per_s", F64), ("device", STR), ("node", STR),
         ("resumed", STR),   # "phase:epoch" for each training phase resumed from its checkpoint after a fault
         ("upstream", STR), ("config", STR), ("data", STR),
         ("git_sha", STR), ("versions", STR), ("created_at", STR),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -157,6 +158,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
              tintc: dict | None = None, report: Callable | None = None, log: Callable | None = print,
              overrides: dict | None = None, fail_at_epoch: int | None = None) -> RunOutput:
     """Train one model of `kind` into `out` and evaluate it; resumes from `out/checkpoint` if present."""
+    t_start = time.perf_counter()
     recipe = registry.get(kind)
     out, data_root = Path(out), Path(data_root)
     out.mkdir(parents=True, exist_ok=True)
@@ -234,6 +236,7 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
         "feve_neurons": metrics.get("feve_neurons"),
         "alpha": cfg.sim_alpha if recipe.grid == "alpha" else float("nan"),
         "epochs": len(epochs), "train_seconds": sum(r["train_seconds"] for r in epochs),
+        "wall_seconds": time.perf_counter() - t_start,   # the whole model: data, fit, evaluation, attacks
         "images_per_s": res.images_per_s, "device": res.device, "upstream": upstream_id, "resumed": ",".join(resumed),
         "config": json.dumps(asdict(cfg), sort_keys=True), "data": json.dumps(sources.info, sort_keys=True),
         "created_at": now(), **provenance(),
