@@ -92,7 +92,11 @@ def test_every_help_names_what_the_default_preset_trains_and_where_the_output_la
     single = help_of("-m", "core.training")
     assert f"default smoke: synthetic world '{smoke.world}', up to {smoke.max_epochs} epochs for a classifier" in single
     assert "output folder: model.pt, checkpoint/, run.json and the records" in single
-    assert "(default demo: 10 classes x 150/30/30 train/val/test images" in help_of("-m", "core.data", "synth")
+    from core.data.synthetic import world_config
+
+    w = world_config("demo")
+    assert (f"(default demo: {w.n_classes} classes x {w.train_per_class}/{w.val_per_class}/{w.test_per_class} "
+            "train/val/test images") in help_of("-m", "core.data", "synth")
     assert "folder for tables, figures and report.html" in help_of("-m", "analysis")
     assert "default per preset: smoke 4, demo 8" in help_of("-m", "analysis.reconstruct")
 
