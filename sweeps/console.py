@@ -21,30 +21,6 @@ def clock(seconds: float) -> str:
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
-def time_left(pending, running, took, slots: int, prior: float | None = None) -> float | None:
-    """Seconds until the sweep is done, from the work each model needs and the seconds per unit of work
-    its finished models took. A model is (group, weight): its weight the FLOPs `--plan` counts for it
-    (1 where unknown), its group whether it is a classifier, since classifiers and neural-only models
-    use the hardware differently (measured on the demo: the Monkey Predictor took 152 s per TFLOP, the
-    Baseline 54). A group with nothing finished yet takes `prior` (s per unit, from the measured
-    throughput) or else the rate of all finished models. pending: (group, weight) still to start;
-    running: (group, weight, seconds so far); took: (group, weight, seconds) of the finished ones;
-    `slots` models run at a time. None before any model has finished."""
-    if not took:
-        return None
-
-    def rate_of(rows):
-        return sum(sec for *_, sec in rows) / max(sum(w for _, w, _ in rows), 1e-30)
-
-    overall = rate_of(took)
-    rates = {}
-    for g in {g for g, *_ in [*pending, *running, *took]}:
-        own = [r for r in took if r[0] == g]
-        rates[g] = rate_of(own) if own else (prior if prior is not None else overall)
-    work = sum(w * rates[g] for g, w in pending) + sum(max(0.0, w * rates[g] - ran) for g, w, ran in running)
-    return work / max(1, slots)
-
-
 def progress_callback(quiet: bool, stopped_by: str = "the scheduler"):
     """A Tune callback printing one line per trial report: stage, ratio, seed, epoch, accuracy, FEV(e).
     `stopped_by` names the Tune scheduler that may end a trial early (its last report then says done

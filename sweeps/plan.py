@@ -16,9 +16,6 @@ from pathlib import Path
 
 from core.presets import PRESETS, get_preset
 
-# benchmarks/train_throughput.py (docs/benchmarks.md): `fit` at width 1/16 on one CPU thread, 364 images/s
-# x 39.0 MFLOP per training image (9.98 GFLOP at full width / 256) = 14.2 GFLOP/s per core.
-CPU_GFLOPS_PER_CORE = 14.2
 # H200, full width, batch 128, bf16 (`python benchmarks/train_throughput.py --width 1 --images 8192 --device cuda`):
 # `fit`'s training steps at 16.4k images/s x 6.35 GFLOP = 104 TFLOP/s for MTL 1:1 (most of the paper grid),
 # 12.5k x 9.98 = 125 TFLOP/s for classification; narrow models use a GPU far less well (their GPU-hours are a
@@ -113,24 +110,25 @@ def _flops(cfg, n: dict) -> dict:
     return out
 
 
-def _model_flops(task, cfg, preset, n, f) -> float:
-    """Upper-bound FLOPs of one model: its fit at max epochs (the recipe's `cost`, else classification
-    epochs), then TIN-TC and the attacks (classifiers)."""
+def _model_flops(task, cfg, preset, n, f) -> tuple[float, float]:
+    """FLOPs of one model: its fit at max epochs (the recipe's `cost`, else classification epochs), and its
+    evaluation (a classifier's TIN-TC, spectral sensitivity and attacks)."""
+    from core.evaluate.spectral import CUTOFFS
     from core.training import registry
 
     recipe = registry.get(task.kind)
     fit = recipe.cost(cfg, n, f) if recipe.cost else cfg.max_epochs * (n["train"] * f["cls_train"] + n["val"] * f["cls_fwd"])
     if not recipe.classifier:
-        return fit
+        return fit, 0.0
     n_eval = min(n["test"], preset.eval_images or n["test"])
-    evaluate = 71 * n_eval * f["cls_fwd"]
+    evaluate = (71 + 2 * len(CUTOFFS)) * n_eval * f["cls_fwd"]
     attacks = (2 * 5 * preset.adv_images * preset.adv_steps * f["cls_train"]
                + preset.adv_decision_images * preset.adv_decision_steps * 100 * f["cls_fwd"])
-    return fit + evaluate + attacks
+    return fit, evaluate + attacks
 
 
-def _task_costs(spec, tasks, preset, n) -> dict[str, tuple[float, int]]:
-    """run id -> (upper-bound FLOPs, parameters) of each task; the architecture counted once per config."""
+def _task_costs(spec, tasks, preset, n) -> dict[str, tuple[float, float, int]]:
+    """run id -> (fit FLOPs, evaluation FLOPs, parameters) of each task; the architecture counted once per config."""
     from core.training.kinds import base_config
     from sweeps.stages import task_overrides
 
@@ -140,14 +138,18 @@ def _task_costs(spec, tasks, preset, n) -> dict[str, tuple[float, int]]:
         arch = (cfg.model, cfg.width, cfg.readout_layer)
         if arch not in by_arch:
             by_arch[arch] = _flops(cfg, n)
-        out[t.run_id] = (_model_flops(t, cfg, preset, n, by_arch[arch]), by_arch[arch]["params"])
+        out[t.run_id] = (*_model_flops(t, cfg, preset, n, by_arch[arch]), by_arch[arch]["params"])
     return out
 
 
-def task_flops(spec, tasks) -> dict[str, float]:
-    """run id -> upper-bound FLOPs of each task (what `--plan` adds up)."""
+def task_seconds(spec, tasks) -> dict[str, float]:
+    """run id -> planned seconds of each task on its trial's CPU threads (sweeps.timing)."""
+    from sweeps.timing import model_seconds
+
     preset = get_preset(spec.preset)
-    return {rid: f for rid, (f, _) in _task_costs(spec, tasks, preset, _sizes(spec, preset)).items()}
+    threads = max(1, int(round(spec.cpus_per_trial)))
+    return {rid: model_seconds(fit, ev, threads)
+            for rid, (fit, ev, _) in _task_costs(spec, tasks, preset, _sizes(spec, preset)).items()}
 
 
 def _duration(seconds: float) -> str:
@@ -158,7 +160,32 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} hours" if seconds < 48 * 3600 else f"{seconds / 86400:,.1f} days"
 
 
-def print_plan(spec) -> int:
+def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
+    """The expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing)."""
+    from sweeps import timing
+
+    threads = max(1, int(round(spec.cpus_per_trial)))
+    secs = {t.run_id: timing.model_seconds(costs[t.run_id][0], costs[t.run_id][1], threads) for t in todo}
+    print(f"CPU: about {_duration(sum(secs.values()) * threads)} of one core for the models (fits at their full epochs, "
+          "evaluation, attacks; the rates in sweeps/timing.py, measured on the demo)")
+    if not cores:
+        return
+    root = Path(spec.data_root)
+    h = (info or {}).get("classification", "")[:16]
+    cached = bool(h) and (root / f"tintc-{h}-n{n_eval}" / "manifest.json").is_file()
+    banks = [s for s in spec.seeds if "oracle" in spec.kinds
+             and not (bool(h) and (root / f"oracle-bank-{h}-s{s}-v{preset.oracle_variants}.npy").is_file())]
+    prep = timing.preparation_seconds(None if cached or spec.tintc_root else n_eval,
+                                      len(banks) * preset.oracle_variants * n["train"], cores)
+    slots = max(1, int(cores // (spec.cpus_per_trial + 0.05)))
+    models = timing.simulate([t.run_id for t in todo], secs, {t.run_id: t.upstream_id for t in todo}, slots)
+    wall = prep + (timing.RAY_START_SECONDS + models if todo else 0.0) + timing.REPORT_SECONDS
+    print(f"wall time on {cores} CPU cores (a local Ray), {slots} model(s) at a time: about {_duration(wall)} (inputs "
+          f"{_duration(prep)}, models {_duration(models)} in dependency order, Ray's start and the report "
+          f"{_duration(wall - prep - models)})")
+
+
+def print_plan(spec, cores: int | None = None) -> int:
     import importlib
 
     importlib.import_module("core.training.kinds")   # torch and the models load before the timer: "planned in" is the planning
@@ -176,40 +203,34 @@ def print_plan(spec) -> int:
     print(f"  {n['train']:,} training / {n['val']:,} validation / {n['test']:,} test images, {n['classes']} classes; "
           f"{n['trials']:,} neural trials, {n['neurons']} neurons")
     costs = _task_costs(spec, [t for w in waves for t in w], preset, n)
-    total_flops, total_params, todo_models = 0.0, 0, 0
+    todo = [t for w in waves for t in w if done.get(t.run_id) not in ("ok", "diverged")]
     for i, wave in enumerate(waves, 1):
         if not wave:
             continue
         kinds = {}
         for t in wave:
-            finished = done.get(t.run_id) in ("ok", "diverged")
             k = kinds.setdefault(t.kind, [0, 0])
             k[0] += 1
-            if not finished:
-                k[1] += 1
-                todo_models += 1
-                total_flops += costs[t.run_id][0]
-                total_params += costs[t.run_id][1]
+            k[1] += done.get(t.run_id) not in ("ok", "diverged")
         print(f"  stage {i}: " + ", ".join(f"{kind} x{a}" + (f" ({a - b} in the lake)" if a - b else "")
                                           for kind, (a, b) in kinds.items()))
     total = sum(len(w) for w in waves)
-    print(f"  {total} models: {total - todo_models} already in the lake, {todo_models} to train"
+    print(f"  {total} models: {total - len(todo)} already in the lake, {len(todo)} to train"
           + ("" if info else " (--tintc-root: the lake is not matched; every model counts as to train)" if spec.tintc_root
              else f" (the data are not prepared under {spec.data_root} yet: no model of them can be in the lake)"))
     n_eval = min(n["test"], preset.eval_images or n["test"])
+    total_flops = sum(costs[t.run_id][0] + costs[t.run_id][1] for t in todo)
+    total_params = sum(costs[t.run_id][2] for t in todo)
+    _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
+    print(f"GPU: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at "
+          f"{GPU_TFLOPS:g} TFLOP/s (an H200's measured `fit` steps at full width; narrow models reach far less of a GPU)")
     tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
     bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
     models_mb = total_params * 4 * CHECKPOINT_COPIES / 1e6
     from core.training.graph import CLASSIFIERS
 
-    n_cls = sum(1 for w in waves for t in w if t.kind in CLASSIFIERS and done.get(t.run_id) not in ("ok", "diverged"))
-    lake_mb = (todo_models * LAKE_BYTES_PER_MODEL + n_cls * 71 * n_eval * PREDICTION_BYTES) / 1e6
-    print("compute to train (fits at max epochs, TIN-TC evaluation and attacks; not the corruption builds), "
-          f"upper bound: {total_flops / 1e15:,.3g} PFLOP = "
-          f"{_duration(total_flops / (CPU_GFLOPS_PER_CORE * 1e9))} of one CPU core at {CPU_GFLOPS_PER_CORE} GFLOP/s (measured "
-          "at width 1/16 on one thread: wider models use a core better, so this overstates them), or "
-          f"{_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at {GPU_TFLOPS:g} TFLOP/s (an H200's measured `fit` steps, full width; "
-          "narrow models reach far less of a GPU)")
+    n_cls = sum(1 for t in todo if t.kind in CLASSIFIERS)
+    lake_mb = (len(todo) * LAKE_BYTES_PER_MODEL + n_cls * 71 * n_eval * PREDICTION_BYTES) / 1e6
     print(f"disk: TIN-TC cache {tintc_mb:,.0f} MB ({n_eval:,} test images x 70 conditions), Oracle corruption banks "
           f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{lake_mb:,.1f} MB")
     print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")

@@ -79,7 +79,10 @@ def main(argv=None) -> int:
     if args.plan:
         from sweeps.plan import print_plan
 
-        return max(print_plan(s) for s in specs)
+        import os
+
+        cores = None if args.address else (args.num_cpus or os.cpu_count())
+        return max(print_plan(s, cores) for s in specs)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir

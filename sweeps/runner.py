@@ -13,7 +13,7 @@ from pathlib import Path
 from core.errors import ConfigError
 from core.presets import get_preset
 from sweeps.cli import TRIAL_DRIVER_CPU, interruptible, ray_map, start_ray
-from sweeps.console import clock, progress_callback, summarize, time_left
+from sweeps.console import clock, progress_callback, summarize
 
 
 def run_config(spec, name: str, callbacks):
@@ -54,11 +54,31 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             self.active = {}                    # trial id -> task, until the trial ends
             self.since = {}                     # trial id -> when it started
             self.took = []                      # (weight, seconds) of the models that started and ended here
-            # (classifier?, planned FLOPs or 1) of a model: what the time-left estimate weighs it by
+            # (classifier?, planned seconds or 1) of a model: what the time-left estimate weighs it by
             self.weight = lambda t: (t.kind in CLASSIFIERS, (weights or {}).get(t.run_id, 1.0))
             self.first_estimate = None          # (elapsed, time left) when the first estimate was made
             self.done = finished_run_ids(spec)
             self.started = total - len(tasks)
+
+        def left(self, now: float) -> float | None:
+            """Seconds until the last model ends: the models still to run and the running ones' rest, each at
+            its planned seconds scaled by what the finished models of its group (classifiers, neural-only)
+            took against their plan (of all finished models where its group has none; `prior` where none has
+            finished, else None), on `slots` slots in dependency order (sweeps.timing.simulate). Without a plan
+            every model weighs 1."""
+            from sweeps.timing import simulate
+
+            def factor(group):   # seconds per planned second (per model where nothing was planned)
+                own = [(w, sec) for g, w, sec in self.took if g == group] or [(w, sec) for _, w, sec in self.took]
+                return sum(sec for _, sec in own) / max(sum(w for w, _ in own), 1e-9) if own else (prior if weights else None)
+
+            factors = {g: factor(g) for g in (True, False)}
+            if any(f is None for f in factors.values()):
+                return None
+            plan = {t.run_id: self.weight(t)[1] * factors[self.weight(t)[0]] for t in [*self.pending, *self.active.values()]}
+            running = {a.run_id: max(0.0, plan[a.run_id] - (now - self.since.get(i, now))) for i, a in self.active.items()}
+            return simulate([t.run_id for t in self.pending], plan, {t.run_id: t.upstream_id for t in self.pending},
+                            slots, running)
 
         def set_search_properties(self, metric, mode, config, **spec_):
             return True
@@ -74,9 +94,7 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
                     self.started += 1
                     now = time.perf_counter()
                     self.since[trial_id] = now
-                    left = time_left([self.weight(p) for p in self.pending],
-                                     [(*self.weight(a), now - self.since.get(i, now)) for i, a in self.active.items()], self.took,
-                                     slots, prior if weights else None)
+                    left = self.left(now)
                     if left is not None and self.first_estimate is None:
                         self.first_estimate = (now - t0, left)
                     if log:
@@ -116,26 +134,22 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
     return GraphSearcher()
 
 
-def planned_flops(spec, tasks) -> dict | None:
-    """run id -> the FLOPs `--plan` counts for the model (fit at max epochs, evaluation, attacks): the
-    weights of the time-left estimate. None where they cannot be counted (the estimate then weighs
-    every model alike)."""
+def planned_seconds(spec, tasks) -> dict | None:
+    """run id -> the seconds `--plan` plans for the model on its CPU threads (sweeps.timing): the weights of
+    the time-left estimate. None where they cannot be counted (the estimate then waits for finished models
+    and weighs every model alike)."""
     try:
-        from sweeps.plan import task_flops
+        from sweeps.plan import task_seconds
 
-        return task_flops(spec, tasks)
+        return task_seconds(spec, tasks)
     except Exception:   # noqa: BLE001 - only the estimate depends on it
         return None
 
 
-def prior_seconds_per_flop(spec) -> float | None:
-    """Before a model of a group has finished: on CPUs, the throughput `--plan` uses (measured for `fit`,
-    per core) at the trial's threads; on GPUs none (a narrow model's share of a GPU is not known ahead)."""
-    from sweeps.plan import CPU_GFLOPS_PER_CORE
-
-    if spec.gpus_per_trial > 0 or spec.device == "cuda":
-        return None
-    return 1.0 / (CPU_GFLOPS_PER_CORE * 1e9 * max(1, int(round(spec.cpus_per_trial))))
+def prior_factor(spec) -> float | None:
+    """Before a model of a group has finished: on CPUs the plan as it is (1 second per planned second); on
+    GPUs none (a narrow model's share of a GPU is not known ahead)."""
+    return None if spec.gpus_per_trial > 0 or spec.device == "cuda" else 1.0
 
 
 def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = None, t0: float | None = None):
@@ -148,8 +162,8 @@ def run_graph(spec, tasks, tintc_path, max_concurrent, log, total: int | None = 
 
     t0 = time.perf_counter() if t0 is None else t0
     total = len(tasks) if total is None else total
-    searcher = graph_searcher(spec, tasks, tintc_path, log, total, t0, max_concurrent, planned_flops(spec, tasks),
-                              prior_seconds_per_flop(spec))
+    searcher = graph_searcher(spec, tasks, tintc_path, log, total, t0, max_concurrent, planned_seconds(spec, tasks),
+                              prior_factor(spec))
     tuner = tune.Tuner(
         tune.with_resources(tune_trial, trial_resources(spec, TRIAL_DRIVER_CPU)),
         tune_config=tune.TuneConfig(search_alg=searcher,

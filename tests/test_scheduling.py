@@ -164,19 +164,36 @@ def test_the_searchers_state_round_trips(graph, tmp_path):
     assert finished_run_ids(spec).get(oracle_readout.run_id) is None
 
 
-def test_time_left_weighs_each_model_by_its_work_and_its_groups_rate():
-    from sweeps.console import time_left
+def test_the_wall_time_follows_the_slots_and_the_dependencies():
+    """sweeps.timing.simulate: the models as the searcher hands them out. A is upstream of C; B and D free."""
+    from sweeps.timing import simulate
 
-    assert time_left([(True, 1.0)], [], [], 1) is None   # nothing finished: nothing to go by
-    # finished: a classifier of 10 units in 20 s (2 s per unit), a neural-only model of 4 units in 20 s (5 s per unit)
-    took = [(True, 10.0, 20.0), (False, 4.0, 20.0)]
-    # to start: a classifier of 5 units (10 s) and a neural-only one of 2 (10 s); running: a classifier of
-    # 20 units 15 s in (25 s to go) and one past its share (0 s); two slots share the 45 s of work
-    assert time_left([(True, 5.0), (False, 2.0)], [(True, 20.0, 15.0), (True, 1.0, 9.0)], took, 2) == pytest.approx(22.5)
-    # a group with nothing finished takes the prior rate if given, else the rate of all finished models
-    only_neural = [(False, 4.0, 20.0)]
-    assert time_left([(True, 10.0)], [], only_neural, 1, prior=2.0) == pytest.approx(20.0)
-    assert time_left([(True, 10.0)], [], only_neural, 1) == pytest.approx(50.0)
+    secs = {"a": 10.0, "b": 4.0, "c": 6.0, "d": 3.0}
+    up = {"c": "a"}
+    # one slot: one after another, whatever the order
+    assert simulate(["a", "b", "c", "d"], secs, up, 1) == pytest.approx(23.0)
+    # two slots: a | b, then d beside a (b done at 4, d until 7), c after a at 10 -> 16
+    assert simulate(["a", "b", "c", "d"], secs, up, 2) == pytest.approx(16.0)
+    # more slots than models: the critical path a -> c, not the sum divided by the slots (5.75)
+    assert simulate(["a", "b", "c", "d"], secs, up, 4) == pytest.approx(16.0)
+    # a model already running with 2 s to go, and one whose upstream is outside the run (it will fail: no time)
+    assert simulate(["c", "b"], secs, {"c": "a", "b": "z"}, 2, running={"a": 2.0}) == pytest.approx(8.0 + 4.0 - 4.0)
+
+
+def test_the_time_left_scales_the_plan_by_what_each_groups_finished_models_took(tmp_path):
+    """The searcher's estimate: planned seconds, scaled per group (classifiers, neural-only) by the ratio of the
+    seconds its finished models took to their plan, the prior where a group has none finished."""
+    spec = spec_for(tmp_path)
+    tasks = [t for w in plan(spec, {"classification": "c", "neural": "n"}) for t in w if t.kind in ("baseline", "oracle")]
+    weights = {t.run_id: 100.0 for t in tasks}
+    s = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=time.perf_counter(), slots=1, weights=weights,
+                       prior=1.0)
+    assert s.left(0.0) == pytest.approx(200.0)                 # nothing finished: the plan as it is
+    s.took.append((True, 100.0, 150.0))                        # a classifier took 1.5 x its plan
+    assert s.left(0.0) == pytest.approx(300.0)
+    nogpu = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=time.perf_counter(), slots=1, weights=weights,
+                           prior=None)
+    assert nogpu.left(0.0) is None                             # no prior (a GPU): nothing to go by yet
 
 
 def test_the_progress_lines_say_the_time_left_once_a_model_has_finished(tmp_path):
