@@ -118,9 +118,20 @@ def _ratio(t: str) -> str:
 
 
 def check_storage(storage: str) -> None:
-    """Fail early, in one line, if results cannot be written there."""
+    """Fail early, in one line, if results cannot be written there: a local folder through its nearest
+    existing parent (nothing is created), a URI by writing and removing a probe file."""
     from sweeps.stages import fs_and_path
 
+    if "://" not in storage:
+        from core.io import check_writable
+
+        if Path(storage).exists() and not Path(storage).is_dir():
+            raise ConfigError(f"--storage {storage}: not writable (a file, not a folder)")
+        try:
+            check_writable(Path(storage) / "lake", "--storage")
+        except ConfigError as e:
+            raise ConfigError(f"--storage {storage}: not writable ({str(e).split(': ', 1)[1]})") from None
+        return
     try:
         fs, path = fs_and_path(storage)
         probe = f"{path}/.write-probe-{uuid.uuid4().hex[:8]}"
@@ -189,7 +200,7 @@ def parse_set(text: str) -> dict:
     return out
 
 
-def resolve_common(args, kinds: str = "all"):
+def resolve_common(args, kinds: str = "all", one_world: bool = False):
     from sweeps.stages import SweepSpec
 
     preset = get_preset(args.preset)
@@ -240,6 +251,10 @@ def resolve_common(args, kinds: str = "all"):
                           "which the model sees as cuda:0; use --device cuda")
     if args.address:
         check_address(args.address)
+    values = planted_values(args, preset, synthetic)
+    if one_world and len(values) > 1:
+        raise ConfigError(f"--planted: this command runs in one world, here {len(values)} (preset {preset.name}); "
+                          "give one planted value")
     check_dirs(args)
     if not getattr(args, "plan", False):   # --plan only reads: it creates no folder, not even a probe
         check_storage(args.storage)
@@ -270,18 +285,21 @@ def _planted(t: str) -> float:
     return v
 
 
+def planted_values(args, preset, synthetic: bool) -> list[float]:
+    """--planted's values, or the preset's planted worlds; refused for real data."""
+    values = _list(args.planted, "planted", _planted) if getattr(args, "planted", None) else list(preset.planted)
+    if values and not synthetic:
+        raise ConfigError("--planted picks synthetic worlds with a planted answer; real data has no planted truth")
+    return values
+
+
 def worlds(args, spec) -> list:
     """One sweep per world: the preset's planted worlds or --planted (each named <sweep>-planted<value>), or
     the spec as it is (the default world, or real data)."""
     from dataclasses import replace
 
-    preset = get_preset(spec.preset)
-    values = _list(args.planted, "planted", _planted) if getattr(args, "planted", None) else list(preset.planted)
-    if not values:
-        return [spec]
-    if preset.world is None or spec.tin_root or spec.neural_data:
-        raise ConfigError("--planted picks synthetic worlds with a planted answer; real data has no planted truth")
-    return [replace(spec, planted=v, sweep=f"{spec.sweep}-planted{v:g}") for v in values]
+    values = planted_values(args, get_preset(spec.preset), True)
+    return [replace(spec, planted=v, sweep=f"{spec.sweep}-planted{v:g}") for v in values] or [spec]
 
 
 def bind_loopback() -> None:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import ConfigError, Parser, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from sweeps.cli import TRIAL_DRIVER_CPU, add_common_flags, interruptible, resolve_common, start_ray  # noqa: E402
+from sweeps.cli import (TRIAL_DRIVER_CPU, add_common_flags, interruptible, resolve_common,  # noqa: E402
+                        start_ray, worlds)
 from sweeps.console import progress_callback  # noqa: E402
 from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import concurrency, prepare_data, run_config  # noqa: E402
@@ -80,8 +81,9 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.trials < 1:
         raise ConfigError(f"--trials {args.trials}: expected >= 1")
-    spec, ray_kwargs = resolve_common(args, kinds="mtl_monkey")
-    spec.sweep = (args.sweep or spec.preset) + "-hparam"
+    spec, ray_kwargs = resolve_common(args, kinds="mtl_monkey", one_world=True)
+    spec = worlds(args, spec)[0]
+    spec.sweep = (args.sweep or spec.sweep) + "-hparam"
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.errors import Parser, UserError, cli_main, require_installed  # noqa: E402
 require_installed()  # before the imports below need them
-from sweeps.cli import add_common_flags, resolve_common, worlds  # noqa: E402
+from core.presets import get_preset  # noqa: E402
+from sweeps.cli import add_common_flags, planted_values, resolve_common, worlds  # noqa: E402
 from sweeps.plan import presets_help  # noqa: E402
 from sweeps.runner import run_sweep  # noqa: E402
 from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
@@ -71,11 +72,11 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     if args.bootstrap < 1:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
-    spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
-    specs = worlds(args, spec)
-    if len(specs) > 1 and args.report:
+    if args.report and len(planted_values(args, get_preset(args.preset), True)) > 1:   # before anything is written
         raise UserError("--report names one folder, but this runs one sweep per planted world: leave it out (each "
                         "world's report and the calibration report land under STORAGE/report/)")
+    spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
+    specs = worlds(args, spec)
     if args.plan:
         from sweeps.plan import print_plan
 

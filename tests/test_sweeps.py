@@ -257,13 +257,21 @@ def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):
     (["--set", "oracle_readout.readout_layer=conv2_1"], "--set oracle_readout.readout_layer: the Oracle Readout loads"),
     (["--alphas", "1,10"], "--alphas 1,10: weights of the similarity loss, but no similarity-family model is to run"),
     (["--train-workers", "2"], "--train-workers: invalid choice: 2"),
+    (["--planted", "2"], "--planted: 2 is outside 0..1"),
+    (["--planted", "half"], "--planted: 'half' is not a number"),
+    (["--preset", "paper", "--planted", "0.5", "--tin-root", "/tmp", "--neural-data", "/tmp"],
+     "--planted picks synthetic worlds with a planted answer; real data has no planted truth"),
+    (["--preset", "paper", "--kinds", "mtl_true", "--tin-root", "/tmp", "--neural-data", "/tmp"],
+     "--kinds: mtl_true co-trains on the simulated population's true rates"),
+    (["--preset", "calibration", "--report", "/tmp/x"], "--report names one folder, but this runs one sweep per planted world"),
 ])
 def test_bad_flags_fail_fast_in_one_line(tmp_path, flags, message):
     t = time.time()
     r = run_cli("sweeps/ratio_grid.py", "--storage", str(tmp_path / "r"), "--data-root", str(tmp_path / "d"), *flags)
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert time.time() - t < 30 and not (tmp_path / "d").exists()
+    # nothing written: not the data folder, and not the storage either (its write probe comes after every check)
+    assert time.time() - t < 30 and not (tmp_path / "d").exists() and not (tmp_path / "r").exists()
 
 
 def test_hparam_search_few_trials(resumed_sweep):
