@@ -86,7 +86,7 @@ def section(found: list[dict], table_html) -> str:
     """The report's "What explains it" section (empty when the run holds no explanation control)."""
     if not found:
         return ""
-    parts = ["<h2 id='explain'>What explains it</h2><p>Each co-trained kind against the Baseline, its shuffled twin "
+    parts = ["<div id='explain'><h2>What explains it</h2><p>Each co-trained kind against the Baseline, its shuffled twin "
              "(the neural content), a Baseline trained on low-passed images (a low spatial-frequency prior) and "
              "co-training on targets computed from the pixels, all paired by seed. Effective robustness: the "
              "difference in corrupted accuracy (logits) beyond what clean accuracy predicts on the line through "
@@ -94,4 +94,4 @@ def section(found: list[dict], table_html) -> str:
     for e in found:
         parts.append(f"<h3>{html.escape(registry.label(e['kind']))}</h3>" + table_html(e["table"]))
         parts.append("<ul>" + "".join(f"<li><b>{html.escape(s)}</b></li>" for s in e["sentences"]) + "</ul>")
-    return "".join(parts)
+    return "".join(parts) + "</div>"

@@ -80,15 +80,17 @@ async def _inspect(port: int, url: str, screenshot: Path, timeout: float) -> dic
             info = json.loads(await evaluate(
                 "JSON.stringify({title: document.title, images: Array.from(document.images).map(i => "
                 "({alt: i.alt, w: i.naturalWidth, h: i.naturalHeight, complete: i.complete})), "
-                "height: document.documentElement.scrollHeight})"))
+                "height: document.documentElement.scrollHeight, "
+                # the rendered text of every element with an id (the report's sections: world, controls, ...)
+                "texts: Object.fromEntries(Array.from(document.querySelectorAll('[id]')).map(e => [e.id, e.innerText]))})"))
             shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
             screenshot.write_bytes(base64.b64decode(shot["data"]))
             return info
 
 
 def inspect_page(chromium: str, page: Path, screenshot: Path, timeout: float = 90) -> dict:
-    """Open `page` (a local file) in headless Chromium; returns the title, every image's natural size,
-    and writes a full-page PNG screenshot.
+    """Open `page` (a local file) in headless Chromium; returns the title, every image's natural size, the
+    rendered text of every element with an id, and writes a full-page PNG screenshot.
 
     Chromium runs in its own process group, and the whole group (renderer, GPU and crash-handler
     children included) is stopped and reaped before its profile folder is removed: a child still
