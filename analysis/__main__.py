@@ -37,22 +37,13 @@ def main(argv=None) -> int:
         raise UserError(f"--bootstrap {args.bootstrap}: expected at least 1 replicate")
     if not 0 < args.level < 1:
         raise UserError(f"--level {args.level}: expected a coverage between 0 and 1, e.g. 0.95")
-    from analysis.report import build
+    from analysis.report import build, console_lines
 
     rep = build(args.results, args.out, sweep=args.sweep, n_boot=args.bootstrap, seed=args.seed, level=args.level,
                 include_unhealthy=args.include_unhealthy, force=args.force)
     for n in rep.notes:
         print(f"  note: {n}")
-    if rep.regression_text:
-        print(rep.regression_text)
-    if rep.controls:
-        from analysis.controls import format_controls
-
-        print(format_controls(rep.controls, rep.world))
-    if rep.findings:
-        from analysis.findings import format_findings
-
-        print(format_findings(rep.findings))
+    print(console_lines(rep))
     print(f"report: {rep.out / 'report.html'}")
     return 0
 

@@ -233,3 +233,17 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
         }, indent=2))
     log(f"analysis: {len(rep.tables)} tables, {len(made)} figures, report {out / 'report.html'} ({time.time() - t0:.1f}s)")
     return rep
+
+
+def console_lines(rep: Report) -> str:
+    """What a command prints after building a report: the regression, the world, the controls and the
+    plain-words answers (the report's path comes last, from the caller)."""
+    from analysis.controls import format_controls
+    from analysis.findings import format_findings
+
+    parts = [rep.regression_text] if rep.regression_text else []
+    if rep.controls:
+        parts.append(format_controls(rep.controls, rep.world))
+    if rep.findings:
+        parts.append(format_findings(rep.findings))
+    return "\n".join(parts)

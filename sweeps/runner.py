@@ -303,7 +303,7 @@ def report_dir(spec, args) -> Path:
 def write_report(spec, args) -> None:
     """The analysis of this sweep (python -m analysis), after the summary. A lake with nothing to
     analyse is said in one line; the sweep's own results stand either way."""
-    from analysis.report import build
+    from analysis.report import build, console_lines
     from core.errors import UserError
 
     out = report_dir(spec, args)
@@ -314,16 +314,7 @@ def write_report(spec, args) -> None:
     except UserError as e:
         print(f"report: not written: {e}")
         return
-    if rep.regression_text:
-        print(rep.regression_text)
-    if rep.controls:
-        from analysis.controls import format_controls
-
-        print(format_controls(rep.controls, rep.world))
-    if rep.findings:
-        from analysis.findings import format_findings
-
-        print(format_findings(rep.findings))
+    print(console_lines(rep))
     if rep.notes:
         print(f"the report has {len(rep.notes)} notes on what is missing")
     print(f"report: {out / 'report.html'}")
