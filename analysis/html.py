@@ -14,9 +14,9 @@ from core.errors import UserError
 
 
 def decimals(column: str, floats: int = 3) -> int:
-    """One number format per quantity: robustness scores (a percentage of the Baseline) to one decimal,
-    everything else (accuracies, FEVe, correlations) to `floats`."""
-    return 1 if column.startswith("robustness") else floats
+    """One number format per quantity: robustness scores and effects (percentages) to one decimal, everything
+    else (accuracies, FEVe, correlations, p-values) to `floats`."""
+    return 1 if column.startswith(("robustness", "smallest detectable effect")) else floats
 
 
 def table(df: pl.DataFrame, floats: int = 3, max_rows: int = 400) -> str:
