@@ -164,6 +164,8 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
         ax.set_xscale("log", base=2)
         ticks = d.select("ratio", "ratio_value").unique().drop_nulls().sort("ratio_value")
         ax.set_xticks(ticks["ratio_value"].to_list(), ticks["ratio"].to_list())   # read as 1:2, 2:1
+        if ticks.height:   # half an octave either side of the grid: the kinds' small offsets stay small
+            ax.set_xlim(min(ticks["ratio_value"]) / 2 ** 0.5, max(ticks["ratio_value"]) * 2 ** 0.5)
         ax.minorticks_off()
         ax.set_xlabel("batch ratio (neural : classification batches)")
         ax.set_ylabel(name)
