@@ -1,6 +1,6 @@
 """What explains a co-training gain? The comparisons later work asks for, read from the seed-paired table
 (analysis.precision): a co-trained kind against the Baseline, against its shuffled twin (is it the neural
-content?), against a Baseline trained on low-passed images (is it a low spatial-frequency prior?, Li et al.
+content?), against a Baseline that low-passes its input (is it a low spatial-frequency prior?, Li et al.
 2023) and against co-training on pixel-derived targets (would any image-computable target do?, Attias et
 al. 2024), each with its interval and smallest detectable effect, beside effective robustness (robustness
 beyond what clean accuracy predicts, fitted over every classifier), and one sentence per simpler
@@ -87,7 +87,7 @@ def section(found: list[dict], table_html) -> str:
     if not found:
         return ""
     parts = ["<div id='explain'><h2>What explains it</h2><p>Each co-trained kind against the Baseline, its shuffled twin "
-             "(the neural content), a Baseline trained on low-passed images (a low spatial-frequency prior) and "
+             "(the neural content), a Baseline that low-passes its input (a low spatial-frequency prior) and "
              "co-training on targets computed from the pixels, all paired by seed. Effective robustness: the "
              "difference in corrupted accuracy (logits) beyond what clean accuracy predicts on the line through "
              "every classifier of the run.</p>"]

@@ -49,7 +49,7 @@ class Preset:
     select: str = "best"
     neural_grad: str = "sum"
     bn_images: int = 2048        # BatchNorm statistics recomputed over this many training images before every evaluation
-    # baseline_lowpass trains on images low-passed at this many cycles per pixel (half amplitude): the upper edge
+    # baseline_lowpass low-passes its input at this many cycles per pixel (half amplitude): the upper edge
     # of the simulated V1's band (its Gabors span 0.05-0.2), and, at the recordings' 14 pixels per degree, 2.8
     # cycles per degree, about where macaque parafoveal V1 neurons prefer most
     lowpass: float = 0.2
@@ -120,7 +120,7 @@ PRESETS = {
                            adv_decision_images=0, kinds=("baseline", "monkey_predictor", "mtl_monkey", "mtl_shuffled",
                                                          "mtl_true")),
     # explain: the controls study's co-trained kinds beside the simpler explanations a reviewer asks about, a
-    # Baseline on low-passed images and co-training on pixel-derived targets (analysis.explain); no attacks
+    # Baseline that low-passes its input and co-training on pixel-derived targets (analysis.explain); no attacks
     "explain": replace(DEMO, name="explain", seeds=(0, 1, 2, 3, 4), adv_images=0, adv_decision_images=0,
                        kinds=("baseline", "monkey_predictor", "mtl_monkey", "mtl_shuffled", "baseline_lowpass", "mtl_pixel")),
     "study": Preset("study", "study", 1 / 8, 128, 30, 40, 10, 3, 3, PAPER_RATIOS, (0, 1, 2), lr=0.1, oracle_variants=30,

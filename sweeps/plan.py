@@ -181,8 +181,8 @@ def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
     models = timing.simulate([t.run_id for t in todo], secs, {t.run_id: t.upstream_id for t in todo}, slots)
     wall = prep + (timing.RAY_START_SECONDS + models if todo else 0.0) + timing.REPORT_SECONDS
     print(f"wall time on {cores} CPU cores (a local Ray), {slots} model(s) at a time: about {_duration(wall)} (inputs "
-          f"{_duration(prep)}, models {_duration(models)} in dependency order, Ray's start and the report "
-          f"{_duration(wall - prep - models)})")
+          f"{_duration(prep)}, models {_duration(models)} in dependency order, "
+          + ("Ray's start and " if todo else "") + f"the report {_duration(wall - prep - models)})")
 
 
 def print_plan(spec, cores: int | None = None) -> int:

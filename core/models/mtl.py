@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.models.filters import lowpass
 from core.models.readouts import GaussianReadout, positive_rate
 from core.models.registry import create_model
 
@@ -16,9 +17,13 @@ class MultiTaskModel(nn.Module):
     """
 
     def __init__(self, core: nn.Module, n_neurons: int = 0, readout_layer: str = "conv3_1",
-                 image_size: int = 64, gamma: float = 0.5, init_mu_range: float = 0.3, init_sigma_range: float = 0.6):
+                 image_size: int = 64, gamma: float = 0.5, init_mu_range: float = 0.3, init_sigma_range: float = 0.6,
+                 input_lowpass: float = 0.0):
         super().__init__()
         self.core = core
+        # a Gaussian low-pass (half amplitude at this many cycles per pixel; 0: none) in front of the core, at
+        # training and at every evaluation alike (Li et al. 2023's blurring as preprocessing)
+        self.input_lowpass = float(input_lowpass)
         self.readout_layer = readout_layer
         # input standardisation travels with the model: any uint8 image can be fed to `prep`
         self.register_buffer("pixel_mean", torch.tensor(0.5))
@@ -36,6 +41,8 @@ class MultiTaskModel(nn.Module):
     def prep(self, x_u8: torch.Tensor, augmented: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 (B, 1, H, W) (or floats in [0, 1] via `augmented`) -> standardised float input."""
         x = x_u8.float() / 255.0 if augmented is None else augmented
+        if self.input_lowpass:
+            x = lowpass(x, self.input_lowpass)
         return (x - self.pixel_mean) / self.pixel_std
 
     @property
@@ -57,7 +64,9 @@ class MultiTaskModel(nn.Module):
 
 def build_model(name: str, n_classes: int, n_neurons: int, width: float, classify: bool = True,
                 readout_layer: str = "conv3_1", image_size: int = 64, dropout: float = 0.5,
-                gamma: float = 0.5, init_mu_range: float = 0.3, init_sigma_range: float = 0.6) -> MultiTaskModel:
+                gamma: float = 0.5, init_mu_range: float = 0.3, init_sigma_range: float = 0.6,
+                input_lowpass: float = 0.0) -> MultiTaskModel:
     core = create_model(name, n_classes=n_classes, in_chans=1, width=width, dropout=dropout,
                         stop_at=None if classify else readout_layer)
-    return MultiTaskModel(core, n_neurons, readout_layer, image_size, gamma, init_mu_range, init_sigma_range)
+    return MultiTaskModel(core, n_neurons, readout_layer, image_size, gamma, init_mu_range, init_sigma_range,
+                          input_lowpass)

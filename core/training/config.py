@@ -52,8 +52,8 @@ class TrainConfig:
     init_mu_range: float = 0.3
     init_sigma_range: float = 0.6
     augment: bool = True
-    input_lowpass: float = 0.0          # classification inputs low-passed (Gaussian, half amplitude at this many
-                                        # cycles per pixel) in training; 0: off. Evaluation sees the images as they are
+    input_lowpass: float = 0.0          # a Gaussian low-pass (half amplitude at this many cycles per pixel) in front
+                                        # of the model, at training and at every evaluation; 0: off
     consistency_weight: float = 1.0     # mode oracle_pretrain
     freeze_through: str = ""            # freeze core layers up to and including this one (e.g. conv3_1)
     sim_alpha: float = 10.0             # mode similarity: weight α of the similarity loss

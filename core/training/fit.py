@@ -35,7 +35,7 @@ from core.training.cycler import schedule
 from core.training.data import NeuralStream, TrainData
 from core.training.inference import accuracy, neural_val, resolve_device
 from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
-from core.training.recipe import Streams, bn_subset, lowpass, recompute_batchnorm, step_schedulers
+from core.training.recipe import Streams, bn_subset, recompute_batchnorm, step_schedulers
 from core.training.similarity import pair_cosine, similarity_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -234,12 +234,10 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         model.readout.initialize_bias((data.neural_train.targets[:B] * m).sum(0) / m.sum(0).clamp_min(1))
 
     def prep(x_u8, aug: bool, gen=None):
-        """uint8 images -> the model's input: a classification batch (aug) with the kind's low-pass and
-        augmentation, a neural batch as it is."""
-        if aug and (cfg.augment or cfg.input_lowpass):
-            x = x_u8.float() / 255.0
-            x = lowpass(x, cfg.input_lowpass) if cfg.input_lowpass else x
-            x = model.prep(None, augment(x, gen or aug_gen) if cfg.augment else x)
+        """uint8 images -> the model's input: a classification batch (aug) with the augmentation, a neural
+        batch as it is (a model's own input filter, if any, is in `model.prep`)."""
+        if aug and cfg.augment:
+            x = model.prep(None, augment(x_u8.float() / 255.0, gen or aug_gen))
         else:
             x = model.prep(x_u8)
         return x.contiguous(memory_format=torch.channels_last)

@@ -190,7 +190,8 @@ def run_kind(kind: str, preset: Preset, ratio: str, seed: int, out: str | os.Pat
 
     build = dict(name=cfg.model, n_classes=cls.n_classes, n_neurons=0, width=cfg.width, classify=True,
                  readout_layer=cfg.readout_layer, image_size=cls.image_shape[0], dropout=cfg.dropout,
-                 gamma=cfg.readout_gamma, init_mu_range=cfg.init_mu_range, init_sigma_range=cfg.init_sigma_range)
+                 gamma=cfg.readout_gamma, init_mu_range=cfg.init_mu_range, init_sigma_range=cfg.init_sigma_range,
+                 input_lowpass=cfg.input_lowpass)
     # seed s of every kind starts from the same initial weights (the core and head are built before a readout)
     torch.manual_seed(seed)
     job = Job(kind, preset, cfg, ratio, seed, sources, upstream_model, upstream_id, data_root, log, build, fit_phase)

@@ -22,9 +22,11 @@ def baseline(job):
 
 
 @register(name="baseline_lowpass", label="Baseline low-pass", color="#a0a0a0",
-          summary="the Baseline trained on images low-passed to the simulated V1's band (the preset's `lowpass`, cycles "
-                  "per pixel), evaluated on unfiltered images: does a low-frequency prior alone explain co-training?",
+          summary="the Baseline with a fixed Gaussian low-pass in front of it (the preset's `lowpass`, cycles per pixel, "
+                  "the simulated V1's band), at training and on every test image, which it is given unfiltered like "
+                  "every classifier (Li et al. 2023's blurring as preprocessing): does a low-frequency prior alone "
+                  "explain co-training?",
           config=lambda preset, common, ratio: replace(classification_config(preset, common, ratio),
                                                        input_lowpass=preset.lowpass))
 def baseline_lowpass(job):
-    return baseline(job)
+    return baseline(job)   # the filter is in the model's build (`input_lowpass`), from the config
