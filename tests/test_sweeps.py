@@ -14,6 +14,7 @@ import pytest
 
 from conftest import read_lake as lake
 from conftest import ROOT, run_cli
+from sweeps.stages import PAUSE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -44,20 +45,29 @@ def session_alive(sid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory, smoke_data):
-    """The smoke sweep's driver killed (with its local Ray) after two models, then `--resume`."""
+    """The smoke sweep's driver killed (with its local Ray) while a model is inside its fit, after two
+    models are in the lake; then `--resume`."""
     tmp_path = tmp_path_factory.mktemp("resume")
     storage, data_root = tmp_path / "results", smoke_data
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # every fit holds still once its epoch 1 is checkpointed (sweeps.stages PAUSE_ENV) until released here;
+    # the first that pauses once two models are in the lake is held, and the driver killed while it waits
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", PAUSE_ENV: f"1:{pause}"}
     log = open(tmp_path / "first.log", "w")
     p = subprocess.Popen([sys.executable, *sweep_args(storage, data_root)], cwd=ROOT, env=env, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 400
-    while time.time() < deadline and p.poll() is None:
-        runs = lake(storage, "runs")
-        if runs.height >= 2:
-            break
-        time.sleep(2)
-    assert p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    deadline, held = time.time() + 400, None
+    while time.time() < deadline and p.poll() is None and held is None:
+        for m in sorted(pause.glob("*.json")):
+            if m.with_suffix(".go").exists():
+                continue
+            if lake(storage, "runs").height >= 2:
+                held = json.loads(m.read_text()) | {"run_id": m.stem}
+                break
+            m.with_suffix(".go").touch()
+        time.sleep(0.5)
+    assert held is not None and p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
     p.wait()
     # Ray runs each actor (a Tune trial, where a fit runs) in a process group of its own, so the kill above
@@ -74,16 +84,19 @@ def resumed_sweep(tmp_path_factory, smoke_data):
     # table and figure of the pipeline is exercised, and its controls say FAIL
     r = run_cli(*sweep_args(storage, data_root, "--resume", "--include-unhealthy"), timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout}
+    return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout,
+            "held": held}
 
 
 def test_killed_driver_then_resume_completes_only_the_missing_work(resumed_sweep):
-    storage, before, stdout = resumed_sweep["storage"], resumed_sweep["before"], resumed_sweep["stdout"]
-    assert 2 <= before.height < 7
+    storage, before, stdout, held = (resumed_sweep[k] for k in ("storage", "before", "stdout", "held"))
+    assert 2 <= before.height < 7 and held["run_id"] not in before["run_id"].to_list()
     assert f"{before.height} already in the lake, {7 - before.height} to train" in stdout, stdout[:2000]
     runs = grid_runs(storage)
     assert set(runs["kind"]) == ALL_KINDS and runs.height == 7 and runs["run_id"].n_unique() == 7
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
+    # the model killed inside its fit, after epoch 1's checkpoint, went on from that checkpoint
+    assert runs.filter(pl.col("run_id") == held["run_id"])["resumed"].to_list() == [f"{held['phase']}:1"], held
     # nothing finished before the kill was trained again
     for f, t in resumed_sweep["stamps"].items():
         assert f.stat().st_mtime_ns == t, f
@@ -241,14 +254,17 @@ def test_plan_reads_the_lake_and_starts_nothing(resumed_sweep, tmp_path):
 
 
 def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):
-    """The paper grid (12 ratios x 5 seeds) is planned from the published sizes in under 5 s of
-    planning, with its model count and a compute and disk estimate."""
+    """The paper grid (12 ratios x 5 seeds) is planned from the published sizes, with its model count
+    and a compute and disk estimate, in seconds: the whole command, interpreter and imports included."""
+    t = time.perf_counter()
     r = run_cli("sweeps/ratio_grid.py", "--preset", "paper", "--plan", "--storage", str(tmp_path / "r"),
-                "--data-root", str(tmp_path / "d"), timeout=120)
+                "--data-root", str(tmp_path / "d"), timeout=60)
+    took = time.perf_counter() - t
     assert r.returncode == 0, r.stderr
     assert "196 models: 0 already in the lake, 196 to train" in r.stdout, r.stdout
     assert re.search(r"of one GPU at [\d.]+ TFLOP/s", r.stdout) and "TIN-TC cache 2,867 MB" in r.stdout, r.stdout
-    assert float(re.search(r"planned in ([\d.]+)s", r.stdout).group(1)) < 5
+    # seen: 3.6-6.6 s on an idle 2-core machine, 10-13 s beside another heavy job; nothing was prepared
+    assert took < 30 and not (tmp_path / "d").exists(), took
 
 
 @pytest.mark.parametrize("flags, message", [
