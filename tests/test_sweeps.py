@@ -155,7 +155,7 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     report_dir = tmp_path / "report"   # a copy: the main job's own report stays as the report test expects it
     shutil.copytree(storage / "report" / "smoke", report_dir)
     args = ["-m", "analysis.reconstruct", "--results", str(storage), "--data-root", str(data_root),
-            "--sweep", "smoke", "--steps", "12", "--check-steps", "200", "--images", "3", "--norms", "5,60", "--starts", "2",
+            "--sweep", "smoke", "--steps", "12", "--check-steps", "200", "--images", "3", "--norms", "5,30", "--starts", "2",
             "--report", str(report_dir)]
     r = run_cli(*args, "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -171,26 +171,26 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     with np.load(out / "reconstructions.npz") as z:
         assert z["recon_mtl_monkey"].shape == (3, 2, 64, 64) and z["mask_truth"].shape == (3, 64, 64)
     # undistorted targets by default (the paper's Fig. 7); each model's convergence recorded, and only the
-    # models whose reconstructions settled are compared (the median table, the ϱ̄ figure)
+    # models whose reconstructions settled are compared (the median table, the ϱ̄ figure). Both norms are below
+    # every target's norm (44-84 here), so no result has to reach a zero loss to count as settled (at 60, a target
+    # inside the ball, the 0.1% allowance decided it: seen 0.0006-0.0019); with the 200-step check all 30 settle
     assert (t["target"] == "clean").all()
+    assert (rec["trivial_relative_loss"] > 0).all()
     # converged, recomputed from what the table records: the check's last 20 steps fell by < 1% of ||f(x0)||²,
     # and the result is no worse than x0 shrunk into the ball by more than 0.1%
     again = (pl.col("check_tail_drop") < 0.01) & (pl.col("relative_loss") <= pl.col("trivial_relative_loss") + 1e-3)
     assert (rec["converged"] == rec.select(again.alias("c"))["c"]).all()
     share = rec.group_by("kind").agg(again.mean().alias("share"), pl.col("model_converged").first())
     assert all(ok == (s >= 0.9) for s, ok in zip(share["share"], share["model_converged"])), share
-    compared = set(share.filter(pl.col("model_converged"))["kind"])
-    assert set(pl.read_parquet(out / "median_rho.parquet")["kind"]) == compared
-    for kind in kinds - compared:
-        assert any(ln.startswith(f"reconstruct: warning: {kind}[") and "NOT CONVERGED" in ln for ln in r.stdout.splitlines())
-    figures = {"reconstructions.png", "reconstructions.svg"} | (
-        {"rho_scatter.png", "rho_scatter.svg"} if "mtl_monkey" in compared and len(compared) > 1 else set())
+    assert rec["converged"].all() and rec["model_converged"].all(), rec.filter(~pl.col("converged"))
+    assert set(pl.read_parquet(out / "median_rho.parquet")["kind"]) == kinds and "NOT CONVERGED" not in r.stdout
+    figures = {"reconstructions.png", "reconstructions.svg", "rho_scatter.png", "rho_scatter.svg"}
     assert {p.name for p in (out / "figures").iterdir()} == figures
     # two starts: the result is the lower one, and how much ϱ̄ moved between them is recorded and reported
-    assert t["high_frequency_share"].is_between(0, 1).all() and rec["check_move"].is_finite().all()
+    assert rec["check_move"].is_finite().all()
     assert (rec["starts"] == 2).all() and set(rec["best_start"]) == {0, 1}
-    spread = rec.filter(pl.col("rho_bar_start_spread").is_finite())["rho_bar_start_spread"]
-    assert len(spread) and (spread > 0).any() and (spread >= 0).all()   # two different starts, where both converged
+    spread = rec["rho_bar_start_spread"]   # both starts converged everywhere: a spread for every result
+    assert spread.is_finite().all() and (spread > 0).any()
     med = pl.read_parquet(out / "median_rho.parquet").filter(pl.col("variant") == "reconstruction")
     mine = (rec.filter(pl.col("model_converged")).group_by("source", "kind", "norm")
             .agg(pl.col("rho_bar_start_spread").fill_nan(None).median().alias("mine")))
@@ -200,10 +200,11 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     report = report_dir / "report.html"
     assert f"section added to {report}" in r.stdout
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
-    assert ("for each of the 2 starts from different noise" in report.read_text()) == bool(compared)
+    assert "for each of the 2 starts from different noise" in report.read_text()
     assert "<code>optimizer_result</code>: the optimiser's own result before the check" in report.read_text()
-    assert "<h3>ϱ̄ per image (paper Fig. 7)</h3>" in report.read_text() or "rho_scatter.png" not in figures
-    assert "RuntimeWarning" not in r.stdout + r.stderr and "median ϱ̄ (truth saliency) of" in r.stdout
+    assert "<h3>ϱ̄ per image (paper Fig. 7)</h3>" in report.read_text()
+    assert "RuntimeWarning" not in r.stdout + r.stderr
+    assert all(f"median ϱ̄ (truth saliency) of {k}: r=5: " in r.stdout for k in kinds), r.stdout[-3000:]
     # the report rebuilt from the lake keeps the section, once
     from analysis.report import build
 
