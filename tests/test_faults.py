@@ -79,6 +79,11 @@ def test_a_deterministic_error_is_recorded_with_its_cause_not_retried_and_the_sw
     r = run_cli(*args(tmp_path / "s", smoke_data, "--kinds", "baseline,monkey_predictor", "--max-epochs", "1",
                       "--set", "monkey_predictor.readout_layer=conv9_9", "--no-report"), timeout=600)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    # not retried, from what Tune wrote to the storage (its console output is quiet, so it cannot tell):
+    # one trial per model, no failure counted and no error file for any, the failing model's trial included
+    attempts = tune_attempts(tmp_path / "s" / "ray")
+    assert sorted(attempts) == [("baseline", "TERMINATED", 0), ("monkey_predictor", "TERMINATED", 0)], attempts
+    assert not list((tmp_path / "s" / "ray").rglob("error.*"))
     runs = lake(tmp_path / "s", "runs")
     status = dict(zip(runs["kind"], runs["status"]))
     assert status == {"baseline": "ok", "monkey_predictor": "failed"}, runs.select("kind", "status", "error")
@@ -88,4 +93,16 @@ def test_a_deterministic_error_is_recorded_with_its_cause_not_retried_and_the_sw
     assert re.search(r"monkey_predictor\s+ratio\s+- seed 0  done: failed: KeyError: 'conv9_9'", r.stdout), r.stdout[-3000:]
     # recorded by the worker and returned: neither Ray Train nor Tune saw an error to retry
     assert "trial " not in r.stdout and "Failure #" not in r.stdout + r.stderr, r.stdout[-3000:]
+
+
+def tune_attempts(ray_storage: Path) -> list[tuple[str, str, int]]:
+    """(model kind, final status, failures Tune counted) of each trial of the sweep's one Tune run, read from
+    the experiment state Tune saved under STORAGE/ray."""
+    [state] = ray_storage.glob("*/experiment_state-*.json")
+    out = []
+    for trial, meta in json.loads(state.read_text())["trial_data"]:
+        trial = json.loads(trial) if isinstance(trial, str) else trial
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        out.append((trial["config"]["t"]["task"]["kind"], trial["status"], meta["num_failures"]))
+    return out
     assert "1 of 2 models failed (monkey_predictor)" in r.stderr

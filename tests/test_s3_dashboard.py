@@ -108,7 +108,7 @@ def s3_sweep(s3, tmp_path_factory, smoke_data):
         time.sleep(1)
     code, out = w.finish(timeout=60)
     return {"returncode": code, "out": out, "uri": uri, "tmp": tmp, "seen": seen, "unauthorized": unauthorized,
-            "killed": killed, "listeners": listeners}
+            "killed": killed, "listeners": listeners, "url": url}
 
 
 def ray_listeners(pid: int) -> set[tuple[str, str, int]]:
@@ -195,5 +195,10 @@ def test_a_local_ray_listens_on_loopback_only(s3_sweep):
     found = s3_sweep["listeners"]
     names = {n for n, _, _ in found}
     assert {"gcs_server", "raylet"} <= names, found   # the Ray servers were seen listening
-    wide = sorted(x for x in found if x[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+    # and the dashboard's own socket, on loopback, at the port the sweep printed
+    assert s3_sweep["url"], s3_sweep["out"][-3000:]
+    port = int(s3_sweep["url"].rsplit(":", 1)[1])
+    loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    assert any(ip in loopback and p == port for _, ip, p in found), (port, found)
+    wide = sorted(x for x in found if x[1] not in loopback)
     assert not wide, wide

@@ -145,7 +145,7 @@ def test_run_kind_sim_pixel_records_alpha_and_similarity_match(world, tmp_path, 
                    overrides={"device": "cpu", "sim_alpha": 3.0, "max_epochs": 1})
     r = out.run
     assert r["status"] == "ok" and r["alpha"] == 3.0 and r["family"] == "similarity" and r["ratio"] == ""
-    assert np.isfinite(r["sim_match"]) and -1 <= r["sim_match"] <= 1
+    assert np.isfinite(r["sim_match"])
     assert json.loads(r["config"])["sim_alpha"] == 3.0
     # alpha is part of the model's identity; the sim_* settings are not part of other kinds' ids
     a = run_id_for("sim_pixel", "smoke", "", 0, base_config("sim_pixel", preset, "1:1", 0, sim_alpha=1.0), sources.info)

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import read_lake as lake
 from conftest import ROOT, run_cli, session_alive, sweep_args
+from sweeps.stages import PAUSE_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 ALL_KINDS = {"baseline", "monkey_predictor", "oracle", "oracle_readout", "mtl_monkey", "mtl_shuffled", "mtl_oracle"}
@@ -26,20 +27,29 @@ def grid_runs(storage):
 
 @pytest.fixture(scope="module")
 def resumed_sweep(tmp_path_factory, smoke_data):
-    """The smoke sweep's driver killed (with its local Ray) after two models, then `--resume`."""
+    """The smoke sweep's driver killed (with its local Ray) while a model is inside its fit, after two
+    models are in the lake; then `--resume`."""
     tmp_path = tmp_path_factory.mktemp("resume")
     storage, data_root = tmp_path / "results", smoke_data
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # every fit holds still once its epoch 1 is checkpointed (sweeps.stages PAUSE_ENV) until released here;
+    # the first that pauses once two models are in the lake is held, and the driver killed while it waits
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", PAUSE_ENV: f"1:{pause}"}
     log = open(tmp_path / "first.log", "w")
     p = subprocess.Popen([sys.executable, *sweep_args(storage, data_root)], cwd=ROOT, env=env, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 400
-    while time.time() < deadline and p.poll() is None:
-        runs = lake(storage, "runs")
-        if runs.height >= 2:
-            break
-        time.sleep(2)
-    assert p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+    deadline, held = time.time() + 400, None
+    while time.time() < deadline and p.poll() is None and held is None:
+        for m in sorted(pause.glob("*.json")):
+            if m.with_suffix(".go").exists():
+                continue
+            if lake(storage, "runs").height >= 2:
+                held = json.loads(m.read_text()) | {"run_id": m.stem}
+                break
+            m.with_suffix(".go").touch()
+        time.sleep(0.5)
+    assert held is not None and p.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
     os.killpg(p.pid, signal.SIGKILL)  # the driver and the local Ray it started
     p.wait()
     # Ray runs each actor (a Tune trial, where a fit runs) in a process group of its own, so the kill above
@@ -56,16 +66,19 @@ def resumed_sweep(tmp_path_factory, smoke_data):
     # table and figure of the pipeline is exercised, and its controls say FAIL
     r = run_cli(*sweep_args(storage, data_root, "--resume", "--include-unhealthy"), timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout}
+    return {"storage": storage, "data_root": data_root, "before": before, "stamps": stamps, "stdout": r.stdout,
+            "held": held}
 
 
 def test_killed_driver_then_resume_completes_only_the_missing_work(resumed_sweep):
-    storage, before, stdout = resumed_sweep["storage"], resumed_sweep["before"], resumed_sweep["stdout"]
-    assert 2 <= before.height < 7
+    storage, before, stdout, held = (resumed_sweep[k] for k in ("storage", "before", "stdout", "held"))
+    assert 2 <= before.height < 7 and held["run_id"] not in before["run_id"].to_list()
     assert f"{before.height} already in the lake, {7 - before.height} to train" in stdout, stdout[:2000]
     runs = grid_runs(storage)
     assert set(runs["kind"]) == ALL_KINDS and runs.height == 7 and runs["run_id"].n_unique() == 7
     assert (runs["status"] == "ok").all(), runs.select("kind", "status", "error")
+    # the model killed inside its fit, after epoch 1's checkpoint, went on from that checkpoint
+    assert runs.filter(pl.col("run_id") == held["run_id"])["resumed"].to_list() == [f"{held['phase']}:1"], held
     # nothing finished before the kill was trained again
     for f, t in resumed_sweep["stamps"].items():
         assert f.stat().st_mtime_ns == t, f
@@ -127,7 +140,7 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     report_dir = tmp_path / "report"   # a copy: the main job's own report stays as the report test expects it
     shutil.copytree(storage / "report" / "smoke", report_dir)
     args = ["-m", "analysis.reconstruct", "--results", str(storage), "--data-root", str(data_root),
-            "--sweep", "smoke", "--steps", "12", "--check-steps", "200", "--images", "3", "--norms", "5,60", "--starts", "2",
+            "--sweep", "smoke", "--steps", "12", "--check-steps", "200", "--images", "3", "--norms", "5,30", "--starts", "2",
             "--report", str(report_dir)]
     r = run_cli(*args, "--out", str(out), timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -143,26 +156,26 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     with np.load(out / "reconstructions.npz") as z:
         assert z["recon_mtl_monkey"].shape == (3, 2, 64, 64) and z["mask_truth"].shape == (3, 64, 64)
     # undistorted targets by default (the paper's Fig. 7); each model's convergence recorded, and only the
-    # models whose reconstructions settled are compared (the median table, the ϱ̄ figure)
+    # models whose reconstructions settled are compared (the median table, the ϱ̄ figure). Both norms are below
+    # every target's norm (44-84 here), so no result has to reach a zero loss to count as settled (at 60, a target
+    # inside the ball, the 0.1% allowance decided it: seen 0.0006-0.0019); with the 200-step check all 30 settle
     assert (t["target"] == "clean").all()
+    assert (rec["trivial_relative_loss"] > 0).all()
     # converged, recomputed from what the table records: the check's last 20 steps fell by < 1% of ||f(x0)||²,
     # and the result is no worse than x0 shrunk into the ball by more than 0.1%
     again = (pl.col("check_tail_drop") < 0.01) & (pl.col("relative_loss") <= pl.col("trivial_relative_loss") + 1e-3)
     assert (rec["converged"] == rec.select(again.alias("c"))["c"]).all()
     share = rec.group_by("kind").agg(again.mean().alias("share"), pl.col("model_converged").first())
     assert all(ok == (s >= 0.9) for s, ok in zip(share["share"], share["model_converged"])), share
-    compared = set(share.filter(pl.col("model_converged"))["kind"])
-    assert set(pl.read_parquet(out / "median_rho.parquet")["kind"]) == compared
-    for kind in kinds - compared:
-        assert any(ln.startswith(f"reconstruct: warning: {kind}[") and "NOT CONVERGED" in ln for ln in r.stdout.splitlines())
-    figures = {"reconstructions.png", "reconstructions.svg"} | (
-        {"rho_scatter.png", "rho_scatter.svg"} if "mtl_monkey" in compared and len(compared) > 1 else set())
+    assert rec["converged"].all() and rec["model_converged"].all(), rec.filter(~pl.col("converged"))
+    assert set(pl.read_parquet(out / "median_rho.parquet")["kind"]) == kinds and "NOT CONVERGED" not in r.stdout
+    figures = {"reconstructions.png", "reconstructions.svg", "rho_scatter.png", "rho_scatter.svg"}
     assert {p.name for p in (out / "figures").iterdir()} == figures
     # two starts: the result is the lower one, and how much ϱ̄ moved between them is recorded and reported
-    assert t["high_frequency_share"].is_between(0, 1).all() and rec["check_move"].is_finite().all()
+    assert rec["check_move"].is_finite().all()
     assert (rec["starts"] == 2).all() and set(rec["best_start"]) == {0, 1}
-    spread = rec.filter(pl.col("rho_bar_start_spread").is_finite())["rho_bar_start_spread"]
-    assert len(spread) and (spread > 0).any() and (spread >= 0).all()   # two different starts, where both converged
+    spread = rec["rho_bar_start_spread"]   # both starts converged everywhere: a spread for every result
+    assert spread.is_finite().all() and (spread > 0).any()
     med = pl.read_parquet(out / "median_rho.parquet").filter(pl.col("variant") == "reconstruction")
     mine = (rec.filter(pl.col("model_converged")).group_by("source", "kind", "norm")
             .agg(pl.col("rho_bar_start_spread").fill_nan(None).median().alias("mine")))
@@ -172,10 +185,11 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     report = report_dir / "report.html"
     assert f"section added to {report}" in r.stdout
     assert report.read_text().count("Representation analysis: constrained reconstruction") == 1
-    assert ("for each of the 2 starts from different noise" in report.read_text()) == bool(compared)
+    assert "for each of the 2 starts from different noise" in report.read_text()
     assert "<code>optimizer_result</code>: the optimiser's own result before the check" in report.read_text()
-    assert "<h3>ϱ̄ per image (paper Fig. 7)</h3>" in report.read_text() or "rho_scatter.png" not in figures
-    assert "RuntimeWarning" not in r.stdout + r.stderr and "median ϱ̄ (truth saliency) of" in r.stdout
+    assert "<h3>ϱ̄ per image (paper Fig. 7)</h3>" in report.read_text()
+    assert "RuntimeWarning" not in r.stdout + r.stderr
+    assert all(f"median ϱ̄ (truth saliency) of {k}: r=5: " in r.stdout for k in kinds), r.stdout[-3000:]
     # the report rebuilt from the lake keeps the section, once
     from analysis.report import build
 
@@ -226,14 +240,17 @@ def test_plan_reads_the_lake_and_starts_nothing(resumed_sweep, tmp_path):
 
 
 def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):
-    """The paper grid (12 ratios x 5 seeds) is planned from the published sizes in under 5 s of
-    planning, with its model count and a compute and disk estimate."""
+    """The paper grid (12 ratios x 5 seeds) is planned from the published sizes, with its model count
+    and a compute and disk estimate, in seconds: the whole command, interpreter and imports included."""
+    t = time.perf_counter()
     r = run_cli("sweeps/ratio_grid.py", "--preset", "paper", "--plan", "--storage", str(tmp_path / "r"),
-                "--data-root", str(tmp_path / "d"), timeout=120)
+                "--data-root", str(tmp_path / "d"), timeout=60)
+    took = time.perf_counter() - t
     assert r.returncode == 0, r.stderr
     assert "200 models: 0 already in the lake, 200 to train" in r.stdout, r.stdout
     assert re.search(r"of one GPU at [\d.]+ TFLOP/s", r.stdout) and "TIN-TC cache 2,867 MB" in r.stdout, r.stdout
-    assert float(re.search(r"planned in ([\d.]+)s", r.stdout).group(1)) < 5
+    # seen: 3.6-6.6 s on an idle 2-core machine, 10-13 s beside another heavy job; nothing was prepared
+    assert took < 30 and not (tmp_path / "d").exists(), took
 
 
 @pytest.mark.parametrize("flags, message", [

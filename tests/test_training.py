@@ -214,7 +214,7 @@ def test_divergence_is_a_status(world):
     assert res.status == "diverged" and res.diverged_epoch == 1 and "non-finite neural loss" in res.error
     model = small_model(cls)
     res = fit(model, cls_data(cls, 64), TrainConfig(mode="classification", **{**CFG, "lr": 1e12}), log=None)
-    assert res.status == "diverged" and res.diverged_epoch is not None
+    assert res.status == "diverged" and res.diverged_epoch == 1 and "non-finite classification loss" in res.error, res.error
 
 
 def test_losses():

@@ -55,7 +55,7 @@ def test_six_kinds_on_smoke(tmp_path, data_root):
         runs = lake(tmp_path / folder, "runs")
         assert runs["kind"].to_list() == [kind] and runs["stage"].to_list() == [kind] and runs["sweep"].to_list() == ["single"]
         row = runs.row(0, named=True)
-        assert row["status"] == "ok" and 0 <= row["clean_accuracy"] <= 1 and re.fullmatch(r"[0-9a-f]{40}", row["git_sha"]) and row["config"]
+        assert row["status"] == "ok" and re.fullmatch(r"[0-9a-f]{40}", row["git_sha"]) and row["config"]
         acc = lake(tmp_path / folder, "corruption_accuracy")
         assert acc.height == 70 and sorted(set(acc["category"])) == ["blur", "digital", "noise", "weather"]
         preds = lake(tmp_path / folder, "predictions")
@@ -63,7 +63,7 @@ def test_six_kinds_on_smoke(tmp_path, data_root):
         assert clean["correct"].mean() == pytest.approx(row["clean_accuracy"])
         assert preds.height == 71 * clean.height
         if kind.startswith("mtl_"):
-            assert row["upstream"] and row["ratio"] in ("1:2", "2:1") and row["feve"] == row["feve"]
+            assert row["upstream"] and row["ratio"] in ("1:2", "2:1") and math.isfinite(row["feve"])
     assert lake(tmp_path / "mm", "runs")["upstream"][0] == mp["run_id"]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOT, REG = "analysis/bootstrap.py", "analysis/regression.py"
-FIT, RUNNER, SAL = "core/training/fit.py", "sweeps/runner.py", "analysis/saliency.py"
+FIT, RUNNER, SAL, STAGES = "core/training/fit.py", "sweeps/runner.py", "analysis/saliency.py", "sweeps/stages.py"
 LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_compare.py"
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
 PREC = "analysis/precision.py"
@@ -94,6 +94,28 @@ MUTANTS = {
     "a resume that restores the epoch count but not the weights": mutant(
         (FIT, '        model.load_state_dict(ck["model"])\n', ""),
         "tests/test_training.py::test_resume_equals_uninterrupted[mtl-cpu]"),
+
+    # a sweep's faults
+    "a fit's deterministic error recorded, then raised to Ray as well (which retries the fit)": mutant(
+        (STAGES, "        write_failed(spec, task, error)\n", "        write_failed(spec, task, error)\n        raise\n"),
+        "tests/test_faults.py::test_a_deterministic_error_is_recorded_with_its_cause_not_retried_and_the_sweep_exits_non_zero"),
+
+    "a re-run after a killed driver trains an interrupted fit again from scratch (each run its own work folder)": mutant(
+        (RUNNER, '/ "work" / task.run_id) if local else None', '/ "work" / uuid.uuid4().hex / task.run_id) if local else None'),
+        "tests/test_sweeps.py::test_killed_driver_then_resume_completes_only_the_missing_work"),
+    "the reconstruction's check runs a tenth of the steps asked (and records the number asked)": mutant(
+        ("analysis/reconstruct.py", "check_steps=check_n, starts=n_starts)", "check_steps=check_n // 10, starts=n_starts)"),
+        "tests/test_sweeps.py::test_reconstruction_from_the_sweeps_models_adds_a_report_section"),
+    "a local Ray whose dashboard listens on every interface": mutant(
+        ("sweeps/cli.py", 'include_dashboard=True, dashboard_host="127.0.0.1"', 'include_dashboard=True, dashboard_host="0.0.0.0"'),
+        "tests/test_s3_dashboard.py::test_a_local_ray_listens_on_loopback_only"),
+
+    "--plan counts an architecture's FLOPs again for every model (no cache)": mutant(
+        ("sweeps/plan.py", "        if arch not in by_arch:\n", "        if True:\n"),
+        "tests/test_sweeps.py::test_plan_of_the_paper_preset_needs_no_data_and_is_quick"),
+    "a fit that does not check its classification loss for NaN/inf": mutant(
+        (FIT, '("similarity", "similarity"), ("cls", "classification"),', '("similarity", "similarity"),'),
+        "tests/test_training.py::test_divergence_is_a_status"),
 
     # saliency
     "a content-blind saliency map that only prefers the centre": mutant(
