@@ -49,7 +49,6 @@ def test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_t
         acc[kind] = {"clean": (predict_classes(m, x) == y).mean(),
                      "noise": np.mean([(predict_classes(m, v) == y).mean() for v in noisy]),
                      "high": np.mean([(predict_classes(m, filtered(x, "high", c)) == y).mean() for c in (0.03, 0.06, 0.12)])}
-    print(acc)
     b, lp = acc["baseline"], acc["baseline_lowpass"]
     assert b["clean"] > 0.5 and lp["clean"] > 0.5, acc          # both learned
     assert lp["noise"] > b["noise"] + 0.03, acc

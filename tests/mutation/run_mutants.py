@@ -117,6 +117,11 @@ MUTANTS = {
         (FIT, '("similarity", "similarity"), ("cls", "classification"),', '("similarity", "similarity"),'),
         "tests/test_training.py::test_divergence_is_a_status"),
 
+    # the explanations
+    "a low-pass Baseline whose filter is left out at test time (trained on low-passed images, tested unfiltered)": mutant(
+        ("core/models/mtl.py", "        if self.input_lowpass:\n", "        if self.input_lowpass and self.training:\n"),
+        "tests/test_spectral.py::test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_to_high_pass"),
+
     # saliency
     "a content-blind saliency map that only prefers the centre": mutant(
         (SAL, "s = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2", "s = np.ones_like(x)"),
