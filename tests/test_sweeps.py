@@ -1,5 +1,6 @@
 """The sweeps through real Ray: each test's subprocess starts (and ends) its own local Ray instance."""
 
+import html
 import json
 import os
 import re
@@ -237,6 +238,29 @@ def test_plan_reads_the_lake_and_starts_nothing(resumed_sweep, tmp_path):
     r = run_cli(*sweep_args(storage, data_root, "--plan", "--ratios", "1:2,1:1"), timeout=120)
     # 1:1 adds mtl_monkey, mtl_shuffled and mtl_oracle (one seed): 3 new models
     assert "10 models: 7 already in the lake, 3 to train" in r.stdout, r.stdout
+
+
+def test_planted_worlds_run_one_sweep_each_and_every_report_states_its_planted_strength(tmp_path):
+    """--planted 0,1 on the smoke preset (the Baseline and MTL-True, one seed): one sweep per world, each
+    report's header and the console's world line name that world's planted strength (the null says that
+    co-training cannot help there), and the calibration report over both lands beside them. A report that
+    dropped the world line, or one that read the wrong world's records, fails this."""
+    storage = tmp_path / "results"
+    r = run_cli("sweeps/ratio_grid.py", "--preset", "smoke", "--storage", str(storage), "--data-root",
+                str(tmp_path / "data"), "--ratios", "2:1", "--seeds", "0", "--num-cpus", "2", "--kinds",
+                "baseline,mtl_true", "--planted", "0,1", "--bootstrap", "50", timeout=900)
+    assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]   # 1: the smoke models sit at chance
+    worlds = {"smoke-planted0": "synthetic world planted at 0, the null: co-training cannot help here by construction",
+              "smoke-planted1": "synthetic world planted at 1: 100% of the simulated neurons encode the objects' shape"}
+    for sweep, line in worlds.items():
+        page = (storage / "report" / sweep / "report.html").read_text()
+        assert f"<b>World:</b> {html.escape(line)}" in page, (sweep, page[:3000])
+        assert line in r.stdout, r.stdout[-4000:]
+        other = [v for k, v in worlds.items() if k != sweep][0]
+        assert html.escape(other) not in page
+    calibration = storage / "report" / "smoke" / "report.html"
+    assert f"calibration report: {calibration}" in r.stdout, r.stdout[-3000:]
+    assert "Calibration: the pipeline against a planted answer" in calibration.read_text()
 
 
 def test_plan_of_the_paper_preset_needs_no_data_and_is_quick(tmp_path):

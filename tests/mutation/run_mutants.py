@@ -117,6 +117,11 @@ MUTANTS = {
         (FIT, '("similarity", "similarity"), ("cls", "classification"),', '("similarity", "similarity"),'),
         "tests/test_training.py::test_divergence_is_a_status"),
 
+    # the planted world
+    "a report without its world line (the planted strength unsaid)": mutant(
+        ("analysis/html.py", "<b>World:</b> {html.escape(world)}</p>\" if world else", "<b>World:</b> {html.escape(world)}</p>\" if False else"),
+        "tests/test_sweeps.py::test_planted_worlds_run_one_sweep_each_and_every_report_states_its_planted_strength"),
+
     # the explanations
     "a low-pass Baseline whose filter is left out at test time (trained on low-passed images, tested unfiltered)": mutant(
         ("core/models/mtl.py", "        if self.input_lowpass:\n", "        if self.input_lowpass and self.training:\n"),
