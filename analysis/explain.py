@@ -29,13 +29,14 @@ def _effective(comps: pl.DataFrame, kind: str, reference: str) -> dict | None:
 
 def verdict(row: dict, gain: dict | None) -> str:
     """beats | loses | no_separation | undecided: against a simpler explanation, at this run's power. Not
-    separated means the run could have detected a difference as large as the kind's gain over the Baseline
-    (its smallest detectable effect is below that gain) and saw none."""
+    separated means that the interval excludes a difference as large as the kind's gain over the Baseline
+    (its upper end lies below 100 + that gain), and that the run could have detected such a difference (its
+    smallest detectable effect is below the gain)."""
     if row["low"] > 100:
         return "beats"
     if row["high"] < 100:
         return "loses"
-    if gain is not None and row["mde"] < gain["estimate"] - 100:
+    if gain is not None and row["mde"] < gain["estimate"] - 100 and row["high"] < gain["estimate"]:
         return "no_separation"
     return "undecided"
 

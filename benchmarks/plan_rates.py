@@ -67,6 +67,15 @@ def main(argv=None) -> int:
     fit_rate = t["fit_gflop"].sum() / t["train_s"].sum() / threads
     ev = t.filter(pl.col("eval_gflop") > 0)
     eval_rate = ev["eval_gflop"].sum() / max(1e-9, ev["rest_s"].sum()) / threads if ev.height else float("nan")
+    # least squares over the models: wall = per-model seconds + fit FLOPs / fit rate + evaluation FLOPs / its rate
+    import numpy as np
+
+    a = np.column_stack([np.ones(t.height), t["fit_gflop"].to_numpy() / threads, t["eval_gflop"].to_numpy() / threads])
+    coef, *_ = np.linalg.lstsq(a, t["wall_s"].to_numpy(), rcond=None)
+    fitted = a @ coef
+    print(f"least squares of wall seconds: {coef[0]:.1f} s per model + fit at {1 / coef[1]:.1f} GFLOP/s + evaluation at "
+          f"{(1 / coef[2]) if coef[2] > 0 else float('inf'):.1f} GFLOP/s; worst model off by "
+          f"{np.max(np.abs(fitted / t['wall_s'].to_numpy() - 1)):.0%}, the sum by {fitted.sum() / t['wall_s'].sum() - 1:+.1%}")
     print(f"all {t.height} models, {threads} thread(s) each: fit {fit_rate:.1f} GFLOP/s (sweeps/timing.py: "
           f"{timing.FIT_GFLOPS}), evaluation {eval_rate:.1f} GFLOP/s (sweeps/timing.py: {timing.EVAL_GFLOPS}); "
           f"planned/actual model seconds {t['planned_s'].sum() / t['wall_s'].sum():.2f}")

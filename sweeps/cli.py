@@ -63,8 +63,9 @@ def add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-epochs", type=int, help="override the preset's epoch cap (quick looks)")
     p.add_argument("--planted", metavar="P,...", help="synthetic worlds with a planted answer, one sweep each: the share "
                    "(0..1) of the simulated neurons that encode the objects' shape, which survives the corruptions (0 is "
-                   "a true null; default: the preset's, the calibration preset's 0,0.5,1; none: the default world, whose "
-                   "benefit is unknown)")
+                   "the null: the neurons encode the fragile cue, so their content cannot help; default: the preset's, the "
+                   "calibration preset's 0,0.5,1; left out for the other presets: the default world, whose benefit is "
+                   "unknown)")
     p.add_argument("--set", default="", metavar="KEY=VALUE,...",
                    help="training overrides for the classification-bearing fits, e.g. lr=0.05,momentum=0.9, or for "
                         "one kind with a prefix, e.g. mtl_monkey.lr=0.01 (keys of core.training.config.TrainConfig; "

@@ -37,6 +37,8 @@ def test_the_simpler_explanations_beat_do_not_separate_or_stay_undecided():
     assert explain.verdict({**row, "estimate": 89, "low": 83, "high": 95}, gain) == "loses"
     # covers 100, and could have seen a difference as large as the gain over the Baseline (15%): not separated
     assert explain.verdict({**row, "estimate": 101, "low": 96, "high": 106, "mde": 9.0}, gain) == "no_separation"
+    # covers 100 and could have seen 15%, but its interval still reaches the gain (117 > 115): undecided
+    assert explain.verdict({**row, "estimate": 108, "low": 99, "high": 117, "mde": 12.0}, gain) == "undecided"
     # covers 100, but only a difference above 20% was detectable: undecided
     assert explain.verdict({**row, "estimate": 101, "low": 90, "high": 113, "mde": 20.0}, gain) == "undecided"
     s = explain.sentence("mtl_monkey", "baseline_lowpass", {**row, "estimate": 101, "low": 96, "high": 106, "mde": 9.0}, gain)

@@ -50,6 +50,8 @@ def test_a_planted_world_is_upright_objects_plus_a_faint_class_grating(tmp_path)
     cue = cue_layer(_stream(cfg.seed, "classification/train/cue"), y, cfg.image_size, cfg.n_classes)
     inside = (plain > 2) & (plain < 253)                                    # away from clipping
     assert np.abs((x - plain - cue)[inside]).max() <= 1.0
+    # the residual is the cue itself (an image without it, whose residual is rounding, correlates near 0)
+    assert np.corrcoef((x - plain)[inside], cue[inside])[0, 1] > 0.5
     assert np.abs(cue).max() == pytest.approx(CUE_AMPLITUDE, rel=1e-3)
     n = NeuralSet.load(tmp_path / "p" / "neural")
     assert n.arrays["cls_true_rates_train"].shape == (len(x), cfg.n_neurons)

@@ -250,7 +250,7 @@ def test_planted_worlds_run_one_sweep_each_and_every_report_states_its_planted_s
                 str(tmp_path / "data"), "--ratios", "2:1", "--seeds", "0", "--num-cpus", "2", "--kinds",
                 "baseline,mtl_true", "--planted", "0,1", "--bootstrap", "50", timeout=900)
     assert r.returncode in (0, 1), r.stdout[-3000:] + r.stderr[-3000:]   # 1: the smoke models sit at chance
-    worlds = {"smoke-planted0": "synthetic world planted at 0, the null: co-training cannot help here by construction",
+    worlds = {"smoke-planted0": "synthetic world planted at 0, the null: the simulated neurons encode only the fragile class cue",
               "smoke-planted1": "synthetic world planted at 1: 100% of the simulated neurons encode the objects' shape"}
     for sweep, line in worlds.items():
         page = (storage / "report" / sweep / "report.html").read_text()

@@ -110,7 +110,7 @@ def test_one_tintc_cache_per_image_count_shared_by_sweep_and_cli(tmp_path, data_
 
 
 def test_the_explanation_and_truth_kinds_train_like_every_kind(tmp_path, data_root):
-    """baseline_lowpass, mtl_pixel and mtl_true through the same command, with their run records, spectral
+    """baseline_lowpass, mtl_pixel, mtl_surrogate and mtl_true through the same command, with their run records, spectral
     sensitivity and health inputs: mtl_pixel reads the Monkey Predictor (its targets take the predictor's
     per-neuron mean and variance), mtl_true the smoke world's noise-free rates."""
     import numpy as np
@@ -118,7 +118,7 @@ def test_the_explanation_and_truth_kinds_train_like_every_kind(tmp_path, data_ro
     mp_dir = tmp_path / "mp"
     train(mp_dir, "monkey_predictor", data_root)
     for kind, extra in (("baseline_lowpass", ()), ("mtl_pixel", ("--upstream", str(mp_dir), "--ratio", "1:1")),
-                        ("mtl_true", ("--ratio", "1:1"))):
+                        ("mtl_surrogate", ("--upstream", str(mp_dir), "--ratio", "1:1")), ("mtl_true", ("--ratio", "1:1"))):
         train(tmp_path / kind, kind, data_root, *extra)
         run = lake(tmp_path / kind, "runs").row(0, named=True)
         cfg = json.loads(run["config"])
@@ -133,3 +133,23 @@ def test_the_explanation_and_truth_kinds_train_like_every_kind(tmp_path, data_ro
     assert json.loads((tmp_path / "mtl_pixel" / "run.json").read_text())["upstream"] == json.loads(
         (mp_dir / "run.json").read_text())["run_id"]
     assert not np.isnan(lake(tmp_path / "mtl_true", "runs")["corr_true"][0])
+
+
+def test_the_surrogate_keeps_the_populations_statistics_and_the_shuffle_breaks_its_covariance():
+    """mtl_surrogate's targets are the response vectors permuted as whole rows: each neuron's mean and the
+    covariance across neurons equal the data's exactly, and no row stays with its image; MTL-Shuffled's
+    per-neuron shuffle keeps the means but not the covariance. A surrogate that shuffled each neuron on its
+    own (MTL-Shuffled again), or one that left the rows in place, fails this."""
+    import torch
+
+    from core.training.bundles import shuffled, surrogate
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(500, 3, generator=g)
+    t = {"train": torch.stack([z[:, 0], z[:, 0] + 0.3 * z[:, 1], -z[:, 0] + 0.3 * z[:, 2]], 1).exp()}   # correlated units
+    s, sh = surrogate(t, 1)["train"], shuffled(t, 1)["train"]
+    cov = torch.cov(t["train"].T)
+    assert torch.allclose(s.mean(0), t["train"].mean(0), atol=1e-5) and torch.allclose(torch.cov(s.T), cov, atol=1e-4)
+    assert (s == t["train"]).all(1).float().mean() < 0.05                        # rows moved to other images
+    assert torch.allclose(sh.mean(0), t["train"].mean(0), atol=1e-5)
+    assert (torch.cov(sh.T) - cov)[0, 1].abs() > 0.5 * cov[0, 1].abs()            # the shuffle loses the covariance

@@ -41,7 +41,9 @@ def world_truth(planted: float | None, synthetic: bool) -> str:
     if planted is None:
         return "synthetic world, default: the benefit of co-training is unknown (not planted)"
     if planted == 0:
-        return "synthetic world planted at 0, the null: co-training cannot help here by construction"
+        return ("synthetic world planted at 0, the null: the simulated neurons encode only the fragile class cue, so "
+                "their content cannot make a model more robust (a gain of co-training as such is judged against "
+                "MTL-Shuffled)")
     return (f"synthetic world planted at {planted:g}: {planted:.0%} of the simulated neurons encode the objects' "
             "shape, which survives the corruptions (a known benefit, not a finding about brains)")
 
@@ -109,6 +111,14 @@ def predicted_targets(predictor: MultiTaskModel, images: np.ndarray) -> torch.Te
 def predictor_targets(sources: Sources, predictor: MultiTaskModel) -> dict[str, torch.Tensor]:
     """The predictor's responses to every training and validation image of the classification set."""
     return {s: predicted_targets(predictor, sources.cls.images[s]) for s in ("train", "val")}
+
+
+def surrogate(targets: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """The statistics-matched surrogate's targets (Federer et al. 2020): the images' response vectors
+    permuted across images as whole rows, one permutation for all neurons, so that every neuron's mean and
+    variance and the covariance across neurons are the data's exactly, with no relation to the image shown."""
+    g = torch.Generator().manual_seed(seed)
+    return {s: t[torch.randperm(len(t), generator=g)] for s, t in targets.items()}
 
 
 def shuffled(targets: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:

@@ -127,6 +127,11 @@ MUTANTS = {
         ("core/models/mtl.py", "        if self.input_lowpass:\n", "        if self.input_lowpass and self.training:\n"),
         "tests/test_spectral.py::test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_to_high_pass"),
 
+    "a statistics-matched surrogate that shuffles each neuron on its own (MTL-Shuffled again)": mutant(
+        ("core/training/bundles.py", "    return {s: t[torch.randperm(len(t), generator=g)] for s, t in targets.items()}\n",
+         "    return shuffled(targets, seed)\n"),
+        "tests/test_training_cli.py::test_the_surrogate_keeps_the_populations_statistics_and_the_shuffle_breaks_its_covariance"),
+
     # saliency
     "a content-blind saliency map that only prefers the centre": mutant(
         (SAL, "s = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2", "s = np.ones_like(x)"),

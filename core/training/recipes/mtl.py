@@ -56,6 +56,17 @@ def mtl_shuffled(job):
     return _fit(job, shuffled(predictor_targets(job.sources, job.upstream), 10_000 + job.seed))
 
 
+@register(name="mtl_surrogate", label="MTL-Surrogate", color="#9467bd", upstream="monkey_predictor", control="negative",
+          summary="as MTL-Shuffled, but the response vectors shuffled across images as whole rows (one permutation "
+                  "for all neurons): the data's per-neuron means and the covariance across neurons kept, no image "
+                  "information (Federer et al.'s statistics-matched targets; MTL-Shuffled breaks the covariance)",
+          **PAPER)
+def mtl_surrogate(job):
+    from core.training.bundles import predictor_targets, surrogate
+
+    return _fit(job, surrogate(predictor_targets(job.sources, job.upstream), 20_000 + job.seed))
+
+
 # ----------------------------------------------------------------------------- the truth, and pixels
 
 
