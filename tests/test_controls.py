@@ -62,8 +62,8 @@ def test_verdict_green_only_when_both_controls_hold():
     # undecided: above 100 but the interval includes it
     c = ctl.run_controls(healthy(), comps([("oracle", 108, 97, 121), ("mtl_shuffled", 103, 92, 115)]))
     assert ctl.verdict(c) == "unclear"
-    # negative control fails: MTL-Shuffled clearly more robust than the Baseline
-    c = ctl.run_controls(healthy(), comps([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
+    # negative control fails: MTL-Shuffled clearly more robust than the Baseline over three seeds
+    c = ctl.run_controls(healthy(seeds=(0, 1, 2)), comps([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)], n_seeds=3))
     neg = [x for x in c if x.name.startswith("negative")][0]
     assert neg.name == "negative control: MTL-Shuffled's interval should include 100 (the Baseline)"
     assert neg.status == "fail" and "lies above 100" in neg.detail
@@ -76,13 +76,14 @@ def test_verdict_green_only_when_both_controls_hold():
     neg = [x for x in c if x.name.startswith("negative")][0]
     assert neg.status == "unclear" and "one training seed" in neg.detail and ctl.verdict(c) == "unclear"
     # every line says what the run could have detected, and how many seeds and images it rests on
-    assert "(1 seed × 1000 images; smallest detectable effect 12.5%)" in neg.detail
+    assert "(1 seed × 1000 images; smallest detectable effect 12.5% over test images only, not over training runs)" in neg.detail
     # an Oracle above 100 whose interval includes 100: unclear, with the effect this run could have shown
     pos = [x for x in ctl.run_controls(healthy(), comps([("oracle", 108, 97, 121)])) if x.name.startswith("positive")][0]
     assert pos.status == "unclear" and "could only have shown an effect above 12.5%" in pos.detail
-    # ... but above 100 stays a failure even for one seed: shuffled targets must not carry information
+    # above 100 from one seed is unclear too (one training run moves by more than its test images)
     c = ctl.run_controls(healthy(), comps([("oracle", 140, 120, 165), ("mtl_shuffled", 125, 110, 140)]))
-    assert [x for x in c if x.name.startswith("negative")][0].status == "fail"
+    neg = [x for x in c if x.name.startswith("negative")][0]
+    assert neg.status == "unclear" and "lies above 100, but from one training seed" in neg.detail
     # a sick model fails its control and names the model
     sick = healthy().with_columns(pl.when(pl.col("run_id") == "o0").then(False).otherwise(True).alias("healthy"),
                                   pl.when(pl.col("run_id") == "o0").then(pl.lit("dead readout layer (0% of its channels respond)"))
