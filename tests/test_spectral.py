@@ -23,10 +23,12 @@ def test_the_filters_keep_the_frequencies_they_name():
 def test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_to_high_pass(tmp_path):
     """The positive check of the spectral analysis, by construction: baseline_lowpass (a fixed low-pass at
     0.2 cycles per pixel in front of the model, at training and test) against the Baseline of the same seed
-    on the demo world, 8 epochs, both given unfiltered test images: more accurate under Gaussian noise
-    (severities 1-3), less accurate on high-pass filtered test images (cut-offs 0.03-0.12). A spectral
-    analysis that swapped its filters, or a low-pass kind whose filter is left out at test time (trained on
-    low-passed images, tested unfiltered: 0.385 against the Baseline's 0.501 under noise), fails this."""
+    on the demo world, 8 epochs, both given unfiltered test images: it loses less accuracy than the Baseline
+    under Gaussian noise (severities 1-3) and more on high-pass filtered test images (cut-offs 0.03-0.12, as
+    the run's spectral records hold them). Measured (seed 0, 400 test images): clean 0.935 and 0.928, under
+    noise 0.697 and 0.501, high-pass 0.518 and 0.793. A spectral analysis that swapped its filters, or a
+    low-pass kind whose filter is left out at test time (trained on low-passed images, tested unfiltered:
+    0.385 against the Baseline's 0.501 under noise), fails this."""
     import torch
 
     from core.data.corruptions import condition_seed, corrupt_gray
@@ -41,15 +43,18 @@ def test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_t
     x, y = np.asarray(src.cls.images["test"])[:400], np.asarray(src.cls.labels["test"])[:400]
     acc = {}
     for kind in ("baseline", "baseline_lowpass"):
-        run_kind(kind, preset, "", 0, tmp_path / kind, src, log=None,
-                 overrides={"max_epochs": 8, "threads": 2, "device": "cpu"}, data_root=tmp_path / "data")
+        res = run_kind(kind, preset, "", 0, tmp_path / kind, src, log=None,
+                       overrides={"max_epochs": 8, "threads": 2, "device": "cpu"}, data_root=tmp_path / "data")
         m, _ = load_model(tmp_path / kind)
         noisy = [np.stack([corrupt_gray(im, "gaussian_noise", s, condition_seed(0, i, "gaussian_noise", s))
                            for i, im in enumerate(x)]) for s in (1, 2, 3)]
-        acc[kind] = {"clean": (predict_classes(m, x) == y).mean(),
-                     "noise": np.mean([(predict_classes(m, v) == y).mean() for v in noisy]),
-                     "high": np.mean([(predict_classes(m, filtered(x, "high", c)) == y).mean() for c in (0.03, 0.06, 0.12)])}
+        clean = (predict_classes(m, x) == y).mean()
+        # the high-pass accuracy as the run's spectral records hold it (the lake's `spectral` rows)
+        high = [r["accuracy"] for r in res.spectral if r["filter"] == "high" and r["cutoff"] in (0.03, 0.06, 0.12)]
+        assert len(high) == 3, res.spectral
+        acc[kind] = {"clean": clean, "noise_drop": clean - np.mean([(predict_classes(m, v) == y).mean() for v in noisy]),
+                     "high_drop": res.run["clean_accuracy"] - np.mean(high)}
     b, lp = acc["baseline"], acc["baseline_lowpass"]
     assert b["clean"] > 0.5 and lp["clean"] > 0.5, acc          # both learned
-    assert lp["noise"] > b["noise"] + 0.03, acc
-    assert lp["high"] < b["high"] - 0.05, acc
+    assert lp["noise_drop"] < b["noise_drop"] - 0.05, acc        # loses less to noise
+    assert lp["high_drop"] > b["high_drop"] + 0.05, acc          # loses more to the high-pass filter

@@ -188,7 +188,8 @@ def test_resume_with_the_quiet_recipe_and_a_checkpoint_every_second_epoch(world,
 @pytest.mark.parametrize("mode", ["mtl", "oracle_pretrain"])
 def test_the_host_and_device_data_paths_give_the_same_fit(world, mode):
     """Data held on the model's device (batches drawn there) or in host memory (each batch copied): the
-    same batches, the same augmentation, the same weights, bit for bit on the CPU."""
+    same batches, the same augmentation, the same weights, bit for bit on the CPU; each fit says where it
+    held its data (a fit that ignored data_placement fails here)."""
     cls, _ = world
     data = mtl_data(cls, n=64)
     extra = {}
@@ -199,7 +200,8 @@ def test_the_host_and_device_data_paths_give_the_same_fit(world, mode):
     models = {}
     for placement in ("device", "host"):
         m = small_model(cls, 6 if mode == "mtl" else 0)
-        fit(m, data, TrainConfig(mode=mode, ratio="2:1", data_placement=placement, **{**CFG, **QUIET, **extra}), log=None)
+        r = fit(m, data, TrainConfig(mode=mode, ratio="2:1", data_placement=placement, **{**CFG, **QUIET, **extra}), log=None)
+        assert r.data_on_device == (placement == "device"), placement
         models[placement] = m.state_dict()
     for k, v in models["device"].items():
         assert torch.equal(v, models["host"][k]), k

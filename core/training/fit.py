@@ -55,6 +55,7 @@ class FitResult:
     resumed_after_epoch: int | None = None       # the checkpoint's epoch, when the fit resumed from one
     selected_metric: float = float("nan")        # the validation metric of the weights the fit leaves (select)
     final_metric: float = float("nan")           # ... of the last epoch's weights
+    data_on_device: bool = False                 # whether the fit held its data on the device (data_placement)
 
 
 class _Diverged(Exception):
@@ -434,4 +435,4 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     selected = state["best_metric"] if cfg.select == "best" else state["final_metric"]
     return FitResult(status, state["history"], state["best_metric"], stop_reason, diverged_epoch, error,
                      state["train_seconds"], state["images"] / max(state["train_seconds"], 1e-9), str(dev),
-                     resumed_after, selected, state["final_metric"])
+                     resumed_after, selected, state["final_metric"], on_device)

@@ -117,6 +117,10 @@ MUTANTS = {
         (FIT, '("similarity", "similarity"), ("cls", "classification"),', '("similarity", "similarity"),'),
         "tests/test_training.py::test_divergence_is_a_status"),
 
+    "a fit that keeps its data on the device whatever data_placement says": mutant(
+        (FIT, "    on_device = data_on_device(data, dev, cfg.data_placement)\n", "    on_device = True\n"),
+        "tests/test_training.py::test_the_host_and_device_data_paths_give_the_same_fit"),
+
     # the planted world
     "a report without its world line (the planted strength unsaid)": mutant(
         ("analysis/html.py", "<b>World:</b> {html.escape(world)}</p>\" if world else", "<b>World:</b> {html.escape(world)}</p>\" if False else"),
@@ -127,6 +131,9 @@ MUTANTS = {
         ("core/models/mtl.py", "        if self.input_lowpass:\n", "        if self.input_lowpass and self.training:\n"),
         "tests/test_spectral.py::test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_to_high_pass"),
 
+    "spectral records with the filters' names swapped": mutant(
+        ("core/evaluate/spectral.py", 'rows.append({"filter": kind, "cutoff"', 'rows.append({"filter": {"low": "high", "high": "low"}[kind], "cutoff"'),
+        "tests/test_spectral.py::test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_to_high_pass"),
     "a statistics-matched surrogate that shuffles each neuron on its own (MTL-Shuffled again)": mutant(
         ("core/training/bundles.py", "    return {s: t[torch.randperm(len(t), generator=g)] for s, t in targets.items()}\n",
          "    return shuffled(targets, seed)\n"),
