@@ -21,6 +21,10 @@ from core.presets import PRESETS, get_preset
 # 12.5k x 9.98 = 125 TFLOP/s for classification; narrow models use a GPU far less well (their GPU-hours are a
 # lower bound), and per-epoch validation and checkpointing come on top.
 GPU_TFLOPS = 104.0
+# whole epochs on the same H200 (validation, best-weights copy and a checkpoint every epoch, 8,190 images per
+# epoch) reached MFU 5.4-5.8% against the steps' 10.5-12.6%: about half the steps' rate. The recipe has since
+# dropped the copy and can checkpoint every N epochs; not yet re-measured on a GPU (benchmarks/gpu_check.sh)
+GPU_EPOCH_TFLOPS = 52.0
 LAKE_BYTES_PER_MODEL = 60_000   # the smoke sweep's lake: ~360 KB for 6 models (runs, epochs, accuracy, predictions)
 PREDICTION_BYTES = 3.8          # per predictions row (71 conditions x test images per classifier): 2.7 MB per 710,000 rows
 CHECKPOINT_COPIES = 3           # model.pt, the epoch checkpoint (weights + optimiser state)
@@ -223,7 +227,9 @@ def print_plan(spec, cores: int | None = None) -> int:
     total_params = sum(costs[t.run_id][2] for t in todo)
     _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
     print(f"GPU: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at "
-          f"{GPU_TFLOPS:g} TFLOP/s (an H200's measured `fit` steps at full width; narrow models reach far less of a GPU)")
+          f"{GPU_TFLOPS:g} TFLOP/s (an H200's `fit` steps at full width) to {_duration(total_flops / (GPU_EPOCH_TFLOPS * 1e12))} "
+          f"at {GPU_EPOCH_TFLOPS:g} TFLOP/s (its whole epochs, measured before their overheads were cut); narrow models "
+          "reach far less of a GPU")
     tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
     bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
     models_mb = total_params * 4 * CHECKPOINT_COPIES / 1e6

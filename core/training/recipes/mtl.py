@@ -17,7 +17,7 @@ def _cost(cfg, n: dict, f: dict) -> float:
 
 MTL = dict(config=mtl_config, grid="ratio", readout=True, cost=_cost)
 # simpler explanations of a co-training gain, each a kind of its own (run on request, --preset explain):
-# a Baseline on low-passed images (a low spatial-frequency prior) and co-training on pixel-derived targets
+# a Baseline that low-passes its input (a low spatial-frequency prior) and co-training on pixel-derived targets
 EXPLANATIONS = ("baseline_lowpass", "mtl_pixel")
 # the paper's three co-trained kinds run by default (--family mtl); the explanation controls on request
 PAPER = dict(MTL, families=("mtl",))
@@ -60,7 +60,7 @@ def mtl_shuffled(job):
           summary="as MTL-Shuffled, but the response vectors shuffled across images as whole rows (one permutation "
                   "for all neurons): the data's per-neuron means and the covariance across neurons kept, no image "
                   "information (Federer et al.'s statistics-matched targets; MTL-Shuffled breaks the covariance)",
-          **PAPER)
+          **MTL)
 def mtl_surrogate(job):
     from core.training.bundles import predictor_targets, surrogate
 
