@@ -3,18 +3,19 @@ number of slots, as the graph searcher hands the models out (a model starts when
 upstream has finished). `--plan` prints the sum; the progress lines re-plan what is left after every model,
 the planned seconds scaled by what the finished models of the same group really took.
 
-Each rate below was measured on the demo preset (docs/benchmarks.md, "Plan and time left"); a model's
+Each rate below was measured on the demo preset (docs/benchmarks.md, "Plan and time left"): a model's
 planned seconds are its fit FLOPs at the fit rate plus its evaluation FLOPs at the inference rate, on the
-trial's threads, plus a fixed cost per model.
+trial's threads, plus a fixed cost per model, the three fitted by least squares to the demo's seven models
+(`python benchmarks/plan_rates.py --storage results`).
 """
 
 from __future__ import annotations
 
-# measured on the demo (the models' fit and evaluation FLOPs as --plan counts them, against runs.train_seconds
-# and runs.wall_seconds of a demo sweep at one thread per model on a 2-core CPU); see docs/benchmarks.md
-FIT_GFLOPS = 14.2                # fit's whole epochs (training, the BatchNorm pass, validation, checkpoints)
-EVAL_GFLOPS = 40.0               # evaluation: TIN-TC, spectral sensitivity, attacks' forward passes
-MODEL_SECONDS = 3.0              # per model beyond its FLOPs: loading data, writing the lake, Tune's trial start
+# least squares over the demo's seven models (the fit and evaluation FLOPs as --plan counts them against
+# runs.wall_seconds, one thread per model, two at a time on an idle 2-core CPU; every model within 23%)
+FIT_GFLOPS = 66.8                # fit's whole epochs (training, the BatchNorm pass, validation, checkpoints)
+EVAL_GFLOPS = 24.3               # evaluation: TIN-TC, spectral sensitivity, attacks
+MODEL_SECONDS = 11.3             # per model beyond its FLOPs: loading data, writing the lake, Tune's trial start
 RAY_START_SECONDS = 8.0          # ray.init and the dashboard
 TINTC_CORE_SECONDS = 0.25        # the 70 TIN-TC conditions of one test image (METHOD's figure, built in parallel)
 BANK_CORE_SECONDS = 0.0036       # one corruption of the Oracle's training bank
