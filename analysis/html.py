@@ -122,5 +122,6 @@ def findings_box(found: list) -> str:
     return (f"<div id='findings' style='border:1px solid #bbb;padding:.5em 1em;margin:1em 0'>"
             f"<h2 style='margin-top:.2em;border:0'>Is co-training more robust?</h2><ul>{items}</ul>"
             "<p class='muted'>Each line compares models of the same seed (same initial weights, same classification "
-            "batches) and averages over seeds; the interval holds seed-to-seed and test-image noise. \"Not "
+            "batches) and averages over seeds; with several seeds the interval holds seed-to-seed and test-image noise, "
+            "with one seed test-image noise only. \"Not "
             "distinguishable\" is not \"no effect\": read it beside the smallest detectable effect.</p></div>")
