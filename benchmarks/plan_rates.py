@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from sweeps import plan as planning, timing
     from sweeps.cli import resolve_common
     from sweeps.ratio_grid import parser
-    from sweeps.stages import lake_root, plan
+    from sweeps.stages import lake_root, plan, trial_threads
 
     args = parser().parse_args(argv)
     spec, _ = resolve_common(args, kinds=args.kinds)
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     if runs.height == 0:
         print(f"{lake_root(spec)}: no finished model of this sweep in the lake")
         return 2
-    threads = max(1, int(round(spec.cpus_per_trial)))
+    threads = trial_threads(spec)
     rows = []
     for r in runs.iter_rows(named=True):
         fit, ev, _ = costs[r["run_id"]]

@@ -148,10 +148,11 @@ def _task_costs(spec, tasks, preset, n) -> dict[str, tuple[float, float, int]]:
 
 def task_seconds(spec, tasks) -> dict[str, float]:
     """run id -> planned seconds of each task on its trial's CPU threads (sweeps.timing)."""
+    from sweeps.stages import trial_threads
     from sweeps.timing import model_seconds
 
     preset = get_preset(spec.preset)
-    threads = max(1, int(round(spec.cpus_per_trial)))
+    threads = trial_threads(spec)
     return {rid: model_seconds(fit, ev, threads)
             for rid, (fit, ev, _) in _task_costs(spec, tasks, preset, _sizes(spec, preset)).items()}
 
@@ -167,8 +168,9 @@ def _duration(seconds: float) -> str:
 def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
     """The expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing)."""
     from sweeps import timing
+    from sweeps.stages import trial_threads
 
-    threads = max(1, int(round(spec.cpus_per_trial)))
+    threads = trial_threads(spec)
     secs = {t.run_id: timing.model_seconds(costs[t.run_id][0], costs[t.run_id][1], threads) for t in todo}
     print(f"CPU: about {_duration(sum(secs.values()) * threads)} of one core for the models (fits at their full epochs, "
           "evaluation, attacks; the rates in sweeps/timing.py, measured on the demo)")

@@ -108,6 +108,12 @@ def fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 
+def trial_threads(spec: SweepSpec) -> int:
+    """The torch threads of one trial: its CPU share, rounded, at least one (what a model trains on and
+    what --plan and the time-left line plan with)."""
+    return max(1, int(round(spec.cpus_per_trial)))
+
+
 def lake_root(spec: SweepSpec) -> str:
     return join_uri(spec.storage, "lake")
 
@@ -249,7 +255,7 @@ def train_worker(config: dict) -> None:
     spec = SweepSpec(**config["spec"])
     task = Task(**config["task"])
     preset = get_preset(spec.preset)
-    threads = max(1, int(round(spec.cpus_per_trial)))
+    threads = trial_threads(spec)
     torch.set_num_threads(threads)
     # local storage: work under STORAGE/work, so a re-run after a killed driver resumes the fit;
     # otherwise a node-local folder, restored from Ray Train's last checkpoint after a restart
