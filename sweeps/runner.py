@@ -63,14 +63,24 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
         def left(self, now: float) -> float | None:
             """Seconds until the last model ends: the models still to run and the running ones' rest, each at
             its planned seconds scaled by what the finished models of its group (classifiers, neural-only)
-            took against their plan (of all finished models where its group has none; `prior` where none has
-            finished, else None), on `slots` slots in dependency order (sweeps.timing.simulate). Without a plan
-            every model weighs 1."""
+            took against their plan; where its group has none finished, `prior` (the plan as it is), or without
+            one what all finished models took; else None. On `slots` slots in dependency order
+            (sweeps.timing.simulate). Without a plan every model weighs 1. (One group's factor says little about
+            the other's: the first Monkey Predictors of the controls preset took 2.5x their plan, a small fit
+            where a trial's fixed costs weigh most, and applied to the classifiers it said 1 h 27 min left
+            where 35 min were.)"""
             from sweeps.timing import simulate
 
+            def ratio(pairs):
+                return sum(sec for _, sec in pairs) / max(sum(w for w, _ in pairs), 1e-9)
+
             def factor(group):   # seconds per planned second (per model where nothing was planned)
-                own = [(w, sec) for g, w, sec in self.took if g == group] or [(w, sec) for _, w, sec in self.took]
-                return sum(sec for _, sec in own) / max(sum(w for w, _ in own), 1e-9) if own else (prior if weights else None)
+                own = [(w, sec) for g, w, sec in self.took if g == group]
+                if own:
+                    return ratio(own)
+                if weights and prior is not None:
+                    return prior
+                return ratio([(w, sec) for _, w, sec in self.took]) if self.took else None
 
             factors = {g: factor(g) for g in (True, False)}
             if any(f is None for f in factors.values()):

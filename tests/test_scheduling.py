@@ -189,6 +189,8 @@ def test_the_time_left_scales_the_plan_by_what_each_groups_finished_models_took(
     s = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=time.perf_counter(), slots=1, weights=weights,
                        prior=1.0)
     assert s.left(0.0) == pytest.approx(200.0)                 # nothing finished: the plan as it is
+    s.took.append((False, 100.0, 250.0))                       # a neural-only fit took 2.5 x its plan: the
+    assert s.left(0.0) == pytest.approx(200.0)                 # classifiers keep the prior, not its factor
     s.took.append((True, 100.0, 150.0))                        # a classifier took 1.5 x its plan
     assert s.left(0.0) == pytest.approx(300.0)
     nogpu = graph_searcher(spec, tasks, None, log=None, total=len(tasks), t0=time.perf_counter(), slots=1, weights=weights,

@@ -175,6 +175,9 @@ MUTANTS = {
     "a restored searcher forgets the models that were running": mutant(
         (RUNNER, 'self.active = {i: by_id[r] for i, r in state["active"].items() if r in by_id}', "self.active = {}"),
         "tests/test_scheduling.py"),
+    "the time left scales the classifiers by the Monkey Predictors' factor before a classifier has finished": mutant(
+        (RUNNER, "                if weights and prior is not None:\n                    return prior\n", ""),
+        "tests/test_scheduling.py::test_the_time_left_scales_the_plan_by_what_each_groups_finished_models_took"),
 }
 
 
