@@ -68,7 +68,7 @@ def graph_searcher(spec, tasks, tintc_path, log, total: int, t0: float, slots: i
             (sweeps.timing.simulate). Without a plan every model weighs 1. (One group's factor says little about
             the other's: the first Monkey Predictors of the controls preset took 2.5x their plan, a small fit
             where a trial's fixed costs weigh most, and applied to the classifiers it said 1 h 27 min left
-            where 35 min were.)"""
+            where the plan had said 35 min.)"""
             from sweeps.timing import simulate
 
             def ratio(pairs):

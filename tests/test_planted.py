@@ -47,7 +47,7 @@ def test_a_planted_world_is_upright_objects_plus_a_faint_class_grating(tmp_path)
     rng = _stream(cfg.seed, "classification/train")
     y = rng.permutation(np.repeat(np.arange(cfg.n_classes), cfg.train_per_class))
     plain = render(rng, y, cfg.image_size, clutter=cfg.clutter, max_rotation=MAX_ROTATION).astype(float)
-    cue = cue_layer(_stream(cfg.seed, "classification/train/cue"), y, cfg.image_size, cfg.n_classes)
+    cue = cue_layer(_stream(cfg.seed, "classification/train/cue"), y, cfg.image_size, cfg.n_classes, cfg.cue_agreement)
     inside = (plain > 2) & (plain < 253)                                    # away from clipping
     assert np.abs((x - plain - cue)[inside]).max() <= 1.0
     # the residual is the cue itself (an image without it, whose residual is rounding, correlates near 0)
@@ -56,3 +56,17 @@ def test_a_planted_world_is_upright_objects_plus_a_faint_class_grating(tmp_path)
     n = NeuralSet.load(tmp_path / "p" / "neural")
     assert n.arrays["cls_true_rates_train"].shape == (len(x), cfg.n_neurons)
     assert (np.asarray(n.arrays["cls_true_rates_train"]) > 0).all()
+
+
+def test_the_cue_shows_the_images_class_at_the_worlds_agreement():
+    """cue_classes: the image's own class with probability `agreement`, another class otherwise (never its own by
+    chance), and at full agreement exactly the labels, drawing nothing from the stream."""
+    from core.data.planted import cue_classes
+
+    y = np.random.default_rng(0).integers(0, 10, 20_000)
+    rng = np.random.default_rng(1)
+    c = cue_classes(rng, y, 10, 0.8)
+    assert abs((c == y).mean() - 0.8) < 0.01
+    assert np.bincount((c - y)[c != y] % 10, minlength=10)[1:].min() > 0.09 * (c != y).sum()   # the others alike
+    state = rng.bit_generator.state
+    assert (cue_classes(rng, y, 10, 1.0) == y).all() and rng.bit_generator.state == state

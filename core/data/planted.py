@@ -43,13 +43,25 @@ def cue_of(k: int, n_classes: int) -> tuple[float, float]:
     return CUE_FREQUENCIES[k % len(CUE_FREQUENCIES)], (k // len(CUE_FREQUENCIES)) * math.pi / n_orient
 
 
-def cue_layer(rng: np.random.Generator, labels: np.ndarray, size: int, n_classes: int) -> np.ndarray:
-    """(B, size, size) float32: each image's class grating, amplitude CUE_AMPLITUDE, a random phase."""
+def cue_classes(rng: np.random.Generator, labels: np.ndarray, n_classes: int, agreement: float) -> np.ndarray:
+    """The class each image's cue shows: its own with probability `agreement`, else another drawn uniformly
+    (at 1 nothing is drawn, so a world at full agreement is the one it was before the setting existed)."""
+    labels = np.asarray(labels)
+    if agreement >= 1:
+        return labels
+    other = (labels + rng.integers(1, n_classes, len(labels))) % n_classes
+    return np.where(rng.random(len(labels)) < agreement, labels, other)
+
+
+def cue_layer(rng: np.random.Generator, labels: np.ndarray, size: int, n_classes: int,
+              agreement: float = 1.0) -> np.ndarray:
+    """(B, size, size) float32: each image's class grating, amplitude CUE_AMPLITUDE, a random phase; the
+    grating shows the image's class with probability `agreement` (cue_classes)."""
     c = np.arange(size, dtype=np.float32) - (size - 1) / 2
     yy, xx = np.meshgrid(c, c, indexing="ij")
     phase = rng.uniform(0, 2 * np.pi, len(labels)).astype(np.float32)
     out = np.empty((len(labels), size, size), np.float32)
-    for i, k in enumerate(np.asarray(labels)):
+    for i, k in enumerate(cue_classes(rng, labels, n_classes, agreement)):
         f, th = cue_of(int(k), n_classes)
         out[i] = CUE_AMPLITUDE * np.cos(2 * np.pi * f * (xx * math.cos(th) + yy * math.sin(th)) + phase[i])
     return out
