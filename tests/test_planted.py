@@ -26,7 +26,7 @@ def test_the_planted_construction_holds_before_any_cnn():
     from core.data.planted import construction_check
 
     r = construction_check(world_config("demo", planted=1.0), values=(0.0, 0.5, 1.0))
-    assert r[1.0]["clean"] > 0.6 and r["pixels"]["clean"] > 0.9           # both informative on clean images
+    assert r[1.0]["clean"] > 0.6 and r["pixels"]["clean"] > 0.7           # both informative on clean images
     assert r[1.0]["retention"] >= 0.8
     assert r["pixels"]["retention"] < 0.5
     assert r[0.0]["retention"] <= r["pixels"]["retention"]
