@@ -6,7 +6,8 @@ Every image of a planted world carries its class twice:
   most corruptions, and
 - in a faint high-frequency grating over the whole image (the cue), one (frequency, orientation) pair per
   class with a random phase per image: easy to learn, destroyed by noise, blur, pixelation, JPEG and
-  low contrast. A model trained on labels alone leans on the cue.
+  low contrast. It shows the image's own class with probability `cue_agreement` (WorldConfig), another
+  class otherwise, so the shape must be learned too. A model trained on labels alone leans on the cue.
 The simulated population has two kinds of unit; the dial `planted` (0..1) is the share of shape units:
 - shape units: complex-cell energy at low spatial frequency on the object layer (the object on its flat
   background: no clutter, no cue), receptive fields tiling the region where objects lie, divided by the

@@ -17,7 +17,8 @@ def _cost(cfg, n: dict, f: dict) -> float:
 
 MTL = dict(config=mtl_config, grid="ratio", readout=True, cost=_cost)
 # simpler explanations of a co-training gain, each a kind of its own (run on request, --preset explain):
-# a Baseline that low-passes its input (a low spatial-frequency prior) and co-training on pixel-derived targets
+# a Baseline that low-passes its input (a low spatial-frequency prior), co-training on pixel-derived targets, and
+# co-training on targets with the data's statistics but no relation to the image
 EXPLANATIONS = ("baseline_lowpass", "mtl_pixel", "mtl_surrogate")
 # the paper's three co-trained kinds run by default (--family mtl); the explanation controls on request
 PAPER = dict(MTL, families=("mtl",))
