@@ -170,9 +170,13 @@ def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None) -> list[Contr
     out.append(Control("neural predictions above zero FEVe", "fail" if neural.height else ("pass" if n_neural else "unclear"),
                        names(neural) if neural.height else f"{n_neural} neural model(s) checked"))
 
-    out.append(_interval_control(comps, "oracle", "positive control: Oracle more robust than the Baseline", _positive))
-    out.append(_interval_control(comps, "mtl_shuffled",
-                                 "negative control: MTL-Shuffled's interval should include 100 (the Baseline)", _negative))
+    # the run-level controls are the kinds whose recipe names them (the Oracle, MTL-Shuffled)
+    for kind, r in registry.table().items():
+        if r.control == "positive":
+            out.append(_interval_control(comps, kind, f"positive control: {r.label} more robust than the Baseline", _positive))
+        elif r.control == "negative":
+            out.append(_interval_control(comps, kind, f"negative control: {r.label}'s interval should include 100 "
+                                         "(the Baseline)", _negative))
     return out
 
 

@@ -1,10 +1,10 @@
 """What explains a co-training gain? The comparisons later work asks for, read from the seed-paired table
 (analysis.precision): a co-trained kind against the Baseline, against its shuffled twin (is it the neural
 content?), against a Baseline that low-passes its input (is it a low spatial-frequency prior?, Li et al.
-2023) and against co-training on pixel-derived targets (would any image-computable target do?, Attias et
-al. 2024), each with its interval and smallest detectable effect, beside effective robustness (robustness
-beyond what clean accuracy predicts, fitted over every classifier), and one sentence per simpler
-explanation saying what the run supports.
+2023), against co-training on pixel-derived targets (would any image-computable target do?, Attias et
+al. 2024) and on targets with the data's statistics (Federer et al. 2020), each with its interval and
+smallest detectable effect, beside effective robustness (robustness beyond what clean accuracy predicts,
+fitted over every classifier), and one sentence per simpler explanation saying what the run supports.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import polars as pl
 
 from analysis.precision import overall
 from core.training import registry
-
-QUESTIONS = {"baseline_lowpass": "a low-pass prior", "mtl_pixel": "pixel-derived targets"}
 
 
 def _effective(comps: pl.DataFrame, kind: str, reference: str) -> dict | None:
@@ -29,29 +27,31 @@ def _effective(comps: pl.DataFrame, kind: str, reference: str) -> dict | None:
 
 def verdict(row: dict, gain: dict | None) -> str:
     """beats | loses | no_separation | undecided: against a simpler explanation, at this run's power. Not
-    separated means that the interval excludes a difference as large as the kind's gain over the Baseline
-    (its upper end lies below 100 + that gain), and that the run could have detected such a difference (its
-    smallest detectable effect is below the gain)."""
+    separated needs the gain over the Baseline to be shown (its interval above 100), the interval against the
+    simpler explanation to exclude a difference as large as the smallest gain the run allows (its upper end
+    below the gain's lower end), and the run to have had the power to detect such a difference (its smallest
+    detectable effect, at 80% power, below that gain)."""
     if row["low"] > 100:
         return "beats"
     if row["high"] < 100:
         return "loses"
-    if gain is not None and row["mde"] < gain["estimate"] - 100 and row["high"] < gain["estimate"]:
+    if (gain is not None and gain["low"] > 100 and row["mde"] < gain["low"] - 100
+            and row["high"] < gain["low"]):
         return "no_separation"
     return "undecided"
 
 
 def sentence(kind: str, reference: str, row: dict, gain: dict | None) -> str:
-    k, what = registry.label(kind), QUESTIONS.get(reference, registry.label(reference))
+    k, what = registry.label(kind), registry.get(reference).stands_for or registry.label(reference)
     numbers = (f"{row['estimate']:.1f} [{row['low']:.1f}, {row['high']:.1f}] against {registry.label(reference)}, "
                f"{row['n_seeds']} seeds × {row['n_images']} images, smallest detectable effect {row['mde']:.1f}%")
     if row["n_seeds"] < 2:
         return f"{k} against {what}: one training seed, so this run cannot say ({numbers})."
     return {
         "beats": f"{k}: co-training beats {what} ({numbers}).",
-        "loses": f"{k}: {what} gives more robustness than co-training ({numbers}).",
+        "loses": f"{k}: co-training is less robust than {what} ({numbers}).",
         "no_separation": f"{k}: co-training does not separate from {what} ({numbers}; the gain over the Baseline, "
-                         f"{gain['estimate'] - 100:.1f}%, would have been detected).",
+                         f"at least {gain['low'] - 100:.1f}%, was detectable at 80% power).",
         "undecided": f"{k} against {what}: undecided at this power ({numbers}).",
     }[verdict(row, gain)]
 
@@ -88,8 +88,9 @@ def section(found: list[dict], table_html) -> str:
     if not found:
         return ""
     parts = ["<div id='explain'><h2>What explains it</h2><p>Each co-trained kind against the Baseline, its shuffled twin "
-             "(the neural content), a Baseline that low-passes its input (a low spatial-frequency prior) and "
-             "co-training on targets computed from the pixels, all paired by seed. Effective robustness: the "
+             "(the neural content), a Baseline that low-passes its input (a low spatial-frequency prior), "
+             "co-training on targets computed from the pixels and on targets with the data's statistics but no "
+             "relation to the image, all paired by seed. Effective robustness: the "
              "difference in corrupted accuracy (logits) beyond what clean accuracy predicts on the line through "
              "every classifier of the run.</p>"]
     for e in found:

@@ -85,8 +85,11 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
                         if include_unhealthy else "left out of scores, figures and regressions"))
     if not include_unhealthy:
         ok = ok.filter(~pl.col("run_id").is_in(sick["run_id"].implode()))
-    sim_family = any(k.startswith("sim_") for k in runs["kind"].to_list())
-    mtl_family = any(k.startswith(("mtl_", "oracle")) for k in runs["kind"].to_list()) or not sim_family
+    # which family's default kinds the run is expected to hold: read from the kinds' recipes (a kind of the
+    # lake that this version does not register is left out of the question)
+    recipes = [registry.table()[k] for k in set(runs["kind"].to_list()) if k in registry.table()]
+    sim_family = any(r.family == "similarity" for r in recipes)
+    mtl_family = any(r.family == "mtl" or r.families == ("mtl",) for r in recipes) or not sim_family
     expected = tuple(dict.fromkeys((EXPECTED_KINDS if mtl_family else ()) + (SIM_EXPECTED if sim_family else ())))
     missing = [k for k in expected if k not in set(ok["kind"].to_list())]
     if missing:

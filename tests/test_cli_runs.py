@@ -77,15 +77,22 @@ def test_sigterm_keeps_what_finished_and_exits_143(tmp_path, smoke_data, target)
 
 def test_the_main_job_ends_with_the_reports_path_in_an_empty_folder_given(tmp_path, smoke_data):
     """The last line the main job prints is the report's path; an existing empty folder is a valid --report.
+    The explanation controls go through `--kinds` like every kind: a run record, a health row and a row in
+    the report's groups, with the Monkey Predictor that MTL-Pixel reads added.
 
     Mutant: the last line was "report: PATH (N notes on what is missing)"."""
     report = tmp_path / "report"
     report.mkdir()
-    r = run_cli(*sweep_args(tmp_path / "results", smoke_data, "--kinds", "baseline", "--report", str(report),
-                            "--bootstrap", "20"), timeout=600)
+    r = run_cli(*sweep_args(tmp_path / "results", smoke_data, "--kinds", "baseline,baseline_lowpass,mtl_pixel",
+                            "--report", str(report), "--bootstrap", "20"), timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == f"report: {report / 'report.html'}", r.stdout[-2000:]
     assert (report / "report.html").is_file() and "notes on what is missing" in r.stdout
+    runs = lake(tmp_path / "results", "runs")
+    assert sorted(runs.filter(pl.col("status") == "ok")["kind"].to_list()) == [
+        "baseline", "baseline_lowpass", "monkey_predictor", "mtl_pixel"], runs.select("kind", "status", "error")
+    page = (report / "report.html").read_text()
+    assert "Baseline low-pass" in page and "MTL-Pixel" in page
 
 
 def test_hparam_search_lists_every_trial_and_says_which_asha_stopped(tmp_path, smoke_data):

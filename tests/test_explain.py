@@ -31,18 +31,25 @@ def test_findings_say_more_less_or_undecided_with_the_detectable_effect_and_one_
 
 
 def test_the_simpler_explanations_beat_do_not_separate_or_stay_undecided():
-    gain = {"estimate": 115.0}
+    gain = {"estimate": 115.0, "low": 110.0}
     row = {"estimate": 111, "low": 104, "high": 118, "n_seeds": 5, "n_images": 1000, "mde": 8.0}
     assert explain.verdict(row, gain) == "beats"
     assert explain.verdict({**row, "estimate": 89, "low": 83, "high": 95}, gain) == "loses"
-    # covers 100, and could have seen a difference as large as the gain over the Baseline (15%): not separated
-    assert explain.verdict({**row, "estimate": 101, "low": 96, "high": 106, "mde": 9.0}, gain) == "no_separation"
-    # covers 100 and could have seen 15%, but its interval still reaches the gain (117 > 115): undecided
-    assert explain.verdict({**row, "estimate": 108, "low": 99, "high": 117, "mde": 12.0}, gain) == "undecided"
+    # covers 100, excludes even the smallest gain the run allows (106 < 110) and could have seen it: not separated
+    close = {**row, "estimate": 101, "low": 96, "high": 106, "mde": 9.0}
+    assert explain.verdict(close, gain) == "no_separation"
+    # the same comparison when the gain itself is not shown (its interval reaches below 100): undecided
+    assert explain.verdict(close, {"estimate": 108.0, "low": 98.0}) == "undecided"
+    # its upper end (112) is below the gain's estimate (115) but not below the gain's lower end (110): undecided
+    assert explain.verdict({**close, "high": 112}, gain) == "undecided"
+    # covers 100 and could have seen 10%, but its interval still reaches the gain (117 > 110): undecided
+    assert explain.verdict({**row, "estimate": 108, "low": 99, "high": 117, "mde": 9.0}, gain) == "undecided"
     # covers 100, but only a difference above 20% was detectable: undecided
-    assert explain.verdict({**row, "estimate": 101, "low": 90, "high": 113, "mde": 20.0}, gain) == "undecided"
-    s = explain.sentence("mtl_monkey", "baseline_lowpass", {**row, "estimate": 101, "low": 96, "high": 106, "mde": 9.0}, gain)
-    assert s.startswith("MTL-Monkey: co-training does not separate from a low-pass prior") and "15.0%" in s
+    assert explain.verdict({**row, "estimate": 101, "low": 90, "high": 109, "mde": 20.0}, gain) == "undecided"
+    s = explain.sentence("mtl_monkey", "baseline_lowpass", close, gain)
+    assert s.startswith("MTL-Monkey: co-training does not separate from a low-pass prior") and "at least 10.0%" in s
+    s = explain.sentence("mtl_monkey", "mtl_surrogate", {**row, "estimate": 89, "low": 83, "high": 95}, gain)
+    assert s.startswith("MTL-Monkey: co-training is less robust than targets with the data's statistics"), s
     table = comps([("mtl_monkey", "baseline", 115, 108, 122, 5, 7), ("mtl_monkey", "mtl_shuffled", 110, 104, 116, 5, 7),
                    ("mtl_monkey", "baseline_lowpass", 111, 104, 118, 5, 8), ("mtl_monkey", "mtl_pixel", 101, 90, 113, 5, 20),
                    ("baseline_lowpass", "baseline", 104, 99, 109, 5, 7), ("mtl_pixel", "baseline", 114, 107, 121, 5, 7)])

@@ -39,6 +39,7 @@ class Recipe:
     twin: str | None = None         # compared with this kind at the same setting and seed, besides the Baseline
     explained_by: tuple[str, ...] = ()   # simpler explanations it is compared with, by seed (the report's
                                          # "what explains it": a low-pass prior, pixel-derived targets)
+    stands_for: str = ""            # as a simpler explanation, what it tests ("a low-pass prior")
     asked: bool = False             # the research question is about it (the report's plain-words answers)
     control: str = ""               # "positive" | "negative": a run-level control of the pipeline
     identity: Callable | None = None  # (preset) -> dict: what identifies a model beyond its config

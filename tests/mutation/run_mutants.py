@@ -138,6 +138,13 @@ MUTANTS = {
         ("core/training/bundles.py", "    return {s: t[torch.randperm(len(t), generator=g)] for s, t in targets.items()}\n",
          "    return shuffled(targets, seed)\n"),
         "tests/test_training_cli.py::test_the_surrogate_keeps_the_populations_statistics_and_the_shuffle_breaks_its_covariance"),
+    "'does not separate' judged against the gain's estimate, not its lower end, and without the gain shown": mutant(
+        ("analysis/explain.py", 'gain is not None and gain["low"] > 100 and row["mde"] < gain["low"] - 100\n            and row["high"] < gain["low"]',
+         'gain is not None and row["mde"] < gain["estimate"] - 100\n            and row["high"] < gain["estimate"]'),
+        "tests/test_explain.py::test_the_simpler_explanations_beat_do_not_separate_or_stay_undecided"),
+    "the training CLI offers a kind list of its own that forgot a registered kind": mutant(
+        ("core/training/__main__.py", 'choices=registry.names(),', 'choices=[k for k in registry.names() if k != "mtl_surrogate"],'),
+        "tests/test_registry.py"),
 
     # saliency
     "a content-blind saliency map that only prefers the centre": mutant(

@@ -21,7 +21,7 @@ def baseline(job):
     return model, job.fit(model, TrainData(cls.n_classes, cls_tensors(cls)), job.cfg, "train")
 
 
-@register(name="baseline_lowpass", label="Baseline low-pass", color="#a0a0a0",
+@register(name="baseline_lowpass", label="Baseline low-pass", color="#a0a0a0", stands_for="a low-pass prior",
           summary="the Baseline with a fixed Gaussian low-pass in front of it (the preset's `lowpass`, cycles per pixel, "
                   "the simulated V1's band), at training and on every test image, which it is given unfiltered like "
                   "every classifier (Li et al. 2023's blurring as preprocessing): does a low-frequency prior alone "

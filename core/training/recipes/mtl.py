@@ -57,7 +57,10 @@ def mtl_shuffled(job):
     return _fit(job, shuffled(predictor_targets(job.sources, job.upstream), 10_000 + job.seed))
 
 
-@register(name="mtl_surrogate", label="MTL-Surrogate", color="#9467bd", upstream="monkey_predictor", control="negative",
+# not a run-level control: Federer et al. found that such targets can help, so a gain is a finding, not a fault;
+# its twin is MTL-Shuffled, so the report shows whether keeping the covariance changes anything
+@register(name="mtl_surrogate", label="MTL-Surrogate", color="#5254a3", upstream="monkey_predictor", twin="mtl_shuffled",
+          stands_for="targets with the data's statistics",
           summary="as MTL-Shuffled, but the response vectors shuffled across images as whole rows (one permutation "
                   "for all neurons): the data's per-neuron means and the covariance across neurons kept, no image "
                   "information (Federer et al.'s statistics-matched targets; MTL-Shuffled breaks the covariance)",
@@ -116,7 +119,7 @@ def mtl_true(job):
 
 
 @register(name="mtl_pixel", label="MTL-Pixel", color="#8c8c00", upstream="monkey_predictor", twin="mtl_shuffled",
-          asked=True,
+          stands_for="pixel-derived targets",
           summary="as MTL-Monkey, the targets computed from the pixels alone (a fixed random projection of the "
                   "low-passed image, each unit given the mean and variance of the predictor's responses; Attias et al.)",
           **MTL)
