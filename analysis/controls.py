@@ -146,9 +146,10 @@ def _interval_control(comps: pl.DataFrame | None, kind: str, name: str, judge) -
     return Control(name, status, f"{kind}{over} {_fmt(row)}: {why}")
 
 
-def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None) -> list[Control]:
+def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None, recorded=None) -> list[Control]:
     """The run-level controls, from the model health table and the seed-paired comparisons
-    (analysis.precision.comparisons)."""
+    (analysis.precision.comparisons). `recorded`: the kinds of every run the sweep recorded, whatever its
+    status (default: the health table's); a control whose kind is not among them was not run."""
     out = []
 
     def bad(pattern: str, kinds=None) -> pl.DataFrame:
@@ -170,25 +171,31 @@ def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None) -> list[Contr
     out.append(Control("neural predictions above zero FEVe", "fail" if neural.height else ("pass" if n_neural else "unclear"),
                        names(neural) if neural.height else f"{n_neural} neural model(s) checked"))
 
-    # the run-level controls are the kinds whose recipe names them (the Oracle, MTL-Shuffled)
+    # the run-level controls are the kinds whose recipe names them (the Oracle, MTL-Shuffled); one whose kind
+    # the run does not train (a preset or --kinds without it) is said to be not run, and the verdict rests on
+    # the others
+    trained = set(recorded) if recorded is not None else set(health["kind"].to_list()) if health.height else set()
     for kind, r in registry.table().items():
-        if r.control == "positive":
-            out.append(_interval_control(comps, kind, f"positive control: {r.label} more robust than the Baseline", _positive))
-        elif r.control == "negative":
-            out.append(_interval_control(comps, kind, f"negative control: {r.label}'s interval should include 100 "
-                                         "(the Baseline)", _negative))
+        if not r.control:
+            continue
+        name, judge = ((f"positive control: {r.label} more robust than the Baseline", _positive) if r.control == "positive"
+                       else (f"negative control: {r.label}'s interval should include 100 (the Baseline)", _negative))
+        if kind not in trained:
+            out.append(Control(name, "not run", f"this run trains no {r.label} (its preset or --kinds leave it out)"))
+        else:
+            out.append(_interval_control(comps, kind, name, judge))
     return out
 
 
 def verdict(controls: list[Control]) -> str:
-    """fail if any control failed, unclear if any is undecided, else pass."""
+    """fail if any control failed, unclear if any is undecided, else pass (controls not run do not count)."""
     states = {c.status for c in controls}
     return "fail" if "fail" in states else ("unclear" if "unclear" in states else "pass")
 
 
 def format_controls(controls: list[Control], world: str = "") -> str:
     """Plain-text lines for the main job's summary, after the world the run is in (its planted truth)."""
-    mark = {"pass": "PASS", "fail": "FAIL", "unclear": "UNCLEAR"}
+    mark = {"pass": "PASS", "fail": "FAIL", "unclear": "UNCLEAR", "not run": "NOT RUN"}
     lines = ([f"world: {world}"] if world else []) + [f"controls: {mark[verdict(controls)]}"]
     lines += [f"  [{mark[c.status]:7s}] {c.name}: {c.detail}" for c in controls]
     return "\n".join(lines)

@@ -62,7 +62,9 @@ def controls_box(controls: list, n_seeds: int = 0, world: str = "") -> str:
     colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
     title = {"pass": "Controls: all passed", "unclear": "Controls: UNCLEAR (see the amber lines)",
              "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
-    items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828'}[c.status]}'>"
+    if v == "pass" and any(c.status == "not run" for c in controls):
+        title = "Controls: all that ran passed (see the grey lines for those this run does not train)"
+    items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828', 'not run': '#6e6e6e'}[c.status]}'>"
                     f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)
     scope = ""
     if n_seeds == 1:

@@ -121,3 +121,19 @@ def test_a_broken_model_turns_the_report_red_and_stays_out_of_the_scores(tmp_pat
                 "--include-unhealthy")
     assert r.returncode == 0 and "controls: FAIL" in r.stdout
     assert dead in pl.read_parquet(tmp_path / "rep2" / "models.parquet")["run_id"].to_list()
+
+
+def test_a_control_the_run_does_not_train_is_not_run_and_one_that_crashed_is_unclear():
+    """The explanation preset trains no Oracle: its positive control is "not run" and the verdict rests on
+    the others (green when they pass). An Oracle that the sweep recorded but that did not finish is no
+    such thing: its control stays unclear. Mutants: every control always run (the explanation preset's
+    verdict amber for a kind it never meant to train); a crashed Oracle taken as not run (a green verdict
+    hiding a crash)."""
+    no_oracle = healthy().filter(pl.col("kind") != "oracle")
+    c = ctl.run_controls(no_oracle, comps([("mtl_shuffled", 103, 92, 115)]), recorded={"baseline", "mtl_monkey", "mtl_shuffled"})
+    pos = [x for x in c if x.name.startswith("positive")][0]
+    assert pos.status == "not run" and "trains no Oracle" in pos.detail and ctl.verdict(c) == "pass"
+    assert "[NOT RUN] positive control: Oracle" in ctl.format_controls(c)
+    crashed = ctl.run_controls(no_oracle, comps([("mtl_shuffled", 103, 92, 115)]),
+                               recorded={"baseline", "oracle", "mtl_monkey", "mtl_shuffled"})
+    assert [x for x in crashed if x.name.startswith("positive")][0].status == "unclear" and ctl.verdict(crashed) == "unclear"

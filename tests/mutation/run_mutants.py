@@ -142,6 +142,12 @@ MUTANTS = {
         ("analysis/explain.py", 'gain is not None and gain["low"] > 100 and row["mde"] < gain["low"] - 100\n            and row["high"] < gain["low"]',
          'gain is not None and row["mde"] < gain["estimate"] - 100\n            and row["high"] < gain["estimate"]'),
         "tests/test_explain.py::test_the_simpler_explanations_beat_do_not_separate_or_stay_undecided"),
+    "a control the run does not train judged anyway (the explanation preset's verdict amber for no Oracle)": mutant(
+        ("analysis/controls.py", "        if kind not in trained:\n", "        if False:\n"),
+        "tests/test_controls.py::test_a_control_the_run_does_not_train_is_not_run_and_one_that_crashed_is_unclear"),
+    "a crashed Oracle taken as not run (only the finished models' kinds count)": mutant(
+        ("analysis/controls.py", "trained = set(recorded) if recorded is not None else set(", "trained = set("),
+        "tests/test_controls.py::test_a_control_the_run_does_not_train_is_not_run_and_one_that_crashed_is_unclear"),
     "the training CLI offers a kind list of its own that forgot a registered kind": mutant(
         ("core/training/__main__.py", 'choices=registry.names(),', 'choices=[k for k in registry.names() if k != "mtl_surrogate"],'),
         "tests/test_registry.py"),
