@@ -326,6 +326,10 @@ def spectral_sensitivity(spec: pl.DataFrame):
                 ax.errorbar(g["cutoff"], g["mean"], yerr=g["sd"].fill_null(0), marker="o", ms=4, lw=1.2, capsize=2,
                             color=COLORS.get(k), label=f"{label(k)} ({n} model{'' if n == 1 else 's'})")
         ax.set_xscale("log")
+        # the cut-offs themselves as the ticks, in plain numbers (log-axis minor labels overlap at this width)
+        cuts = sorted(set(d["cutoff"].to_list()))
+        ax.set_xticks(cuts, [f"{c:.3g}" for c in cuts])
+        ax.minorticks_off()
         ax.set_xlabel("cut-off (cycles per pixel)")
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
