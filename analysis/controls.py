@@ -169,7 +169,9 @@ def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None, recorded=None
     neural = bad("no better than a constant")
     n_neural = health.filter(pl.col("kind").is_in(list(NEURAL_KINDS))).height
     out.append(Control("neural predictions above zero FEVe", "fail" if neural.height else ("pass" if n_neural else "unclear"),
-                       names(neural) if neural.height else f"{n_neural} neural model(s) checked"))
+                       names(neural) if neural.height else
+                       f"{n_neural} neural model(s) checked (the kinds whose targets carry image information; "
+                       "MTL-Shuffled's and the other controls' FEVe is not expected above 0)"))
 
     # the run-level controls are the kinds whose recipe names them (the Oracle, MTL-Shuffled); one whose kind
     # the run does not train (a preset or --kinds without it) is said to be not run, and the verdict rests on

@@ -170,7 +170,7 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
         ax.set_xlabel("batch ratio (neural : classification batches)")
         ax.set_ylabel(name)
         lo = min(0.0, float(d[col].min())) if d.height and d[col].is_not_null().any() else 0.0
-        ax.set_ylim(lo, 1.0)   # the whole scale: a gap of 0.04 is not blown up to fill the panel
+        ax.set_ylim(lo - 0.03 if lo < 0 else lo, 1.0)   # a point below 0 (MTL-Shuffled's FEVe) not cut by the axis   # the whole scale: a gap of 0.04 is not blown up to fill the panel
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
     n_seeds = d["seed"].n_unique() if d.height and "seed" in d.columns else 0

@@ -24,7 +24,9 @@ def robustness_table(comps: pl.DataFrame, reference: str) -> pl.DataFrame:
     wide = d.with_columns(interval_text().alias("v")).pivot(on="scope", index=["kind", "setting"], values="v")
     info = d.filter(pl.col("level") == "overall").select(
         "kind", "setting", pl.col("n_seeds").alias("seeds"), pl.col("n_images").alias("images"),
-        pl.col("mde").round(1).alias("smallest detectable effect (%)"), pl.col("p_value").round(3).alias("p"))
+        pl.col("mde").round(1).alias("smallest detectable effect (%)"),
+        # one seed: the p-value covers test images only, not training runs, so it is not shown as evidence
+        pl.when(pl.col("n_seeds") > 1).then(pl.col("p_value").round(3)).otherwise(None).alias("p"))
     cols = ["kind", "setting"] + [s for s in SCOPES if s in wide.columns]
     return wide.select(cols).join(info, on=["kind", "setting"], how="left")
 
