@@ -56,8 +56,9 @@ def world_line(world: str) -> str:
     return f"<p id='world' class='note'><b>World:</b> {html.escape(world)}</p>" if world else ""
 
 
-def controls_box(controls: list, n_seeds: int = 0, world: str = "") -> str:
-    """The verdict box that opens the report: green, amber or red, one line per control, and the world's truth."""
+def controls_box(controls: list, n_seeds: int = 0) -> str:
+    """The verdict box that opens the report: green, amber or red, one line per control (the world's truth is
+    the line above it, `world_line`)."""
     v = ctl.verdict(controls)
     colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
     title = {"pass": "Controls: all passed", "unclear": "Controls: UNCLEAR (see the amber lines)",
@@ -71,9 +72,8 @@ def controls_box(controls: list, n_seeds: int = 0, world: str = "") -> str:
         scope = ("<p class='muted'>One seed per model: the intervals resample test images only, so a pass says the "
                  "pipeline is healthy, not that an effect holds across seeds (run more seeds, e.g. "
                  "<code>--preset controls</code>).</p>")
-    truth = f"<p class='muted'>World: {html.escape(world)}</p>" if world else ""
     return (f"<div id='controls' class='controls-{v}' style='border:2px solid {colour};padding:.5em 1em;margin:1em 0'>"
-            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul>{scope}{truth}</div>")
+            f"<h2 style='color:{colour};margin-top:.2em;border:0'>{html.escape(title)}</h2><ul>{items}</ul>{scope}</div>")
 
 
 SECTIONS = "sections"

@@ -36,7 +36,7 @@ def render(lake: Lake, rep, captions: dict, fig_dir: Path, n_boot: int, level: f
              f"<h1>Robustness report: sweep <code>{html.escape(lake.sweep)}</code></h1>",
              f"<p class='muted'>written {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC} from <code>{html.escape(lake.root)}</code></p>",
              H.world_line(rep.world),
-             H.controls_box(rep.controls, len(seeds), rep.world),
+             H.controls_box(rep.controls, len(seeds)),
              H.findings_box(rep.findings),
              "<h2>What was run</h2><ul>",
              f"<li>preset <b>{html.escape(str(first['preset']))}</b>, model {html.escape(str(cfg.get('model', '?')))} "

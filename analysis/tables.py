@@ -11,7 +11,9 @@ SCOPES = ("overall", "noise", "blur", "weather", "digital")
 def interval_text(statistic: str = "robustness") -> pl.Expr:
     """'estimate [low, high]' of a comparisons table's rows."""
     d = 1 if statistic == "robustness" else 3
-    return pl.format("{} [{}, {}]", *(pl.col(c).round(d).cast(pl.String) for c in ("estimate", "low", "high")))
+    # a fixed number of decimals (0.910, not 0.91; -0.050, not -0.05): the columns read alike
+    return pl.format("{} [{}, {}]", *(pl.col(c).map_elements(lambda v: f"{v:.{d}f}", return_dtype=pl.String)
+                                       for c in ("estimate", "low", "high")))
 
 
 def robustness_table(comps: pl.DataFrame, reference: str) -> pl.DataFrame:

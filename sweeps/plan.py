@@ -228,10 +228,10 @@ def print_plan(spec, cores: int | None = None) -> int:
     total_flops = sum(costs[t.run_id][0] + costs[t.run_id][1] for t in todo)
     total_params = sum(costs[t.run_id][2] for t in todo)
     _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
-    print(f"GPU: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one GPU at "
-          f"{GPU_TFLOPS:g} TFLOP/s (an H200's `fit` steps at full width) to {_duration(total_flops / (GPU_EPOCH_TFLOPS * 1e12))} "
-          f"at {GPU_EPOCH_TFLOPS:g} TFLOP/s (its whole epochs, measured before their overheads were cut); narrow models "
-          "reach far less of a GPU")
+    print(f"GPU, if one is used: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one "
+          f"GPU at {GPU_TFLOPS:g} TFLOP/s (an H200's training steps at full width) to "
+          f"{_duration(total_flops / (GPU_EPOCH_TFLOPS * 1e12))} at {GPU_EPOCH_TFLOPS:g} TFLOP/s (its whole epochs); a "
+          "narrow model (the short presets' width 1/8) keeps a GPU far less busy, so read these as lower bounds")
     tintc_mb = 70 * n_eval * n["size"] ** 2 / 1e6
     bank_mb = (preset.oracle_variants * n["train"] * n["size"] ** 2 / 1e6 * len(spec.seeds)) if "oracle" in spec.kinds else 0.0
     models_mb = total_params * 4 * CHECKPOINT_COPIES / 1e6
