@@ -13,6 +13,7 @@ from analysis import html as H
 from analysis import tables
 from analysis.explain import section as explain_section
 from analysis.load import Lake
+from core.training import registry
 from core.training.cycler import ratio_value
 
 
@@ -66,13 +67,13 @@ def render(lake: Lake, rep, captions: dict, fig_dir: Path, n_boot: int, level: f
                      "Setting <code>all</code>: a kind's ratios averaged within each seed (stratified), never pooled as "
                      "seeds. The smallest detectable effect is what this run could have shown at 80% power, two-sided 5%.</p>")
         parts.append(H.table(tables.robustness_table(c, "baseline")))
-        twins = tables.robustness_table(c, "mtl_shuffled")
-        if twins.height:
-            parts.append("<p>Against MTL-Shuffled at the same ratio and seed (the comparison that isolates the neural "
-                         "content):</p>" + H.table(twins))
-        sims = tables.robustness_table(c, "sim_shuffled")
-        if sims.height:
-            parts.append("<p>Against Sim-Shuffled at the same α and seed:</p>" + H.table(sims))
+        # every twin a recipe names (MTL-Shuffled, Sim-Shuffled): the comparison that isolates the neural content
+        for twin in dict.fromkeys(r.twin for r in registry.table().values() if r.twin):
+            rows = tables.robustness_table(c, twin)
+            if rows.height:
+                setting = {"ratio": "ratio", "alpha": "α"}.get(registry.get(twin).grid, "setting")
+                parts.append(f"<p>Against {html.escape(registry.label(twin))} at the same {setting} and seed (the "
+                             "comparison that isolates the neural content):</p>" + H.table(rows))
         parts.append("<p>Clean accuracy over seeds and test images:</p>" + H.table(tables.clean_table(c)))
     parts.append(explain_section(rep.explanation, H.table))
     if "regression" in t:
