@@ -12,6 +12,16 @@
 # CUDA-only tests (if pytest is installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the whole check is bounded: past GPU_CHECK_LIMIT seconds (default 480, the 8 minutes it is sized for) it stops
+# and says so, and the steps it finished have printed their tables
+if [ -z "${GPU_CHECK_INNER:-}" ]; then
+  limit="${GPU_CHECK_LIMIT:-480}"
+  set +e; GPU_CHECK_INNER=1 timeout --signal=INT --kill-after=20 "$limit" bash "$0" "$@"; rc=$?; set -e
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] || [ "$rc" -eq 130 ]; then
+    echo "## gpu_check: stopped at its limit of $limit s (GPU_CHECK_LIMIT); the steps above finished" >&2
+  fi
+  exit "$rc"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 DEV="${GPU_CHECK_DEVICE:-cuda}"
 if [ "$DEV" = cpu ]; then

@@ -93,6 +93,8 @@ def test_a_deterministic_error_is_recorded_with_its_cause_not_retried_and_the_sw
     assert re.search(r"monkey_predictor\s+ratio\s+- seed 0  done: failed: KeyError: 'conv9_9'", r.stdout), r.stdout[-3000:]
     # recorded by the worker and returned: neither Ray Train nor Tune saw an error to retry
     assert "trial " not in r.stdout and "Failure #" not in r.stdout + r.stderr, r.stdout[-3000:]
+    # and the closing summary names the failed model
+    assert "1 of 2 models failed (monkey_predictor)" in r.stderr, r.stderr[-3000:]
 
 
 def tune_attempts(ray_storage: Path) -> list[tuple[str, str, int]]:
@@ -105,4 +107,3 @@ def tune_attempts(ray_storage: Path) -> list[tuple[str, str, int]]:
         meta = json.loads(meta) if isinstance(meta, str) else meta
         out.append((trial["config"]["t"]["task"]["kind"], trial["status"], meta["num_failures"]))
     return out
-    assert "1 of 2 models failed (monkey_predictor)" in r.stderr
