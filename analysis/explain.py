@@ -56,6 +56,21 @@ def sentence(kind: str, reference: str, row: dict, gain: dict | None) -> str:
     }[verdict(row, gain)]
 
 
+def lead(kind: str, gain: dict | None) -> str:
+    """The sentence that opens a kind's comparisons: whether there is a gain over the Baseline to explain."""
+    k = registry.label(kind)
+    if gain is None:
+        return f"{k}: no comparison with the Baseline in this run, so there is no gain to explain."
+    numbers = (f"{gain['estimate']:.1f} [{gain['low']:.1f}, {gain['high']:.1f}] against the Baseline, "
+               f"{gain['n_seeds']} seeds, smallest detectable effect {gain['mde']:.1f}%")
+    if gain["n_seeds"] >= 2 and gain["low"] > 100:
+        return f"{k} is more robust than the Baseline ({numbers}); the lines below ask whether a simpler explanation accounts for it."
+    if gain["n_seeds"] >= 2 and gain["high"] < 100:
+        return f"{k} is less robust than the Baseline ({numbers}): there is no gain to explain; the lines below only rank it."
+    return (f"{k}'s gain over the Baseline is not shown ({numbers}): the lines below rank it against the simpler "
+            "explanations; they do not explain a gain.")
+
+
 def explanation(comps: pl.DataFrame | None) -> list[dict]:
     """One entry per co-trained kind whose simpler explanations (its recipe's `explained_by`) are in the
     run: its comparison rows and the sentences."""
@@ -78,7 +93,8 @@ def explanation(comps: pl.DataFrame | None) -> list[dict]:
                              "smallest detectable effect (%)": round(row["mde"], 1),
                              "effective robustness (logit)": (f"{er['estimate']:+.3f} [{er['low']:+.3f}, {er['high']:+.3f}]"
                                                               if er else "–")})
-        sentences = [sentence(kind, r, overall(comps, kind, r), gain) for r in refs if overall(comps, kind, r) is not None]
+        sentences = [lead(kind, gain)] + [sentence(kind, r, overall(comps, kind, r), gain) for r in refs
+                                          if overall(comps, kind, r) is not None]
         out.append({"kind": kind, "table": pl.DataFrame(rows), "sentences": sentences})
     return out
 

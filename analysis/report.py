@@ -35,6 +35,15 @@ POOLS = {"mtl_monkey": "MTL-Monkey", "mtl_shuffled": "MTL-Shuffled"}
 SIM_POOLS = {"sim_monkey": "Sim-Monkey", "sim_pixel": "Sim-Pixel", "sim_shuffled": "Sim-Shuffled"}
 
 
+def _preset_kinds(runs: pl.DataFrame) -> tuple[str, ...]:
+    """The kinds the runs' preset trains by default, when the preset names its own (empty otherwise, or for a
+    preset this version does not know)."""
+    from core.presets import PRESETS
+
+    names = sorted(set(runs["preset"].drop_nulls().to_list())) if "preset" in runs.columns else []
+    return PRESETS[names[0]].kinds if len(names) == 1 and names[0] in PRESETS else ()
+
+
 @dataclass
 class Report:
     out: Path
@@ -91,6 +100,10 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
     sim_family = any(r.family == "similarity" for r in recipes)
     mtl_family = any(r.family == "mtl" or r.families == ("mtl",) for r in recipes) or not sim_family
     expected = tuple(dict.fromkeys((EXPECTED_KINDS if mtl_family else ()) + (SIM_EXPECTED if sim_family else ())))
+    # a preset with kinds of its own (controls, calibration, explain) expects its own classifiers, not the family's
+    own = _preset_kinds(runs)
+    if own:
+        expected = tuple(k for k in own if k in registry.table() and registry.get(k).classifier)
     missing = [k for k in expected if k not in set(ok["kind"].to_list())]
     if missing:
         notes.append(f"no finished models of kind {', '.join(missing)}: comparisons involving them are missing")

@@ -1,6 +1,7 @@
 """Analysis: each statistic checked against an independent computation on a small table built here."""
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -171,7 +172,7 @@ def test_incomplete_predictions_are_dropped_with_a_message():
     assert cor.clean.shape[1] == 19 and any("not evaluated by every model" in m for m in cor.dropped)
 
 
-def write_lake(root, with_baseline=True, n_seeds=1):
+def write_lake(root, with_baseline=True, n_seeds=1, preset="smoke"):
     """A small lake in the real layout from hand-built rows (runs, accuracies, predictions)."""
     rng = np.random.default_rng(0)
     kinds = [("mtl_monkey", "1:1"), ("mtl_monkey", "2:1"), ("mtl_shuffled", "1:1")] + ([("baseline", "")] if with_baseline else [])
@@ -179,7 +180,7 @@ def write_lake(root, with_baseline=True, n_seeds=1):
         for seed in range(n_seeds):
             rid = f"{kind}-{ratio}-{seed}"
             key = {"run_id": rid, "kind": kind, "ratio": ratio, "seed": seed}
-            write_table(root, "runs", [{**key, "status": "ok", "preset": "smoke", "clean_accuracy": float(rng.uniform(.4, .6)),
+            write_table(root, "runs", [{**key, "status": "ok", "preset": preset, "clean_accuracy": float(rng.uniform(.4, .6)),
                                         "feve": float(rng.uniform(.1, .3)),
                                         "config": json.dumps({"model": "vgg11_bn_fc"}), "data": "{}", "versions": "{}",
                                         "created_at": "2026-11-23T00:00:00+00:00", "ratio_value": 1.0}], "t", kind, rid)
@@ -193,7 +194,7 @@ def write_lake(root, with_baseline=True, n_seeds=1):
                                                      for r in acc.iter_rows(named=True)], "t", kind, rid)
     # a diverged run: recorded, reported, left out of the statistics
     write_table(root, "runs", [{"run_id": "mtl_monkey-5:1-0", "kind": "mtl_monkey", "ratio": "5:1", "seed": 0,
-                                "status": "diverged", "diverged_epoch": 2, "error": "loss is NaN", "preset": "smoke",
+                                "status": "diverged", "diverged_epoch": 2, "error": "loss is NaN", "preset": preset,
                                 "created_at": "2026-11-23T00:00:00+00:00"}], "t", "mtl_monkey", "mtl_monkey-5:1-0")
 
 
@@ -202,6 +203,8 @@ def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path)
     r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep"), "--bootstrap", "20")
     assert r.returncode == 0, r.stderr
     assert "no Baseline" in r.stdout and "diverged at epoch 2" in r.stdout and "one seed per model group" in r.stdout
+    # the smoke preset trains the family's kinds: its missing Oracle is named
+    assert re.search(r"no finished models of kind baseline, oracle, mtl_oracle\b", r.stdout), r.stdout[-2000:]
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "no Baseline" in html and "diverged" in html and (tmp_path / "rep" / "summary.csv").exists()
 
@@ -215,6 +218,18 @@ def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path)
     assert "MTL-Shuffled: 2 model(s)" in r.stdout and "MTL-Monkey: n = 4" in r.stdout
     models = pl.read_parquet(out / "models.parquet")
     assert models.height == 8 and "mtl_monkey-5:1-0" not in models["run_id"].to_list()
+
+
+def test_a_preset_with_kinds_of_its_own_expects_those_and_not_the_familys(tmp_path):
+    """The explain preset trains no Oracle: the report does not call it missing, but does name the
+    preset's own kinds that are (here its explanation controls). Mutant: the family's kinds expected
+    whatever the preset."""
+    write_lake(tmp_path / "store" / "lake", n_seeds=2, preset="explain")
+    r = run_cli("-m", "analysis", "--results", str(tmp_path / "store"), "--out", str(tmp_path / "rep"), "--bootstrap", "20")
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if "no finished models of kind" in ln]
+    assert len(line) == 1 and "oracle" not in line[0], line
+    assert "baseline_lowpass, mtl_pixel, mtl_surrogate" in line[0], line
 
 
 @pytest.mark.parametrize("args, message", [

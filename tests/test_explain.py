@@ -55,8 +55,14 @@ def test_the_simpler_explanations_beat_do_not_separate_or_stay_undecided():
                    ("baseline_lowpass", "baseline", 104, 99, 109, 5, 7), ("mtl_pixel", "baseline", 114, 107, 121, 5, 7)])
     e = explain.explanation(table)
     assert [x["kind"] for x in e] == ["mtl_monkey"] and e[0]["table"].height == 4
-    assert e[0]["sentences"][0].startswith("MTL-Monkey: co-training beats a low-pass prior")
-    assert e[0]["sentences"][1].startswith("MTL-Monkey against pixel-derived targets: undecided at this power")
+    assert e[0]["sentences"][0].startswith("MTL-Monkey is more robust than the Baseline (115.0 [108.0, 122.0]")
+    assert e[0]["sentences"][1].startswith("MTL-Monkey: co-training beats a low-pass prior")
+    assert e[0]["sentences"][2].startswith("MTL-Monkey against pixel-derived targets: undecided at this power")
+    # the lead says when there is no gain to explain: not shown, or a loss
+    row = {"estimate": 103.1, "low": 95.0, "high": 112.0, "n_seeds": 5, "mde": 11.7}
+    assert explain.lead("mtl_monkey", row).startswith("MTL-Monkey's gain over the Baseline is not shown (103.1 [95.0, 112.0]")
+    assert "there is no gain to explain" in explain.lead("mtl_monkey", {**row, "estimate": 90, "low": 85, "high": 95})
+    assert "is not shown" in explain.lead("mtl_monkey", {**row, "n_seeds": 1, "low": 101})
 
 
 def cal(rows):

@@ -148,6 +148,9 @@ MUTANTS = {
     "a crashed Oracle taken as not run (only the finished models' kinds count)": mutant(
         ("analysis/controls.py", "trained = set(recorded) if recorded is not None else set(", "trained = set("),
         "tests/test_controls.py::test_a_control_the_run_does_not_train_is_not_run_and_one_that_crashed_is_unclear"),
+    "the report expects the family's kinds whatever the preset (the explain run's Oracle called missing)": mutant(
+        ("analysis/report.py", "    own = _preset_kinds(runs)\n", "    own = ()\n"),
+        "tests/test_analysis.py::test_a_preset_with_kinds_of_its_own_expects_those_and_not_the_familys"),
     "the training CLI offers a kind list of its own that forgot a registered kind": mutant(
         ("core/training/__main__.py", 'choices=registry.names(),', 'choices=[k for k in registry.names() if k != "mtl_surrogate"],'),
         "tests/test_registry.py"),
