@@ -148,8 +148,12 @@ def robustness_vs_neural(models: pl.DataFrame, reg: pl.DataFrame | None, kind: s
     return fig
 
 
-def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", "mtl_oracle")):
-    """Clean accuracy and FEVe against the batch ratio (neural:classification), mean ± sd over seeds."""
+RATIO_KINDS = tuple(k for k, r in registry.table().items() if r.grid == "ratio" and r.classifier)   # swept over ratios
+
+
+def metrics_vs_ratio(models: pl.DataFrame, kinds=RATIO_KINDS):
+    """Clean accuracy and FEVe against the batch ratio (neural:classification), mean ± sd over seeds, for every
+    kind the recipes sweep over ratios."""
     d = models.filter(pl.col("kind").is_in(list(kinds)) & (pl.col("status") == "ok"))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     for ax, col, name in zip(axes, ("clean_accuracy", "feve"), ("clean accuracy", "FEVe")):
@@ -170,7 +174,9 @@ def metrics_vs_ratio(models: pl.DataFrame, kinds=("mtl_monkey", "mtl_shuffled", 
         ax.set_xlabel("batch ratio (neural : classification batches)")
         ax.set_ylabel(name)
         lo = min(0.0, float(d[col].min())) if d.height and d[col].is_not_null().any() else 0.0
-        ax.set_ylim(lo - 0.03 if lo < 0 else lo, 1.0)   # a point below 0 (MTL-Shuffled's FEVe) not cut by the axis   # the whole scale: a gap of 0.04 is not blown up to fill the panel
+        # the whole scale: a gap of 0.04 is not blown up to fill the panel; a point below 0 (MTL-Shuffled's
+        # FEVe) is not cut by the axis
+        ax.set_ylim(lo - 0.03 if lo < 0 else lo, 1.0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
     n_seeds = d["seed"].n_unique() if d.height and "seed" in d.columns else 0

@@ -153,8 +153,9 @@ def build(results: str, out: str | Path, sweep: str | None = None, n_boot: int =
 
     near_chance = ctl.near_chance_categories(acc, ctl.chance_level(lake.preds) if lake.preds.height else float("nan"))
     notes.extend(f"robustness per category: {why}" for why in near_chance.values())
-    # a control whose kind crashed is not "not run": its kind is in the records, whatever their status
-    rep.controls = ctl.run_controls(health, comps, recorded=set(runs["kind"].to_list()))
+    # a control is "not run" only when the run neither recorded its kind (a crash leaves a record) nor was
+    # meant to train it (a sweep stopped before the Oracle's stage was meant to: unclear, not green)
+    rep.controls = ctl.run_controls(health, comps, recorded=set(runs["kind"].to_list()) | set(expected))
     rep.world = world_of(runs, notes)
     rep.tables["controls"] = pl.DataFrame([vars(c) for c in rep.controls])
     rep.findings = findings(comps)

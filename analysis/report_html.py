@@ -72,8 +72,9 @@ def render(lake: Lake, rep, captions: dict, fig_dir: Path, n_boot: int, level: f
             rows = tables.robustness_table(c, twin)
             if rows.height:
                 setting = {"ratio": "ratio", "alpha": "α"}.get(registry.get(twin).grid, "setting")
-                parts.append(f"<p>Against {html.escape(registry.label(twin))} at the same {setting} and seed (the "
-                             "comparison that isolates the neural content):</p>" + H.table(rows))
+                parts.append(f"<p>Against {html.escape(registry.label(twin))} at the same {setting} and seed (for the "
+                             "kinds that co-train on neural data, the comparison that isolates the neural content; for the "
+                             "others, whether their targets do better than shuffled ones):</p>" + H.table(rows))
         parts.append("<p>Clean accuracy over seeds and test images:</p>" + H.table(tables.clean_table(c)))
     parts.append(explain_section(rep.explanation, H.table))
     if "regression" in t:

@@ -218,6 +218,9 @@ def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path)
     assert "MTL-Shuffled: 2 model(s)" in r.stdout and "MTL-Monkey: n = 4" in r.stdout
     models = pl.read_parquet(out / "models.parquet")
     assert models.height == 8 and "mtl_monkey-5:1-0" not in models["run_id"].to_list()
+    # the smoke preset is meant to train the Oracle: its missing positive control is unclear, not "not run"
+    lines = {c["name"].split(":")[0]: c["status"] for c in json.loads((out / "summary.json").read_text())["control_lines"]}
+    assert lines["positive control"] == "unclear", lines
 
 
 def test_a_preset_with_kinds_of_its_own_expects_those_and_not_the_familys(tmp_path):
@@ -230,6 +233,9 @@ def test_a_preset_with_kinds_of_its_own_expects_those_and_not_the_familys(tmp_pa
     line = [ln for ln in r.stdout.splitlines() if "no finished models of kind" in ln]
     assert len(line) == 1 and "oracle" not in line[0], line
     assert "baseline_lowpass, mtl_pixel, mtl_surrogate" in line[0], line
+    # and its positive control is not run (the preset trains no Oracle), which leaves the verdict to the others
+    lines = {c["name"].split(":")[0]: c["status"] for c in json.loads((tmp_path / "rep" / "summary.json").read_text())["control_lines"]}
+    assert lines["positive control"] == "not run", lines
 
 
 @pytest.mark.parametrize("args, message", [

@@ -151,6 +151,9 @@ MUTANTS = {
     "the report expects the family's kinds whatever the preset (the explain run's Oracle called missing)": mutant(
         ("analysis/report.py", "    own = _preset_kinds(runs)\n", "    own = ()\n"),
         "tests/test_analysis.py::test_a_preset_with_kinds_of_its_own_expects_those_and_not_the_familys"),
+    "a control the sweep was meant to train but recorded nothing for taken as not run (a green verdict)": mutant(
+        ("analysis/report.py", "recorded=set(runs[\"kind\"].to_list()) | set(expected))", "recorded=set(runs[\"kind\"].to_list()))"),
+        "tests/test_analysis.py::test_partial_lake_reports_what_is_missing_and_what_can_be_computed"),
     "the training CLI offers a kind list of its own that forgot a registered kind": mutant(
         ("core/training/__main__.py", 'choices=registry.names(),', 'choices=[k for k in registry.names() if k != "mtl_surrogate"],'),
         "tests/test_registry.py"),
