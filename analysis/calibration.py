@@ -142,6 +142,7 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
     from analysis import figures as figs
     from analysis import html as H
     from analysis.load import load
+    from analysis.tables import interval_text
     from core.io import atomic_dir
 
     notes, rows = [], []
@@ -156,12 +157,11 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
         table.write_parquet(tmp / "calibration.parquet")
         table.write_csv(tmp / "calibration.csv")
         figs.save(dose_response(table, level), tmp / "figures", "dose_response")
-        colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}
-        items = "".join(f"<li style='color:{colour[s]}'><b>{s.upper()}</b> {html.escape(n)}: {html.escape(d)}</li>"
+        items = "".join(f"<li style='color:{H.STATUS_COLOURS[s]}'><b>{s.upper()}</b> {html.escape(n)}: {html.escape(d)}</li>"
                         for n, s, d in cal.checks)
-        show = table.select("planted", "kind", pl.format("{} [{}, {}]", *(pl.col(c).round(1) for c in ("estimate", "low", "high")))
-                            .alias("robustness"), pl.col("mde").round(1).alias("smallest detectable effect (%)"), "n_seeds",
-                            "n_images", pl.col("feve_coef").round(1).alias("FEVe coefficient (MTL-Monkey)")) if rows else table
+        show = table.select("planted", "kind", interval_text().alias("robustness"),
+                            pl.col("mde").round(1).alias("smallest detectable effect (%)"), "n_seeds", "n_images",
+                            pl.col("feve_coef").round(1).alias("FEVe coefficient (MTL-Monkey)")) if rows else table
         page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Calibration report</title><style>{H.CSS}</style>"
                 "</head><body><h1>Calibration: the pipeline against a planted answer</h1>"
                 "<p>Each world is the synthetic world with a planted benefit: a faint high-frequency class cue in every "
@@ -170,8 +170,8 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
                 "Robustness is against each world's own Baseline, paired by seed, with intervals at "
                 f"{level:.1%} (Bonferroni: the coverage checks hold together at 95%). This checks the instrument; it "
                 "is no finding about brains.</p>"
-                f"<div id='controls' class='controls-{cal.verdict}' style='border:2px solid {colour[cal.verdict]};"
-                f"padding:.5em 1em'><h2 style='color:{colour[cal.verdict]};border:0'>Calibration: {cal.verdict.upper()}</h2>"
+                f"<div id='controls' class='controls-{cal.verdict}' style='border:2px solid {H.STATUS_COLOURS[cal.verdict]};"
+                f"padding:.5em 1em'><h2 style='color:{H.STATUS_COLOURS[cal.verdict]};border:0'>Calibration: {cal.verdict.upper()}</h2>"
                 f"<ul>{items}</ul></div>"
                 + H.image(tmp / "figures" / "dose_response.png", "Robustness against the planted strength, per kind")
                 + "<h2>Per world</h2>" + H.table(show)

@@ -176,7 +176,7 @@ def run_controls(health: pl.DataFrame, comps: pl.DataFrame | None, recorded=None
     # the run-level controls are the kinds whose recipe names them (the Oracle, MTL-Shuffled); one whose kind
     # the run does not train (a preset or --kinds without it) is said to be not run, and the verdict rests on
     # the others
-    trained = set(recorded) if recorded is not None else set(health["kind"].to_list()) if health.height else set()
+    trained = set(recorded) if recorded is not None else set(health["kind"].to_list())
     for kind, r in registry.table().items():
         if not r.control:
             continue

@@ -82,10 +82,11 @@ def explanation(comps: pl.DataFrame | None) -> list[dict]:
         refs = [r for r in recipe.explained_by if r in present]
         if kind not in present or not refs:
             continue
-        gain = overall(comps, kind, "baseline")
+        # each comparison read once: the table's rows, the gain and the sentences share them
+        found = {ref: overall(comps, kind, ref) for ref in dict.fromkeys(("baseline", recipe.twin, *refs)) if ref}
+        gain = found["baseline"]
         rows = []
-        for ref in ("baseline", recipe.twin, *refs):
-            row = overall(comps, kind, ref) if ref else None
+        for ref, row in found.items():
             if row is not None:
                 er = _effective(comps, kind, ref)
                 rows.append({"against": registry.label(ref), "robustness": f"{row['estimate']:.1f} [{row['low']:.1f}, {row['high']:.1f}]",
@@ -93,8 +94,7 @@ def explanation(comps: pl.DataFrame | None) -> list[dict]:
                              "smallest detectable effect (%)": round(row["mde"], 1),
                              "effective robustness (logit)": (f"{er['estimate']:+.3f} [{er['low']:+.3f}, {er['high']:+.3f}]"
                                                               if er else "–")})
-        sentences = [lead(kind, gain)] + [sentence(kind, r, overall(comps, kind, r), gain) for r in refs
-                                          if overall(comps, kind, r) is not None]
+        sentences = [lead(kind, gain)] + [sentence(kind, r, found[r], gain) for r in refs if found[r] is not None]
         out.append({"kind": kind, "table": pl.DataFrame(rows), "sentences": sentences})
     return out
 

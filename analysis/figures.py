@@ -14,6 +14,7 @@ import polars as pl  # noqa: E402
 from core.data.corruptions import CORRUPTIONS  # noqa: E402
 
 from core.training import registry  # noqa: E402
+from core.training.graph import RATIO_CLASSIFIERS  # noqa: E402
 
 COLORS = {k: r.color for k, r in registry.table().items()}   # each kind's colour, from its recipe
 
@@ -148,10 +149,7 @@ def robustness_vs_neural(models: pl.DataFrame, reg: pl.DataFrame | None, kind: s
     return fig
 
 
-RATIO_KINDS = tuple(k for k, r in registry.table().items() if r.grid == "ratio" and r.classifier)   # swept over ratios
-
-
-def metrics_vs_ratio(models: pl.DataFrame, kinds=RATIO_KINDS):
+def metrics_vs_ratio(models: pl.DataFrame, kinds=RATIO_CLASSIFIERS):
     """Clean accuracy and FEVe against the batch ratio (neural:classification), mean ± sd over seeds, for every
     kind the recipes sweep over ratios."""
     d = models.filter(pl.col("kind").is_in(list(kinds)) & (pl.col("status") == "ok"))

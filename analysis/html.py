@@ -56,16 +56,19 @@ def world_line(world: str) -> str:
     return f"<p id='world' class='note'><b>World:</b> {html.escape(world)}</p>" if world else ""
 
 
+STATUS_COLOURS = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828", "not run": "#6e6e6e"}
+
+
 def controls_box(controls: list, n_seeds: int = 0) -> str:
     """The verdict box that opens the report: green, amber or red, one line per control (the world's truth is
     the line above it, `world_line`)."""
     v = ctl.verdict(controls)
-    colour = {"pass": "#1a7f37", "unclear": "#b07d00", "fail": "#c62828"}[v]
+    colour = STATUS_COLOURS[v]
     title = {"pass": "Controls: all passed", "unclear": "Controls: UNCLEAR (see the amber lines)",
              "fail": "Controls FAILED: the scores below do not answer the question until the red lines are fixed"}[v]
     if v == "pass" and any(c.status == "not run" for c in controls):
         title = "Controls: all that ran passed (see the grey lines for those this run does not train)"
-    items = "".join(f"<li style='color:{ {'pass': '#1a7f37', 'unclear': '#b07d00', 'fail': '#c62828', 'not run': '#6e6e6e'}[c.status]}'>"
+    items = "".join(f"<li style='color:{STATUS_COLOURS[c.status]}'>"
                     f"<b>{c.status.upper()}</b> {html.escape(c.name)}: {html.escape(c.detail)}</li>" for c in controls)
     scope = ""
     if n_seeds == 1:

@@ -9,3 +9,4 @@ KINDS = registry.names()
 UPSTREAM = {k: r.upstream for k, r in registry.table().items() if r.upstream}
 CLASSIFIERS = registry.classifiers()
 SIM_KINDS = tuple(k for k, r in registry.table().items() if r.grid == "alpha")   # swept over alpha x seed
+RATIO_CLASSIFIERS = tuple(k for k, r in registry.table().items() if r.grid == "ratio" and r.classifier)   # ratio x seed
