@@ -49,8 +49,8 @@ def main(argv=None) -> int:
 
     from analysis.load import load
     from core.data import NeuralSet
-    from core.data.canonical import ClassificationSet
-    from core.data.corruptions import CORRUPTIONS, load_tintc
+    from core.data.corruptions import CORRUPTIONS, run_test_sets
+    from core.errors import ConfigError
     from core.training.inference import predict_rates
     from core.training.kinds import load_model
 
@@ -67,12 +67,11 @@ def main(argv=None) -> int:
     if "cls_true_rates_test" not in neural.arrays or n_shape == 0:
         print(f"sweep {lake.sweep}: not a planted world with shape units ({info['neural_path']})")
         return 1
-    tintc_dir = next(Path(args.data_root).glob(f"tintc-{info['classification'][:16]}-n*"), None)
-    if tintc_dir is None:
-        print(f"no TIN-TC cache for {info['classification'][:16]} under {args.data_root}")
+    try:
+        clean, tintc = run_test_sets(info, args.data_root, args.images)
+    except ConfigError as e:
+        print(e)
         return 1
-    tintc = load_tintc(tintc_dir)
-    clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[: args.images]
     true = np.asarray(neural.arrays["cls_true_rates_test"], np.float32)[: len(clean), :n_shape]
     conditions = ["clean", *CORRUPTIONS]
     table: dict[str, dict[str, list[float]]] = {}

@@ -48,7 +48,8 @@ def main() -> int:
     import torch.nn.functional as F
 
     from analysis.load import load
-    from core.data.corruptions import CORRUPTIONS, load_tintc
+    from core.data.corruptions import CORRUPTIONS, run_test_sets
+    from core.errors import ConfigError
     from core.training.kinds import load_model
 
     torch.set_num_threads(2)
@@ -62,19 +63,14 @@ def main() -> int:
     if not pairs:
         print("no Oracle with a Baseline of the same seed in this sweep")
         return 1
-    data = next(iter(runs.filter(pl.col("kind") == "oracle")["data"]))
     import json
 
-    info = json.loads(data)
-    cls_hash = info["classification"][:16]
-    tintc_dir = next(Path(args.data_root).glob(f"tintc-{cls_hash}-n*"), None)
-    if tintc_dir is None:
-        print(f"no TIN-TC cache for {cls_hash} under {args.data_root}")
+    try:
+        clean, tintc = run_test_sets(json.loads(runs.filter(pl.col("kind") == "oracle")["data"][0]), args.data_root,
+                                     args.images)
+    except ConfigError as e:
+        print(e)
         return 1
-    tintc = load_tintc(tintc_dir)
-    from core.data.canonical import ClassificationSet
-
-    clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[: args.images]
     acc = lake.acc.filter(pl.col("severity") == args.severity)
     print(f"sweep {lake.sweep}: {len(pairs)} seed(s), {len(clean)} test images, severity {args.severity}")
     print(f"{'corruption':18s} {'cos B':>6s} {'cos O':>6s} {'norm B':>7s} {'norm O':>7s} {'acc B':>6s} {'acc O':>6s}")

@@ -229,3 +229,25 @@ def test_oracle_bank_draws_every_condition_reproducibly_and_never_a_test_seed(im
     C.corrupt_gray(images[0], "impulse_noise", 3, C.condition_seed(0, 0, "impulse_noise", 3))
     assert isinstance(seen[0], np.ndarray) and seen[0].tolist() == list(words)
     assert isinstance(seen[1], int) and seen[1] < 2**32
+
+
+def test_a_models_test_sets_are_its_own_images_and_their_cache(built, tmp_path):
+    """run_test_sets finds the TIN-TC cache of the model's classification set (by its content hash) and gives
+    the first n of its test images; another set's cache, or none, is an error naming the data root."""
+    import shutil
+
+    from core.data.synthetic import write_world
+    from core.errors import ConfigError
+
+    m = write_world(world_config("smoke"), tmp_path / "w")["classification"]
+    info = {"classification": m["content_hash"], "classification_path": str(tmp_path / "w" / "classification")}
+    root = tmp_path / "data"
+    shutil.copytree(built, root / "tintc-0000000000000000-n6")             # another set's cache
+    with pytest.raises(ConfigError, match=str(root)):
+        C.run_test_sets(info, root, 4)
+    shutil.copytree(built, root / f"tintc-{m['content_hash'][:16]}-n6")
+    clean, tintc = C.run_test_sets(info, root, 4)
+    expected = np.asarray(make_classification(world_config("smoke")).images["test"][:4])
+    np.testing.assert_array_equal(clean, expected)
+    assert len(tintc) == len(C.CONDITIONS)
+    np.testing.assert_array_equal(tintc[("gaussian_noise", 3)], np.load(built / C._file("gaussian_noise", 3)))

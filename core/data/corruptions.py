@@ -196,6 +196,20 @@ def load_tintc(path: str | os.PathLike) -> dict[tuple[str, int], np.ndarray]:
     return {cs: np.load(path / _file(*cs), mmap_mode="r", allow_pickle=False) for cs in CONDITIONS}
 
 
+def run_test_sets(info: dict, data_root: str | os.PathLike, n_images: int | None = None):
+    """A trained model's clean test images and their TIN-TC, from its record's data (`info`: the runs
+    table's `data` field, parsed): ((N, H, W) uint8, load_tintc's dict), the first `n_images` or all."""
+    from core.data.canonical import ClassificationSet
+    from core.errors import ConfigError
+
+    cls_hash = info["classification"][:16]
+    folder = next(Path(data_root).glob(f"tintc-{cls_hash}-n*"), None)
+    if folder is None:
+        raise ConfigError(f"{data_root}: no TIN-TC cache for the test images {cls_hash} (the sweep's --data-root?)")
+    clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[:n_images]
+    return clean, load_tintc(folder)
+
+
 def ensure_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, verify_hashes: bool = True,
                  log=print, **build_kwargs) -> dict[tuple[str, int], np.ndarray]:
     """Use the cache at `out` if it is complete and matches `images` and `seed`; else (re)build it."""
