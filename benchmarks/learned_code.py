@@ -1,14 +1,15 @@
 """Whether a co-trained model's conv3_1 keeps the planted world's shape code when the image is corrupted.
 
 In a planted world (core.data.planted) the shape units respond to the object itself, so a corruption of
-the displayed image leaves their true rates unchanged: the invariant code a robust model could learn. A
-model co-trained on them (MTL-True, MTL-Monkey) learns to predict that code from clean images only. This
+the displayed image leaves their true rates unchanged: the invariant code a robust model could learn.
+MTL-True co-trains on those rates, MTL-Monkey on a Monkey Predictor's estimate of them from the
+simulated recording; both learn to predict the code from clean images only. This
 prints, for every such model of a sweep and every corruption (severity 3 by default), the mean over shape
 units of the correlation across test images between the model's predicted rates and the true rates of the
 clean image, so that "the model encodes what the simulated V1 encodes" can be checked where it matters:
 on the corrupted images the robustness score is measured on. Means over each kind's models.
 
-    python benchmarks/learned_code.py --storage results-calibration --sweep calibration-planted1
+    python benchmarks/learned_code.py --storage results --sweep calibration-planted1
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", help="the sweep (default: the latest in the lake)")
     p.add_argument("--data-root", default="data", help="where the sweep's TIN-TC cache lies (default ./data)")
     p.add_argument("--severity", type=int, default=3, choices=range(1, 6), help="corruption severity (default 3)")
-    p.add_argument("--images", type=int, default=1000, help="test images (default 1000)")
+    p.add_argument("--images", type=int, default=1000, help="test images, at most the sweep's (default 1000)")
     args = p.parse_args(argv)
+    if args.images < 2:
+        p.error("--images: expected at least 2 (a correlation needs two images)")
+    if not (args.storage / "lake").is_dir():
+        p.error(f"--storage {args.storage}: no lake/ folder there (a sweep's --storage?)")
 
     import numpy as np
     import polars as pl
@@ -64,8 +69,11 @@ def main(argv=None) -> int:
     neural = NeuralSet.load(info["neural_path"])
     shape_file = Path(info["neural_path"]) / "v1_n_shape.npy"     # the population's parameters, beside it
     n_shape = int(np.load(shape_file).reshape(-1)[0]) if shape_file.is_file() else 0
-    if "cls_true_rates_test" not in neural.arrays or n_shape == 0:
-        print(f"sweep {lake.sweep}: not a planted world with shape units ({info['neural_path']})")
+    if "cls_true_rates_test" not in neural.arrays:
+        print(f"sweep {lake.sweep}: not a planted world ({info['neural_path']})")
+        return 1
+    if n_shape == 0:
+        print(f"sweep {lake.sweep}: a planted world without shape units (planted at 0): no shape code to read")
         return 1
     try:
         clean, tintc = run_test_sets(info, args.data_root, args.images)

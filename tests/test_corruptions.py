@@ -232,8 +232,9 @@ def test_oracle_bank_draws_every_condition_reproducibly_and_never_a_test_seed(im
 
 
 def test_a_models_test_sets_are_its_own_images_and_their_cache(built, tmp_path):
-    """run_test_sets finds the TIN-TC cache of the model's classification set (by its content hash) and gives
-    the first n of its test images; another set's cache, or none, is an error naming the data root."""
+    """run_test_sets finds the TIN-TC cache of the model's classification set (by its content hash; the
+    largest when there are several) and gives the first n of its test images, no more than the cache holds;
+    another set's cache, or none, is an error naming the data root."""
     import shutil
 
     from core.data.synthetic import write_world
@@ -246,6 +247,8 @@ def test_a_models_test_sets_are_its_own_images_and_their_cache(built, tmp_path):
     with pytest.raises(ConfigError, match=str(root)):
         C.run_test_sets(info, root, 4)
     shutil.copytree(built, root / f"tintc-{m['content_hash'][:16]}-n6")
+    (root / f"tintc-{m['content_hash'][:16]}-n2").mkdir()                   # a smaller one, not complete
+    assert len(C.run_test_sets(info, root, 10)[0]) == 6                     # the cache's 6, not the 10 asked
     clean, tintc = C.run_test_sets(info, root, 4)
     expected = np.asarray(make_classification(world_config("smoke")).images["test"][:4])
     np.testing.assert_array_equal(clean, expected)

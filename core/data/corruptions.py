@@ -198,16 +198,19 @@ def load_tintc(path: str | os.PathLike) -> dict[tuple[str, int], np.ndarray]:
 
 def run_test_sets(info: dict, data_root: str | os.PathLike, n_images: int | None = None):
     """A trained model's clean test images and their TIN-TC, from its record's data (`info`: the runs
-    table's `data` field, parsed): ((N, H, W) uint8, load_tintc's dict), the first `n_images` or all."""
+    table's `data` field, parsed): ((N, H, W) uint8, load_tintc's dict), the first `n_images` or all that
+    the largest cache of that set holds (a cache holds the first N test images)."""
     from core.data.canonical import ClassificationSet
     from core.errors import ConfigError
 
     cls_hash = info["classification"][:16]
-    folder = next(Path(data_root).glob(f"tintc-{cls_hash}-n*"), None)
-    if folder is None:
+    caches = {int(f.name.rsplit("-n", 1)[1]): f for f in Path(data_root).glob(f"tintc-{cls_hash}-n*")
+              if f.name.rsplit("-n", 1)[1].isdigit()}
+    if not caches:
         raise ConfigError(f"{data_root}: no TIN-TC cache for the test images {cls_hash} (the sweep's --data-root?)")
-    clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[:n_images]
-    return clean, load_tintc(folder)
+    n = max(caches)
+    clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[:min(n, n_images or n)]
+    return clean, load_tintc(caches[n])
 
 
 def ensure_tintc(images: np.ndarray, out: str | os.PathLike, seed: int = 0, verify_hashes: bool = True,
