@@ -28,32 +28,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
 
-def test_variants(cfg, stored):
-    """(labels, shape-only images, conflicting images, the conflict's cue classes) of the world `cfg`'s
-    test split; raises ValueError if the re-rendered images with their cue differ from `stored`."""
+def test_variants(cfg, stored, labels):
+    """(shape-only images, conflicting images, the conflict's cue classes) of the world `cfg`'s test split;
+    raises ValueError if the re-rendered images with their cue differ from `stored`."""
     import numpy as np
 
     from core.data.planted import cue_layer
-    from core.data.synthetic import MAX_ROTATION, _stream, render
+    from core.data.synthetic import object_masks
 
-    rng = _stream(cfg.seed, "classification/test")
-    y = rng.permutation(np.repeat(np.arange(cfg.n_classes), cfg.test_per_class))
-    cue = cue_layer(_stream(cfg.seed, "classification/test/cue"), y, cfg.image_size, cfg.n_classes, cfg.cue_agreement)
-    with_cue, plain = [], []
-    for a in range(0, len(y), 2048):          # make_classification's chunks: the same draws in the same order
-        with_cue.append(render(rng, y[a:a + 2048], cfg.image_size, clutter=cfg.clutter, extra=cue[a:a + 2048],
-                               max_rotation=MAX_ROTATION))
-    rng = _stream(cfg.seed, "classification/test")
-    rng.permutation(len(y))                    # the labels' draw, as above
-    for a in range(0, len(y), 2048):
-        plain.append(render(rng, y[a:a + 2048], cfg.image_size, clutter=cfg.clutter, max_rotation=MAX_ROTATION))
-    with_cue, plain = np.concatenate(with_cue), np.concatenate(plain)
-    if not np.array_equal(with_cue, np.asarray(stored)):
+    if not np.array_equal(object_masks(cfg, "test")[0], np.asarray(stored)):
         raise ValueError("the test images rendered again differ from the stored ones (another version of the world's code?)")
+    plain = object_masks(cfg, "test", cue=False)[0]
+    y = np.asarray(labels)
     other = (y + 1 + np.arange(len(y)) % (cfg.n_classes - 1)) % cfg.n_classes
     grating = cue_layer(np.random.default_rng(0), other, cfg.image_size, cfg.n_classes, 1.0)
     conflict = np.clip(np.rint(plain.astype(np.float32) + grating), 0, 255).astype(np.uint8)
-    return y, plain, conflict, other
+    return plain, conflict, other
 
 
 def main(argv=None) -> int:
@@ -88,8 +78,10 @@ def main(argv=None) -> int:
         print(f"sweep {lake.sweep}: {path} is not a planted synthetic world (no cue to read)")
         return 1
     cfg = from_dict(WorldConfig, source["config"], where=f"{path}/manifest.json")
+    test = ClassificationSet.load(path)
+    y = np.asarray(test.labels["test"])
     try:
-        y, plain, conflict, other = test_variants(cfg, ClassificationSet.load(path).images["test"])
+        plain, conflict, other = test_variants(cfg, test.images["test"], y)
     except ValueError as e:
         print(f"{path}: {e}")
         return 1

@@ -39,7 +39,7 @@ def test_a_planted_world_is_upright_objects_plus_a_faint_class_grating(tmp_path)
     rounding; the population's noise-free rates to every classification image are stored."""
     from core.data import NeuralSet
     from core.data.planted import CUE_AMPLITUDE, cue_layer
-    from core.data.synthetic import MAX_ROTATION, _stream, render
+    from core.data.synthetic import MAX_ROTATION, _stream, object_masks, render
 
     cfg = world_config("smoke", planted=0.5)
     write_world(cfg, tmp_path / "p")
@@ -47,6 +47,8 @@ def test_a_planted_world_is_upright_objects_plus_a_faint_class_grating(tmp_path)
     rng = _stream(cfg.seed, "classification/train")
     y = rng.permutation(np.repeat(np.arange(cfg.n_classes), cfg.train_per_class))
     plain = render(rng, y, cfg.image_size, clutter=cfg.clutter, max_rotation=MAX_ROTATION).astype(float)
+    np.testing.assert_array_equal(object_masks(cfg, "train", cue=False)[0], plain)   # re-rendered without the cue
+    np.testing.assert_array_equal(object_masks(cfg, "train")[0], x)                   # and with it: the stored images
     cue = cue_layer(_stream(cfg.seed, "classification/train/cue"), y, cfg.image_size, cfg.n_classes, cfg.cue_agreement)
     inside = (plain > 2) & (plain < 253)                                    # away from clipping
     assert np.abs((x - plain - cue)[inside]).max() <= 1.0

@@ -271,11 +271,12 @@ def make_classification(cfg: WorldConfig, chunk: int = 2048, objects: dict | Non
 
 
 def object_masks(cfg: WorldConfig, split: str = "test", n: int | None = None,
-                 chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int = 2048, cue: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The first n images of a split again, with the objects' true masks (the ground-truth saliency).
 
     Re-renders with make_classification's RNG stream and chunking (the masks draw no random numbers),
-    so the images are byte-identical to the stored world; callers compare them to be sure."""
+    so the images are byte-identical to the stored world; callers compare them to be sure. With `cue`
+    False a planted world's images come without their grating: the same objects and clutter."""
     per_class = {"train": cfg.train_per_class, "val": cfg.val_per_class, "test": cfg.test_per_class}[split]
     rng = _stream(cfg.seed, f"classification/{split}")
     y = rng.permutation(np.repeat(np.arange(cfg.n_classes), per_class))
@@ -284,7 +285,7 @@ def object_masks(cfg: WorldConfig, split: str = "test", n: int | None = None,
     cue_rng = _stream(cfg.seed, f"classification/{split}/cue")
     for a in range(0, n, chunk):
         extra = None
-        if cfg.planted is not None:
+        if cfg.planted is not None and cue:
             from core.data.planted import cue_layer
 
             extra = cue_layer(cue_rng, y[a:a + chunk], cfg.image_size, cfg.n_classes, cfg.cue_agreement)
