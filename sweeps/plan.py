@@ -167,6 +167,7 @@ def _duration(seconds: float) -> str:
 
 def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
     """The expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing)."""
+    from core.data.corruptions import tintc_dir
     from sweeps import timing
     from sweeps.stages import trial_threads
 
@@ -178,7 +179,7 @@ def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
         return
     root = Path(spec.data_root)
     h = (info or {}).get("classification", "")[:16]
-    cached = bool(h) and (root / f"tintc-{h}-n{n_eval}" / "manifest.json").is_file()
+    cached = bool(h) and (tintc_dir(root, h, n_eval) / "manifest.json").is_file()
     banks = [s for s in spec.seeds if "oracle" in spec.kinds
              and not (bool(h) and (root / f"oracle-bank-{h}-s{s}-v{preset.oracle_variants}.npy").is_file())]
     prep = timing.preparation_seconds(None if cached or spec.tintc_root else n_eval,

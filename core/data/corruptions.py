@@ -196,6 +196,13 @@ def load_tintc(path: str | os.PathLike) -> dict[tuple[str, int], np.ndarray]:
     return {cs: np.load(path / _file(*cs), mmap_mode="r", allow_pickle=False) for cs in CONDITIONS}
 
 
+def tintc_dir(data_root: str | os.PathLike, cls_hash: str, n: int | str) -> Path:
+    """The TIN-TC cache folder of the first `n` test images of the classification set `cls_hash` (its content
+    hash): one per (data set, image count), shared by the sweep, the single-model CLI and the benchmarks;
+    `n` "*" gives the pattern of them all."""
+    return Path(data_root) / f"tintc-{cls_hash[:16]}-n{n}"
+
+
 def run_test_sets(info: dict, data_root: str | os.PathLike, n_images: int | None = None):
     """A trained model's clean test images and their TIN-TC, from its record's data (`info`: the runs
     table's `data` field, parsed): ((N, H, W) uint8, load_tintc's dict), the first `n_images` or all that
@@ -203,11 +210,12 @@ def run_test_sets(info: dict, data_root: str | os.PathLike, n_images: int | None
     from core.data.canonical import ClassificationSet
     from core.errors import ConfigError
 
-    cls_hash = info["classification"][:16]
-    caches = {int(f.name.rsplit("-n", 1)[1]): f for f in Path(data_root).glob(f"tintc-{cls_hash}-n*")
+    pattern = tintc_dir(data_root, info["classification"], "*")
+    caches = {int(f.name.rsplit("-n", 1)[1]): f for f in pattern.parent.glob(pattern.name)
               if f.name.rsplit("-n", 1)[1].isdigit()}
     if not caches:
-        raise ConfigError(f"{data_root}: no TIN-TC cache for the test images {cls_hash} (the sweep's --data-root?)")
+        raise ConfigError(f"{data_root}: no TIN-TC cache for the test images {info['classification'][:16]} "
+                          "(the sweep's --data-root?)")
     n = max(caches)
     clean = np.asarray(ClassificationSet.load(info["classification_path"]).images["test"])[:min(n, n_images or n)]
     return clean, load_tintc(caches[n])

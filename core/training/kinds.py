@@ -101,10 +101,12 @@ NOT_IDENTITY = ("device", "threads", "data_placement", "checkpoint_every", "comp
 
 def tintc_source(preset: Preset, sources: Sources, data_root: str | os.PathLike) -> tuple[np.ndarray, Path]:
     """The test images TIN-TC is built from (the preset's first `eval_images`; `run_kind` evaluates the
-    same) and their cache folder: one per (data set, image count), shared by the sweep, the
-    single-model CLI and the benchmarks, so none rebuilds another's (seed 0 throughout)."""
+    same) and their cache folder (core.data.corruptions.tintc_dir), so no command rebuilds another's
+    (seed 0 throughout)."""
+    from core.data.corruptions import tintc_dir
+
     images = np.asarray(sources.cls.images["test"])[: preset.eval_images or None]
-    return images, Path(data_root) / f"tintc-{sources.info['classification'][:16]}-n{len(images)}"
+    return images, tintc_dir(data_root, sources.info["classification"], len(images))
 
 
 def run_id_for(kind: str, preset: str, ratio: str, seed: int, cfg: TrainConfig, data_info: dict,
