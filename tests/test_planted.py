@@ -1,6 +1,8 @@
 """A world with a planted answer (core.data.planted): its construction proved with linear classifiers, and
 the default world left as it was."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,61 @@ def test_the_cue_shows_the_images_class_at_the_worlds_agreement():
     assert np.bincount((c - y)[c != y] % 10, minlength=10)[1:].min() > 0.09 * (c != y).sum()   # the others alike
     state = rng.bit_generator.state
     assert (cue_classes(rng, y, 10, 1.0) == y).all() and rng.bit_generator.state == state
+
+
+def test_a_planted_worlds_recording_is_shown_degraded_and_its_shape_units_see_through_it(tmp_path):
+    """The recording's stimuli: the share `recording_degraded` of them differs from the same world's clean
+    recording (blur, noise, low contrast), the rest is identical; the shape units' noise-free rates are the
+    same either way (they answer the object), and a clean recording (0) is the world as it was."""
+    from dataclasses import replace
+
+    from core.data import NeuralSet
+    from core.data.synthetic import _stream
+
+    cfg = world_config("smoke", planted=1.0)
+    write_world(replace(cfg, recording_degraded=0.5), tmp_path / "d")
+    write_world(replace(cfg, recording_degraded=0.0), tmp_path / "c")
+    d, c = NeuralSet.load(tmp_path / "d" / "neural"), NeuralSet.load(tmp_path / "c" / "neural")
+    a, b = np.asarray(d.images, float), np.asarray(c.images, float)
+    chosen = _stream(cfg.seed, "neural/degrade").random(len(a)) < 0.5          # degrade's first draw
+    assert 0.35 < chosen.mean() < 0.65
+    assert (a[~chosen] == b[~chosen]).all()
+    # a degraded stimulus has lost fine detail, gained noise or contrast: it differs from the clean one
+    assert (np.abs(a[chosen] - b[chosen]).reshape(chosen.sum(), -1).max(1) > 0).mean() > 0.9
+    assert np.abs(a[chosen] - b[chosen]).mean() > 3
+    np.testing.assert_array_equal(np.asarray(d.true_rates), np.asarray(c.true_rates))
+    assert "recording_degraded" not in json.loads((tmp_path / "c" / "neural" / "manifest.json").read_text())["source"]["config"]
+
+
+def test_a_world_folder_written_for_another_world_is_refused_and_kept(tmp_path):
+    """load_sources on a data root whose world folder was written with another setting (here a clean recording
+    where this version degrades it): one error naming the manifest and the field, the folder untouched."""
+    from dataclasses import replace
+
+    from core.errors import DataError
+    from core.presets import get_preset
+    from core.training.bundles import load_sources, world_dir
+
+    world = world_dir(tmp_path, "smoke", 1.0)
+    write_world(replace(world_config("smoke", planted=1.0), recording_degraded=0.0), world)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in world.rglob("*"))
+    with pytest.raises(DataError, match=r"manifest\.json: written for another world \(recording_degraded="):
+        load_sources(get_preset("smoke"), tmp_path, log=None, planted=1.0)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in world.rglob("*")) == before
+    load_sources(get_preset("smoke"), tmp_path / "fresh", log=None, planted=1.0)          # a fresh root is written
+
+
+def test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates(tmp_path):
+    """recording_data: the neural batches are the recording's training trials (the same 90/10 split as the
+    Monkey Predictor's), each target the population's noise-free rates to that trial's image, not its spikes."""
+    from core.presets import get_preset
+    from core.training.bundles import load_sources, neural_sources, recording_data
+
+    s = load_sources(get_preset("smoke"), tmp_path, log=None, planted=1.0)
+    data = recording_data(s)
+    spikes_tr, _ = neural_sources(s.neural)
+    truth = np.asarray(s.neural.true_rates)
+    for src in (data.neural_train, data.neural_val):
+        np.testing.assert_allclose(src.targets.numpy(), truth[src.index.numpy()])
+    assert (data.neural_train.index == spikes_tr.index).all()
+    assert not np.allclose(data.neural_train.targets.numpy(), spikes_tr.targets.numpy())

@@ -68,6 +68,32 @@ def cue_layer(rng: np.random.Generator, labels: np.ndarray, size: int, n_classes
     return out
 
 
+DEGRADE_BLUR = 2.5       # pixels: the largest Gaussian blur of a degraded recorded stimulus
+DEGRADE_NOISE = 50.0     # grey levels: the largest s.d. of its additive Gaussian noise
+DEGRADE_CONTRAST = 0.3   # the lowest contrast it is shown at (1: unchanged)
+
+
+def degrade(rng: np.random.Generator, images: np.ndarray, share: float) -> np.ndarray:
+    """The recording's viewing conditions: a share `share` of the images (uint8 (N, H, W)) shown degraded, each
+    with a random blur, additive noise and contrast (each applied with probability 2/3, at a strength drawn
+    uniformly up to its limit); the rest unchanged. Generic degradations, not the test set's corruptions."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.asarray(images, np.float32).copy()
+    for i in np.flatnonzero(rng.random(len(out)) < share):
+        blur, noise, contrast = rng.random(3) < 2 / 3
+        x = out[i]
+        if contrast:
+            m = x.mean()
+            x = m + rng.uniform(DEGRADE_CONTRAST, 1.0) * (x - m)
+        if blur:
+            x = gaussian_filter(x, rng.uniform(0.5, DEGRADE_BLUR))
+        if noise:
+            x = x + rng.normal(0.0, rng.uniform(5.0, DEGRADE_NOISE), x.shape)
+        out[i] = x
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def _gabor_pairs(size, centers, freqs, orients, sigmas) -> tuple[np.ndarray, np.ndarray]:
     """Even and odd zero-mean, unit-norm Gabor filters, (K, size*size) each."""
     c = np.arange(size, dtype=np.float32) - (size - 1) / 2

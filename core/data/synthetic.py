@@ -63,6 +63,9 @@ class WorldConfig:
     # 0.526 and 0.505 against the Baseline's 0.453 and 0.467, but over four seeds MTL-True scored 100.7
     # [60.9, 166.6] at planted 1: the benefit is not yet shown (docs/benchmarks.md, Calibration)
     cue_agreement: float = 0.8
+    # a planted world's recording: the share of its stimuli shown degraded (core.data.planted.degrade), which
+    # the shape units see through; 0, a clean recording (docs/method.md, "The planted world")
+    recording_degraded: float = 0.8
 
     def __post_init__(self):
         from core.errors import ConfigError
@@ -78,12 +81,16 @@ class WorldConfig:
             raise ConfigError(f"planted={self.planted}; expected a share between 0 (the null) and 1, or none")
         if not 0 <= self.cue_agreement <= 1:
             raise ConfigError(f"cue_agreement={self.cue_agreement}; expected a probability between 0 and 1")
+        if not 0 <= self.recording_degraded <= 1:
+            raise ConfigError(f"recording_degraded={self.recording_degraded}; expected a share between 0 and 1")
 
     def source(self) -> dict:
         """The config as the data sets' manifests record it (the default world's as before planted existed)."""
         d = asdict(self)
         if d["planted"] is None or d["cue_agreement"] == 1.0:
             del d["cue_agreement"]
+        if d["planted"] is None or d["recording_degraded"] == 0.0:
+            del d["recording_degraded"]
         if d["planted"] is None:
             del d["planted"]
         return d
@@ -380,6 +387,10 @@ def make_neural(cfg: WorldConfig, chunk: int = 2048) -> tuple[NeuralSet, V1Popul
     n_pool = cfg.neural_train_images + cfg.neural_test_images
     labels = rng_img.integers(0, cfg.n_classes, n_pool)
     pool, objects = _render_split(cfg, "neural/images", labels, rng_img, chunk)
+    if cfg.planted is not None and cfg.recording_degraded > 0:
+        from core.data.planted import degrade
+
+        pool = degrade(_stream(cfg.seed, "neural/degrade"), pool, cfg.recording_degraded)
 
     rng_v1 = _stream(cfg.seed, "neural/v1")
     T = cfg.neural_train_images

@@ -66,6 +66,7 @@ def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root
                 write_world(world_config(preset.world, planted=planted), world)
             except FileExistsError:
                 pass  # another process wrote it first
+        _check_world(world, world_config(preset.world, planted=planted).source())
         cls, neural = ClassificationSet.load(world / "classification"), NeuralSet.load(world / "neural")
     else:
         if tin_root is None or neural_data is None:
@@ -85,6 +86,25 @@ def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root
     return Sources(cls, neural, info)
 
 
+def _check_world(world: Path, expected: dict) -> None:
+    """A world folder written by another version of the world (another setting of a WorldConfig field) is
+    not used in its place: one clear error naming the field; the folder is left as it is."""
+    import json
+
+    for part in ("classification", "neural"):
+        f = world / part / "manifest.json"
+        try:
+            got = json.loads(f.read_text()).get("source", {}).get("config", {})
+        except (OSError, ValueError) as e:
+            raise DataError(f"{f}: unreadable manifest ({e})") from None
+        diff = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+        if diff:
+            k = diff[0]
+            raise DataError(f"{f}: written for another world ({k}={got.get(k, 'unset')!r}, this version builds "
+                            f"{k}={expected.get(k, 'unset')!r}); give another --data-root, or remove {world} to "
+                            "have it written again")
+
+
 NEURAL_SPLIT_SEED = 0      # the 90/10 split of neural training trials is the same for every model
 VAL_FRACTION = 0.1
 
@@ -93,9 +113,17 @@ def cls_tensors(cls: ClassificationSet) -> dict:
     return {s: (as_u8(cls.images[s]), torch.from_numpy(np.array(cls.labels[s]))) for s in ("train", "val")}
 
 
-def neural_sources(neural: NeuralSet) -> tuple[NeuralBatchSource, NeuralBatchSource]:
-    src = NeuralBatchSource(as_u8(neural.images), torch.from_numpy(np.array(neural.train_image_index)),
-                            torch.from_numpy(np.array(neural.train_responses, dtype=np.float32)),
+def neural_sources(neural: NeuralSet, truth: bool = False) -> tuple[NeuralBatchSource, NeuralBatchSource]:
+    """The recording's training trials, split 90/10 into training and validation trials; with `truth` each
+    trial's response replaced by the simulated population's noise-free rates to its image (synthetic world)."""
+    idx = np.array(neural.train_image_index)
+    if truth:
+        if neural.true_rates is None:
+            raise ConfigError(f"{neural.path}: no true_rates; the noise-free rates exist for the synthetic world only")
+        responses = np.asarray(neural.true_rates, dtype=np.float32)[idx]
+    else:
+        responses = np.array(neural.train_responses, dtype=np.float32)
+    src = NeuralBatchSource(as_u8(neural.images), torch.from_numpy(idx), torch.from_numpy(responses),
                             torch.from_numpy(np.array(neural.train_mask)))
     rng = np.random.default_rng(NEURAL_SPLIT_SEED)
     perm = rng.permutation(len(src))
@@ -136,6 +164,13 @@ def mtl_data(sources: Sources, targets: dict[str, torch.Tensor]) -> TrainData:
     srcs = {s: NeuralBatchSource(x[s][0], torch.arange(len(targets[s])), targets[s],
                                  torch.ones(targets[s].shape, dtype=torch.bool)) for s in ("train", "val")}
     return TrainData(sources.cls.n_classes, x, srcs["train"], srcs["val"])
+
+
+def recording_data(sources: Sources) -> TrainData:
+    """Classification data plus the recording's own stimuli with the population's noise-free rates to them
+    (synthetic world): co-training on the truth of the recording, no predictor in between."""
+    tr, va = neural_sources(sources.neural, truth=True)
+    return TrainData(sources.cls.n_classes, cls_tensors(sources.cls), tr, va)
 
 
 def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):

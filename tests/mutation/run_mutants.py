@@ -125,6 +125,16 @@ MUTANTS = {
     "a report without its world line (the planted strength unsaid)": mutant(
         ("analysis/html.py", "<b>World:</b> {html.escape(world)}</p>\" if world else", "<b>World:</b> {html.escape(world)}</p>\" if False else"),
         "tests/test_sweeps.py::test_planted_worlds_run_one_sweep_each_and_every_report_states_its_planted_strength"),
+    "a degraded recording that degrades every stimulus, whatever its share": mutant(
+        ("core/data/planted.py", "    for i in np.flatnonzero(rng.random(len(out)) < share):\n",
+         "    for i in np.flatnonzero(rng.random(len(out)) < 2):\n"),
+        "tests/test_planted.py::test_a_planted_worlds_recording_is_shown_degraded_and_its_shape_units_see_through_it"),
+    "a world folder of another world's settings used in place of this one": mutant(
+        ("core/training/bundles.py", "        _check_world(world, world_config(preset.world, planted=planted).source())\n", ""),
+        "tests/test_planted.py::test_a_world_folder_written_for_another_world_is_refused_and_kept"),
+    "MTL-True on the recording's spikes instead of its noise-free rates": mutant(
+        ("core/training/bundles.py", "    tr, va = neural_sources(sources.neural, truth=True)\n", "    tr, va = neural_sources(sources.neural)\n"),
+        "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
 
     # the explanations
     "a low-pass Baseline whose filter is left out at test time (trained on low-passed images, tested unfiltered)": mutant(

@@ -24,11 +24,17 @@ EXPLANATIONS = ("baseline_lowpass", "mtl_pixel", "mtl_surrogate")
 PAPER = dict(MTL, families=("mtl",))
 
 
-def _fit(job, targets):
-    from core.training.bundles import mtl_data, standardised_on
+def _train(job, data):
+    from core.training.bundles import standardised_on
 
     model = standardised_on(job.new_model(n_neurons=job.sources.neural.n_neurons), job.sources.cls.images["train"])
-    return model, job.fit(model, mtl_data(job.sources, targets), job.cfg, "train")
+    return model, job.fit(model, data, job.cfg, "train")
+
+
+def _fit(job, targets):
+    from core.training.bundles import mtl_data
+
+    return _train(job, mtl_data(job.sources, targets))
 
 
 @register(name="mtl_monkey", label="MTL-Monkey", color="#d62728", upstream="monkey_predictor", twin="mtl_shuffled",
@@ -74,16 +80,6 @@ def mtl_surrogate(job):
 # ----------------------------------------------------------------------------- the truth, and pixels
 
 
-def true_targets(sources) -> dict:
-    """The simulated population's noise-free rates to every training and validation image (synthetic
-    world only): the targets of the kind that co-trains on the truth, no predictor in between."""
-    import torch
-
-    from core.data.synthetic import true_rates
-
-    return {s: torch.from_numpy(true_rates(sources.neural, s, sources.cls.images[s])) for s in ("train", "val")}
-
-
 def pixel_targets(sources, like: dict, seed: int, sigma: float = 2.0) -> dict:
     """Targets computed from the pixels alone (Attias et al.'s control): each image low-passed (Gaussian,
     `sigma` pixels), projected onto as many fixed random directions as there are neurons, z-scored over the
@@ -111,11 +107,14 @@ def pixel_targets(sources, like: dict, seed: int, sigma: float = 2.0) -> dict:
 
 @register(name="mtl_true", label="MTL-True", color="#17becf", twin="mtl_shuffled", asked=True, feve_positive=True,
           explained_by=EXPLANATIONS,
-          synthetic_only=True,
-          summary="classification + the simulated population's noise-free rates to every training image (synthetic "
-                  "world only): the upper reference for MTL-Monkey where the truth is known", **MTL)
+          synthetic_only=True, identity=lambda preset: {"neural_images": "recording"},
+          summary="classification + the simulated population's noise-free rates to the recording's own stimuli "
+                  "(synthetic world only): the recording without its trial noise and without a predictor, the upper "
+                  "reference for MTL-Monkey where the truth is known", **MTL)
 def mtl_true(job):
-    return _fit(job, true_targets(job.sources))
+    from core.training.bundles import recording_data
+
+    return _train(job, recording_data(job.sources))
 
 
 @register(name="mtl_pixel", label="MTL-Pixel", color="#8c8c00", upstream="monkey_predictor", twin="mtl_shuffled",
