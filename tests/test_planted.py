@@ -77,26 +77,37 @@ def test_the_cue_shows_the_images_class_at_the_worlds_agreement():
 
 
 def test_a_planted_worlds_recording_is_shown_degraded_and_its_shape_units_see_through_it(tmp_path):
-    """The recording's stimuli: the share `recording_degraded` of them differs from the same world's clean
-    recording (blur, noise, low contrast), the rest is identical; the shape units' noise-free rates are the
-    same either way (they answer the object), and a clean recording (0) is the world as it was."""
+    """The recording's stimuli: at the world's default share (0.8) and at 0.3, the stimuli that degrade's own
+    stream picks differ from the same world's clean recording, by contrast, blur and noise alike, and the
+    rest are identical; the shape units' noise-free rates are the same either way (they answer the object),
+    and a clean recording (0) is the world as it was."""
     from dataclasses import replace
 
     from core.data import NeuralSet
     from core.data.synthetic import _stream
 
     cfg = world_config("smoke", planted=1.0)
-    write_world(replace(cfg, recording_degraded=0.5), tmp_path / "d")
+    assert cfg.recording_degraded == 0.8
     write_world(replace(cfg, recording_degraded=0.0), tmp_path / "c")
-    d, c = NeuralSet.load(tmp_path / "d" / "neural"), NeuralSet.load(tmp_path / "c" / "neural")
-    a, b = np.asarray(d.images, float), np.asarray(c.images, float)
-    chosen = _stream(cfg.seed, "neural/degrade").random(len(a)) < 0.5          # degrade's first draw
-    assert 0.35 < chosen.mean() < 0.65
-    assert (a[~chosen] == b[~chosen]).all()
-    # a degraded stimulus has lost fine detail, gained noise or contrast: it differs from the clean one
-    assert (np.abs(a[chosen] - b[chosen]).reshape(chosen.sum(), -1).max(1) > 0).mean() > 0.9
-    assert np.abs(a[chosen] - b[chosen]).mean() > 3
-    np.testing.assert_array_equal(np.asarray(d.true_rates), np.asarray(c.true_rates))
+    c = NeuralSet.load(tmp_path / "c" / "neural")
+    b = np.asarray(c.images, float)
+    for share in (0.3, 0.8):
+        write_world(replace(cfg, recording_degraded=share), tmp_path / f"d{share}")
+        d = NeuralSet.load(tmp_path / f"d{share}" / "neural")
+        a = np.asarray(d.images, float)
+        chosen = _stream(cfg.seed, "neural/degrade").random(len(a)) < share        # degrade's first draw
+        assert (a[~chosen] == b[~chosen]).all()
+        diff = np.abs(a[chosen] - b[chosen]).reshape(chosen.sum(), -1)
+        assert (diff.max(1) > 0).mean() > 0.9                                      # 1 in 27 draws no change
+        np.testing.assert_array_equal(np.asarray(d.true_rates), np.asarray(c.true_rates))
+    # each of the three degradations shows in some of the chosen stimuli (at 0.8): contrast alone scales the
+    # spread of grey levels and the differences between neighbouring pixels alike; blur lowers the latter
+    # more, noise raises them
+    sd = a.reshape(len(a), -1).std(1) / b.reshape(len(b), -1).std(1)
+    rough = np.abs(np.diff(a, axis=2)).mean((1, 2)) / np.abs(np.diff(b, axis=2)).mean((1, 2))
+    r = (rough / sd)[chosen]
+    assert ((sd[chosen] < 0.6) & (r > 0.8) & (r < 1.25)).any()
+    assert (r < 0.5).any() and (r > 2).any()
     assert "recording_degraded" not in json.loads((tmp_path / "c" / "neural" / "manifest.json").read_text())["source"]["config"]
 
 
@@ -119,16 +130,30 @@ def test_a_world_folder_written_for_another_world_is_refused_and_kept(tmp_path):
 
 
 def test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates(tmp_path):
-    """recording_data: the neural batches are the recording's training trials (the same 90/10 split as the
-    Monkey Predictor's), each target the population's noise-free rates to that trial's image, not its spikes."""
+    """The mtl_true recipe hands its fit the recording's training trials (the same 90/10 split as the Monkey
+    Predictor's), each target the population's noise-free rates to that trial's image, not its spikes, and
+    not the classification images."""
     from core.presets import get_preset
-    from core.training.bundles import load_sources, neural_sources, recording_data
+    from core.training import registry
+    from core.training.bundles import load_sources, neural_sources
+    from core.training.kinds import Job, base_config
 
-    s = load_sources(get_preset("smoke"), tmp_path, log=None, planted=1.0)
-    data = recording_data(s)
+    preset = get_preset("smoke")
+    s = load_sources(preset, tmp_path, log=None, planted=1.0)
+    cfg = base_config("mtl_true", preset, "1:1", 0)
+    seen = {}
+
+    def fit(model, data, c, phase):
+        seen["data"] = data
+        return None
+
+    build = dict(name=cfg.model, n_classes=s.cls.n_classes, n_neurons=0, width=cfg.width)
+    registry.get("mtl_true").train(Job("mtl_true", preset, cfg, "1:1", 0, s, None, "", tmp_path, None, build, fit))
+    data = seen["data"]
     spikes_tr, _ = neural_sources(s.neural)
     truth = np.asarray(s.neural.true_rates)
     for src in (data.neural_train, data.neural_val):
+        assert src.images.shape[0] == len(s.neural.images)                     # the recording's own stimuli
         np.testing.assert_allclose(src.targets.numpy(), truth[src.index.numpy()])
     assert (data.neural_train.index == spikes_tr.index).all()
     assert not np.allclose(data.neural_train.targets.numpy(), spikes_tr.targets.numpy())

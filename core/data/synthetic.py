@@ -433,7 +433,7 @@ def make_world(cfg: WorldConfig, objects: dict | None = None) -> tuple[Classific
 def write_world(cfg: WorldConfig, out, overwrite: bool = False) -> dict:
     """Write the world into `out/classification` and `out/neural` (canonical form); returns manifests.
     A planted world's neural set also holds the population's noise-free rates to every classification
-    image (`cls_true_rates_<split>`), which the true-rates kind co-trains on."""
+    image (`cls_true_rates_<split>`): the truth a co-trained model's predicted rates are compared with."""
     from pathlib import Path
 
     out = Path(out)
@@ -455,23 +455,3 @@ def world_config(preset: str = "demo", **overrides) -> WorldConfig:
     if preset not in WORLD_PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; expected one of {', '.join(WORLD_PRESETS)}")
     return from_dict(WorldConfig, {**asdict(WORLD_PRESETS[preset]), **overrides}, where=f"world preset {preset}")
-
-
-def true_rates(neural: NeuralSet, split: str, images: np.ndarray) -> np.ndarray:
-    """The simulated population's noise-free rates (N, K) to classification images `images` of `split`:
-    stored by a planted world (its shape units need the objects, which the images no longer show); for
-    the default world computed from the population's parameters saved beside the recording."""
-    from core.errors import ConfigError
-
-    stored = neural.arrays.get(f"cls_true_rates_{split}")
-    if stored is not None:
-        if len(stored) != len(images):
-            raise ConfigError(f"{neural.path}: cls_true_rates_{split} holds {len(stored)} rows for {len(images)} images")
-        return np.asarray(stored, dtype=np.float32)
-    folder = neural.path
-    names = [f.name for f in __import__("dataclasses").fields(V1Population) if f.name != "image_size"]
-    files = {n: folder / f"v1_{n}.npy" for n in names} if folder is not None else {}
-    if not files or not all(f.is_file() for f in files.values()):
-        raise ConfigError(f"{folder}: no simulated population here; the true rates exist for the synthetic world only")
-    pop = V1Population(**{n: np.load(f) for n, f in files.items()}, image_size=int(np.asarray(images).shape[-1]))
-    return pop.rates(np.asarray(images)).astype(np.float32)

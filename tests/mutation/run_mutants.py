@@ -132,6 +132,14 @@ MUTANTS = {
     "a world folder of another world's settings used in place of this one": mutant(
         ("core/training/bundles.py", "        _check_world(world, world_config(preset.world, planted=planted).source())\n", ""),
         "tests/test_planted.py::test_a_world_folder_written_for_another_world_is_refused_and_kept"),
+    "a degraded recording that never blurs": mutant(
+        ("core/data/planted.py", "        if blur:\n", "        if False:\n"),
+        "tests/test_planted.py::test_a_planted_worlds_recording_is_shown_degraded_and_its_shape_units_see_through_it"),
+    "MTL-True on the classification images' noise-free rates again, not the recording's": mutant(
+        ("core/training/recipes/mtl.py", "    return _train(job, recording_data(job.sources))\n",
+         "    import torch\n\n    from core.training.bundles import mtl_data\n\n    return _train(job, mtl_data(job.sources, {s: torch.from_numpy("
+         "job.sources.neural.arrays[f'cls_true_rates_{s}']) for s in ('train', 'val')}))\n"),
+        "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
     "MTL-True on the recording's spikes instead of its noise-free rates": mutant(
         ("core/training/bundles.py", "    tr, va = neural_sources(sources.neural, truth=True)\n", "    tr, va = neural_sources(sources.neural)\n"),
         "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
