@@ -57,16 +57,16 @@ def load_sources(preset: Preset, data_root: str | os.PathLike = "data", tin_root
     if synthetic:
         from core.data.synthetic import world_config, write_world
 
-        world = world_dir(data_root, preset.world, planted)
+        world, cfg = world_dir(data_root, preset.world, planted), world_config(preset.world, planted=planted)
         if not (world / "neural" / "manifest.json").is_file():
             if log:
                 log(f"writing the synthetic world ({preset.world}" + (f", planted {planted:g}" if planted is not None else "")
                     + f") to {world}")
             try:
-                write_world(world_config(preset.world, planted=planted), world)
+                write_world(cfg, world)
             except FileExistsError:
                 pass  # another process wrote it first
-        _check_world(world, world_config(preset.world, planted=planted).source())
+        _check_world(world, cfg.source())
         cls, neural = ClassificationSet.load(world / "classification"), NeuralSet.load(world / "neural")
     else:
         if tin_root is None or neural_data is None:

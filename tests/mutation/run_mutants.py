@@ -130,7 +130,7 @@ MUTANTS = {
          "    for i in np.flatnonzero(rng.random(len(out)) < 2):\n"),
         "tests/test_planted.py::test_a_planted_worlds_recording_is_shown_degraded_and_its_shape_units_see_through_it"),
     "a world folder of another world's settings used in place of this one": mutant(
-        ("core/training/bundles.py", "        _check_world(world, world_config(preset.world, planted=planted).source())\n", ""),
+        ("core/training/bundles.py", "        _check_world(world, cfg.source())\n", ""),
         "tests/test_planted.py::test_a_world_folder_written_for_another_world_is_refused_and_kept"),
     "a degraded recording that never blurs": mutant(
         ("core/data/planted.py", "        if blur:\n", "        if False:\n"),
