@@ -157,3 +157,4 @@ def test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rate
         np.testing.assert_allclose(src.targets.numpy(), truth[src.index.numpy()])
     assert (data.neural_train.index == spikes_tr.index).all()
     assert not np.allclose(data.neural_train.targets.numpy(), spikes_tr.targets.numpy())
+    assert data.neural_bn == "running"   # degraded stimuli: normalised on the classification's statistics

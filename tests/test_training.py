@@ -60,6 +60,24 @@ def test_ratio_parsing_and_schedule():
     assert sum(neural_batches_before(i, 2, 3) for i in range(30)) == 20
 
 
+@pytest.mark.parametrize("neural_bn, batch_statistics", [("batch", True), ("running", False)])
+def test_neural_batches_of_other_images_are_normalised_with_the_running_statistics(world, neural_bn, batch_statistics):
+    """Where the neural images are not drawn like the classification images (MTL-True on the recording's degraded
+    stimuli: data.neural_bn "running"), a co-training fit runs their batches through BatchNorm in eval mode, on the
+    classification's running statistics, which evaluation uses too; by default (the authors' choice) in training
+    mode, on each batch's own statistics. The setting survives the move to the fit's device."""
+    cls, _ = world
+    data = mtl_data(cls, n=64)   # 4 steps of 16 images; 1:1, one neural batch before each
+    data.neural_bn = neural_bn
+    assert data.to("cpu").neural_bn == neural_bn
+    model = small_model(cls, n_neurons=6)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    modes = []
+    model.readout.register_forward_pre_hook(lambda m, a: modes.append({b.training for b in bns}))
+    fit(model, data, TrainConfig(mode="mtl", ratio="1:1", **{**CFG, "max_epochs": 1}), log=None)
+    assert len(modes) >= 4 and modes[:4] == [{batch_statistics}] * 4   # the 4 training batches; then evaluation
+
+
 @pytest.mark.parametrize("ratio, neural_per_epoch", [("1:15", 1), ("1:1", 8), ("5:1", 40)])
 def test_fit_steps_follow_the_ratio(world, ratio, neural_per_epoch):
     cls, _ = world

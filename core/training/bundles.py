@@ -168,9 +168,11 @@ def mtl_data(sources: Sources, targets: dict[str, torch.Tensor]) -> TrainData:
 
 def recording_data(sources: Sources) -> TrainData:
     """Classification data plus the recording's own stimuli with the population's noise-free rates to them
-    (synthetic world): co-training on the truth of the recording, no predictor in between."""
+    (synthetic world): co-training on the truth of the recording, no predictor in between. The stimuli are not
+    drawn like the classification images (in a planted world most are degraded), so their batches are
+    normalised with the classification's running statistics (TrainData.neural_bn), as at evaluation."""
     tr, va = neural_sources(sources.neural, truth=True)
-    return TrainData(sources.cls.n_classes, cls_tensors(sources.cls), tr, va)
+    return TrainData(sources.cls.n_classes, cls_tensors(sources.cls), tr, va, neural_bn="running")
 
 
 def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):

@@ -52,6 +52,15 @@ class TrainData:
     neural_test: dict | None = None     # images u8 (M,1,H,W), responses (M,R,K), mask, true_rates (numpy)
     corrupted: torch.Tensor | None = None   # (V, N, 1, H, W) u8: V corrupted variants of every cls train image
     sim_pool: object | None = None      # core.training.similarity.SimilarityPool (mode similarity)
+    # how a co-training fit normalises its neural batches: "batch", with their own statistics in BatchNorm's
+    # training mode (the authors' choice, both tasks' batches alike: right where the neural images are drawn
+    # like the classification images); "running", with the running statistics the classification batches
+    # keep, which evaluation uses too (neural images of another kind, e.g. the recording's degraded stimuli)
+    neural_bn: str = "batch"
+
+    def __post_init__(self):
+        if self.neural_bn not in ("batch", "running"):
+            raise ValueError(f"neural_bn={self.neural_bn!r}; expected 'batch' or 'running'")
 
     @property
     def n_neurons(self) -> int:
@@ -81,6 +90,7 @@ class TrainData:
             self.neural_test,
             self.corrupted.to(device) if self.corrupted is not None else None,
             self.sim_pool.to(device) if self.sim_pool is not None else None,
+            self.neural_bn,
         )
 
 

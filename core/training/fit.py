@@ -35,7 +35,7 @@ from core.training.cycler import schedule
 from core.training.data import NeuralStream, TrainData
 from core.training.inference import accuracy, neural_val, resolve_device
 from core.training.losses import UncertaintyWeighting, consistency_loss, masked_mse, poisson_loss
-from core.training.recipe import Streams, bn_subset, recompute_batchnorm, step_schedulers
+from core.training.recipe import Streams, batchnorms, bn_subset, recompute_batchnorm, step_schedulers
 from core.training.similarity import pair_cosine, similarity_loss
 
 CHECKPOINT = "checkpoint.pt"
@@ -256,13 +256,21 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
     def autocast():
         return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp)
 
+    # neural images unlike the classification images (data.neural_bn "running"): their batches are normalised
+    # with the classification's running statistics, the ones evaluation uses, and leave them unchanged
+    running_bn = batchnorms(model, frozen_ids) if mode == "mtl" and data.neural_bn == "running" else []
+
     def neural_step(epoch, sums, share=1.0):
         idx = stream.next()
         src = data.neural_train
         x = prep(take(src.images, src.index[idx.to(src.index.device)]), aug=False)
         target, mask = take(src.targets, idx), take(src.mask, idx)
+        for m in running_bn:
+            m.eval()
         with autocast():
             rate = model.predict_neural(x).float()
+        for m in running_bn:
+            m.train()
         if mode == "neural":
             loss = poisson_loss(rate, target, mask) + model.readout.regularizer()
             sums["neural"] += loss.detach()

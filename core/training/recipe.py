@@ -83,6 +83,11 @@ def bn_subset(n: int, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def batchnorms(model: nn.Module, skip: set[int] = frozenset()) -> list[nn.Module]:
+    """The BatchNorm layers of `model`, but those whose id() is in `skip`."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
+
+
 def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, prepare, amp: bool,
                         skip: set[int] = frozenset()) -> None:
     """Reset the BatchNorm layers of `model` (but those whose id() is in `skip`) and average their
@@ -90,7 +95,7 @@ def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, prepar
     each turned into the model's input by `prepare(x_u8, generator)` (the kind's own training input, its
     augmentation drawn from a fixed generator: the same images every time). Dropout and everything else
     stays in eval mode; the model is left in eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
+    bns = batchnorms(model, skip)
     if not bns or len(x_u8) == 0:
         return
     dev = next(model.parameters()).device

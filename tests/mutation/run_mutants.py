@@ -143,6 +143,15 @@ MUTANTS = {
     "MTL-True on the recording's spikes instead of its noise-free rates": mutant(
         ("core/training/bundles.py", "    tr, va = neural_sources(sources.neural, truth=True)\n", "    tr, va = neural_sources(sources.neural)\n"),
         "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
+    "MTL-True's degraded neural batches normalised on their own statistics again": mutant(
+        ("core/training/bundles.py", "cls_tensors(sources.cls), tr, va, neural_bn=\"running\")", "cls_tensors(sources.cls), tr, va)"),
+        "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
+    "a fit that ignores neural_bn": mutant(
+        (FIT, "if mode == \"mtl\" and data.neural_bn == \"running\" else []", "if False else []"),
+        "tests/test_training.py::test_neural_batches_of_other_images_are_normalised_with_the_running_statistics"),
+    "a move to the device that drops neural_bn": mutant(
+        ("core/training/data.py", "            self.neural_bn,\n        )", "        )"),
+        "tests/test_training.py::test_neural_batches_of_other_images_are_normalised_with_the_running_statistics"),
 
     # the explanations
     "a low-pass Baseline whose filter is left out at test time (trained on low-passed images, tested unfiltered)": mutant(

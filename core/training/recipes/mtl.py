@@ -107,7 +107,7 @@ def pixel_targets(sources, like: dict, seed: int, sigma: float = 2.0) -> dict:
 
 @register(name="mtl_true", label="MTL-True", color="#17becf", twin="mtl_shuffled", asked=True, feve_positive=True,
           explained_by=EXPLANATIONS,
-          synthetic_only=True, identity=lambda preset: {"neural_images": "recording"},
+          synthetic_only=True, identity=lambda preset: {"neural_images": "recording", "neural_bn": "running"},
           summary="classification + the simulated population's noise-free rates to the recording's own stimuli "
                   "(synthetic world only): the recording without its trial noise and without a predictor, the upper "
                   "reference for MTL-Monkey where the truth is known", **MTL)
