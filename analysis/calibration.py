@@ -5,9 +5,13 @@ neurons that encode the objects' corruption-proof shape, 0 a true null). From ea
 reads every co-trained kind's robustness against that world's own Baseline, paired by seed
 (analysis.precision), and the two-factor regression's FEVe coefficient over MTL-Monkey's models, and
 judges the instrument:
-- no false discovery: at the null, every co-trained kind's interval covers 100;
+- no false discovery: at the null, no co-trained kind's interval lies above 100 (one below 100 is a harm,
+  not a discovery: the null's neurons encode the fragile cue, and co-training on them may teach it; it is
+  stated beside the check);
 - the planted benefit found: at every planted strength above 0, the true-rates kind (MTL-True) and
-  MTL-Monkey lie above 100, and their estimates rise with the strength;
+  MTL-Monkey lie above 100 (an interval that includes 100 is "unclear", not shown at the run's power, with
+  the smallest effect it could have detected; one wholly below 100 fails), and their estimates rise with
+  the strength;
 - the negative control: MTL-Shuffled covers 100 in every world.
 Writes a dose-response figure, the table (Parquet, CSV) and a self-contained report.html.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +78,8 @@ def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes
 def family_level(level: float, planted: list[float]) -> float:
     """The level of each interval such that the study's coverage checks (every co-trained kind at the null,
     MTL-Shuffled in every other world) hold together at `level` for a flawless pipeline (Bonferroni): with
-    three worlds, five intervals at 99%. Without it a correct pipeline would fail one check in four or five."""
+    three worlds, five intervals at 99%. Without it a correct pipeline would fail one check in four or five.
+    The null-world checks are one-sided (only an interval above 100 fails), so there it is conservative."""
     m = sum(len(KINDS) if p == 0 else 1 for p in planted)
     return 1 - (1 - level) / max(1, m)
 
@@ -86,32 +92,60 @@ def judge(table: pl.DataFrame) -> list[tuple[str, str, str]]:
     def fmt(r):
         return f"{r['estimate']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
 
+    def power(r):
+        m = r.get("mde")
+        return f", smallest detectable effect {m:.0f}%" if m is not None and m == m else ""
+
+    def place(r) -> str:
+        """Where an interval lies: above | below | covers 100, or unknown (not finite)."""
+        lo, hi = r["low"], r["high"]
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            return "unknown"
+        return "above" if lo > 100 else ("below" if hi < 100 else "covers")
+
     values = sorted(set(table["planted"].to_list()))
     out = []
     if 0.0 in values:
-        bad = [f"{registry.label(k)} {fmt(r)}" for k in KINDS if (r := row(k, 0.0)) and not r["low"] <= 100 <= r["high"]]
-        have = [k for k in KINDS if row(k, 0.0)]
-        out.append(("no false discovery in the null world", "fail" if bad else ("pass" if have else "unclear"),
-                    "; ".join(bad) or ", ".join(f"{registry.label(k)} {fmt(row(k, 0.0))}" for k in have) or "no models"))
+        # a discovery is a benefit: an interval wholly above 100. One wholly below is a harm, which the null world
+        # may well plant (its neurons encode the fragile cue, so co-training on them can teach it): stated, not failed
+        have = {k: r for k in KINDS if (r := row(k, 0.0))}
+        bad = [f"{registry.label(k)} {fmt(r)}" for k, r in have.items() if place(r) == "above"]
+        harm = [registry.label(k) for k, r in have.items() if place(r) == "below"]
+        lost = [registry.label(k) for k in KINDS if k not in have or place(have[k]) == "unknown"]
+        detail = "; ".join(bad) or ", ".join(f"{registry.label(k)} {fmt(r)}" for k, r in have.items()) or "no models"
+        if harm and not bad:
+            detail += f" ({', '.join(harm)} below 100: a harm, not a benefit)"
+        if lost and not bad:
+            detail += f" (no interval for {', '.join(lost)})"
+        out.append(("no false discovery in the null world", "fail" if bad else ("unclear" if lost else "pass"), detail))
     else:
         out.append(("no false discovery in the null world", "unclear", "the study has no world planted at 0"))
     for k in FOUND:
         planted = [(p, row(k, p)) for p in values if p > 0 and row(k, p)]
         if not planted:
             out.append((f"{registry.label(k)} finds the planted benefit", "unclear", "no planted world with this kind"))
+            out.append((f"{registry.label(k)} rises with the planted strength", "unclear", "no planted world with this kind"))
             continue
-        below = [f"{p:g}: {fmt(r)}" for p, r in planted if r["low"] <= 100]
-        out.append((f"{registry.label(k)} finds the planted benefit", "fail" if below else "pass",
-                    ("its interval includes 100 at " + "; ".join(below)) if below else
+        # found: the interval wholly above 100; refuted: wholly below; else the run could not tell at its power
+        refuted = [f"{p:g}: {fmt(r)}" for p, r in planted if place(r) == "below"]
+        unsure = [f"{p:g}: {fmt(r)}{power(r)}" for p, r in planted if place(r) in ("covers", "unknown")]
+        state = "fail" if refuted else ("unclear" if unsure else "pass")
+        out.append((f"{registry.label(k)} finds the planted benefit", state,
+                    ("its interval lies below 100 at " + "; ".join(refuted)) if refuted else
+                    ("not shown at this power, its interval includes 100 at " + "; ".join(unsure)) if unsure else
                     "; ".join(f"{p:g}: {fmt(r)}" for p, r in planted)))
         series = [(p, r["estimate"]) for p, r in [(p, row(k, p)) for p in values] if r]
         rising = all(b[1] > a[1] for a, b in zip(series, series[1:]))
-        out.append((f"{registry.label(k)} rises with the planted strength", "pass" if rising else "fail",
-                    " < ".join(f"{e:.1f} ({p:g})" for p, e in series)))
+        short = len(series) < 2 or series[0][0] != 0.0
+        out.append((f"{registry.label(k)} rises with the planted strength",
+                    "unclear" if short else ("pass" if rising else "fail"),
+                    " → ".join(f"{e:.1f} ({p:g})" for p, e in series) + (" (needs the null and a planted world)" if short else "")))
     sh = [(p, row("mtl_shuffled", p)) for p in values if row("mtl_shuffled", p)]
-    bad = [f"{p:g}: {fmt(r)}" for p, r in sh if not r["low"] <= 100 <= r["high"]]
-    out.append(("MTL-Shuffled covers 100 in every world", "fail" if bad else ("pass" if sh else "unclear"),
-                "; ".join(bad) or "; ".join(f"{p:g}: {fmt(r)}" for p, r in sh) or "no MTL-Shuffled models"))
+    bad = [f"{p:g}: {fmt(r)}" for p, r in sh if place(r) in ("above", "below")]
+    lost = [f"{p:g}" for p in values if not row("mtl_shuffled", p) or place(row("mtl_shuffled", p)) == "unknown"]
+    out.append(("MTL-Shuffled covers 100 in every world", "fail" if bad else ("unclear" if lost or not sh else "pass"),
+                "; ".join(bad) or "; ".join(f"{p:g}: {fmt(r)}" for p, r in sh) + (f" (no interval at {', '.join(lost)})" if lost else "")
+                or "no MTL-Shuffled models"))
     return out
 
 

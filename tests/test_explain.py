@@ -78,12 +78,33 @@ def test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit
     false_discovery = good.with_columns(pl.when((pl.col("planted") == 0) & (pl.col("kind") == "mtl_monkey"))
                                         .then(pl.lit(103.0)).otherwise(pl.col("low")).alias("low"))
     assert {n: s for n, s, _ in judge(false_discovery)}["no false discovery in the null world"] == "fail"
+    # a harm at the null is no discovery of a benefit: the check passes and says so
+    def edit(table, p, kind, **cols):
+        at = (pl.col("planted") == p) & (pl.col("kind") == kind)
+        return table.with_columns(**{c: pl.when(at).then(pl.lit(float(v))).otherwise(pl.col(c)) for c, v in cols.items()})
+
+    harm = edit(good, 0.0, "mtl_true", estimate=93, low=89, high=97)
+    (null,) = [(s, d) for n, s, d in judge(harm) if n == "no false discovery in the null world"]
+    assert null[0] == "pass" and "MTL-True below 100: a harm, not a benefit" in null[1]
+    # an interval that is not finite, or a kind missing from a world, proves nothing either way
+    blind = {n: s for n, s, _ in judge(edit(good, 0.0, "mtl_monkey", low=float("nan"), high=float("nan")))}
+    assert blind["no false discovery in the null world"] == "unclear"
+    assert {n: s for n, s, _ in judge(edit(good, 1.0, "mtl_true", low=float("nan")))}["MTL-True finds the planted benefit"] == "unclear"
+    no_null = {n: s for n, s, _ in judge(good.filter(~((pl.col("planted") == 0) & (pl.col("kind") == "mtl_true"))))}
+    assert no_null["no false discovery in the null world"] == "unclear"
+    assert no_null["MTL-True rises with the planted strength"] == "unclear"
+    assert {n: s for n, s, _ in judge(good.filter(pl.col("planted") != 0.5))}["MTL-True rises with the planted strength"] == "pass"
     flat = good.with_columns(pl.when((pl.col("planted") == 1.0) & (pl.col("kind") == "mtl_monkey"))
                              .then(pl.lit(107.0)).otherwise(pl.col("estimate")).alias("estimate"))
     assert {n: s for n, s, _ in judge(flat)}["MTL-Monkey rises with the planted strength"] == "fail"
+    # a planted benefit whose interval includes 100 is not shown at the run's power (unclear, the power stated);
+    # one whose interval lies below 100 is refuted (fail)
     missed = good.with_columns(pl.when((pl.col("planted") == 0.5) & (pl.col("kind") == "mtl_true"))
-                               .then(pl.lit(99.0)).otherwise(pl.col("low")).alias("low"))
-    assert {n: s for n, s, _ in judge(missed)}["MTL-True finds the planted benefit"] == "fail"
+                               .then(pl.lit(99.0)).otherwise(pl.col("low")).alias("low"), mde=pl.lit(14.0))
+    (found,) = [(s, d) for n, s, d in judge(missed) if n == "MTL-True finds the planted benefit"]
+    assert found[0] == "unclear" and "0.5: 112.0 [99.0, 118.0], smallest detectable effect 14%" in found[1]
+    refuted = edit(good, 0.5, "mtl_true", estimate=94, low=90, high=98)
+    assert {n: s for n, s, _ in judge(refuted)}["MTL-True finds the planted benefit"] == "fail"
     leak = good.with_columns(pl.when((pl.col("planted") == 0.5) & (pl.col("kind") == "mtl_shuffled"))
                              .then(pl.lit(101.0)).otherwise(pl.col("low")).alias("low"))
     assert {n: s for n, s, _ in judge(leak)}["MTL-Shuffled covers 100 in every world"] == "fail"

@@ -158,3 +158,5 @@ def test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rate
     assert (data.neural_train.index == spikes_tr.index).all()
     assert not np.allclose(data.neural_train.targets.numpy(), spikes_tr.targets.numpy())
     assert data.neural_bn == "running"   # degraded stimuli: normalised on the classification's statistics
+    # and its run id says so: a model trained the other way is never taken for this one
+    assert registry.get("mtl_true").identity(preset) == {"neural_images": "recording", "neural_bn": data.neural_bn}

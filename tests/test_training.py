@@ -72,10 +72,26 @@ def test_neural_batches_of_other_images_are_normalised_with_the_running_statisti
     assert data.to("cpu").neural_bn == neural_bn
     model = small_model(cls, n_neurons=6)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    modes = []
+    modes, cls_modes = [], []
     model.readout.register_forward_pre_hook(lambda m, a: modes.append({b.training for b in bns}))
+    model.core.head.register_forward_pre_hook(lambda m, a: cls_modes.append({b.training for b in bns}))
     fit(model, data, TrainConfig(mode="mtl", ratio="1:1", **{**CFG, "max_epochs": 1}), log=None)
     assert len(modes) >= 4 and modes[:4] == [{batch_statistics}] * 4   # the 4 training batches; then evaluation
+    assert len(cls_modes) >= 4 and cls_modes[:4] == [{True}] * 4       # classification batches: batch statistics
+
+
+def test_the_batchnorm_pass_builds_no_autograd_graph(world):
+    """The BatchNorm statistics pass before every evaluation runs without gradients (no graph over its images)."""
+    from core.training.recipe import recompute_batchnorm
+
+    cls, _ = world
+    model = small_model(cls)
+    grad = []
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.register_forward_hook(lambda m, a, out: grad.append((torch.is_grad_enabled(), out.requires_grad)))
+    x, _ = cls_data(cls, 32).cls["train"]
+    recompute_batchnorm(model, x, 16, lambda u8, g: model.prep(u8), amp=False)
+    assert grad == [(False, False)] * 2
 
 
 @pytest.mark.parametrize("ratio, neural_per_epoch", [("1:15", 1), ("1:1", 8), ("5:1", 40)])

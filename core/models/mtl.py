@@ -13,7 +13,8 @@ from core.models.registry import create_model
 class MultiTaskModel(nn.Module):
     """`forward(x)` gives class logits; `predict_neural(x)` gives positive rates (B, K).
 
-    BatchNorm statistics are shared by both tasks' batches, as in the authors' code.
+    BatchNorm statistics are shared by both tasks' batches, as in the authors' code (a fit may normalise
+    neural batches of other images with the classification's running statistics: TrainData.neural_bn).
     """
 
     def __init__(self, core: nn.Module, n_neurons: int = 0, readout_layer: str = "conv3_1",

@@ -166,13 +166,16 @@ def mtl_data(sources: Sources, targets: dict[str, torch.Tensor]) -> TrainData:
     return TrainData(sources.cls.n_classes, x, srcs["train"], srcs["val"])
 
 
+RECORDING_NEURAL_BN = "running"   # how MTL-True's recording batches are normalised (TrainData.neural_bn)
+
+
 def recording_data(sources: Sources) -> TrainData:
     """Classification data plus the recording's own stimuli with the population's noise-free rates to them
     (synthetic world): co-training on the truth of the recording, no predictor in between. The stimuli are not
     drawn like the classification images (in a planted world most are degraded), so their batches are
     normalised with the classification's running statistics (TrainData.neural_bn), as at evaluation."""
     tr, va = neural_sources(sources.neural, truth=True)
-    return TrainData(sources.cls.n_classes, cls_tensors(sources.cls), tr, va, neural_bn="running")
+    return TrainData(sources.cls.n_classes, cls_tensors(sources.cls), tr, va, neural_bn=RECORDING_NEURAL_BN)
 
 
 def sim_pool(sources: Sources, kind: str, predictor: MultiTaskModel | None, seed: int, source: str = "predicted"):

@@ -267,10 +267,12 @@ def fit(model: MultiTaskModel, data: TrainData, cfg: TrainConfig, report: Callab
         target, mask = take(src.targets, idx), take(src.mask, idx)
         for m in running_bn:
             m.eval()
-        with autocast():
-            rate = model.predict_neural(x).float()
-        for m in running_bn:
-            m.train()
+        try:
+            with autocast():
+                rate = model.predict_neural(x).float()
+        finally:
+            for m in running_bn:
+                m.train()
         if mode == "neural":
             loss = poisson_loss(rate, target, mask) + model.readout.regularizer()
             sums["neural"] += loss.detach()

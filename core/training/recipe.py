@@ -14,7 +14,8 @@ per optimizer step, for every optimizer of the fit (the readout's own Adam and t
 weights included); the fit is then evaluated on its final weights (`select` final).
 
 BatchNorm statistics. Training leaves running statistics that depend on the kind: a co-trained
-model's neural batches update the layers up to its readout, and a frozen layer keeps whatever it had.
+model's neural batches update the layers up to its readout (unless they are normalised with the running
+statistics: TrainData.neural_bn, MTL-True), and a frozen layer keeps whatever it had.
 Before the model is evaluated, every kind recomputes them the same way: one no-grad pass over the same
 fixed training images (`bn_images` of them, the kind's own input and augmentation), as a cumulative
 average. With final weights that is before the last epoch's validation (the earlier ones only show
@@ -82,12 +83,12 @@ def bn_subset(n: int, size: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)[:min(n, size)].sort().values
 
 
-@torch.no_grad()
 def batchnorms(model: nn.Module, skip: set[int] = frozenset()) -> list[nn.Module]:
     """The BatchNorm layers of `model`, but those whose id() is in `skip`."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in skip]
 
 
+@torch.no_grad()
 def recompute_batchnorm(model: nn.Module, x_u8: torch.Tensor, batch: int, prepare, amp: bool,
                         skip: set[int] = frozenset()) -> None:
     """Reset the BatchNorm layers of `model` (but those whose id() is in `skip`) and average their

@@ -144,14 +144,29 @@ MUTANTS = {
         ("core/training/bundles.py", "    tr, va = neural_sources(sources.neural, truth=True)\n", "    tr, va = neural_sources(sources.neural)\n"),
         "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
     "MTL-True's degraded neural batches normalised on their own statistics again": mutant(
-        ("core/training/bundles.py", "cls_tensors(sources.cls), tr, va, neural_bn=\"running\")", "cls_tensors(sources.cls), tr, va)"),
+        ("core/training/bundles.py", "cls_tensors(sources.cls), tr, va, neural_bn=RECORDING_NEURAL_BN)", "cls_tensors(sources.cls), tr, va)"),
         "tests/test_planted.py::test_mtl_true_co_trains_on_the_recordings_stimuli_with_their_noise_free_rates"),
     "a fit that ignores neural_bn": mutant(
         (FIT, "if mode == \"mtl\" and data.neural_bn == \"running\" else []", "if False else []"),
         "tests/test_training.py::test_neural_batches_of_other_images_are_normalised_with_the_running_statistics"),
+    "a fit that leaves BatchNorm in eval mode after a neural batch (classification batches never update it)": mutant(
+        (FIT, "            for m in running_bn:\n                m.train()\n", "            pass\n"),
+        "tests/test_training.py::test_neural_batches_of_other_images_are_normalised_with_the_running_statistics"),
+    "a BatchNorm pass that builds an autograd graph": mutant(
+        ("core/training/recipe.py", "@torch.no_grad()\ndef recompute_batchnorm(", "def recompute_batchnorm("),
+        "tests/test_training.py::test_the_batchnorm_pass_builds_no_autograd_graph"),
     "a move to the device that drops neural_bn": mutant(
         ("core/training/data.py", "            self.neural_bn,\n        )", "        )"),
         "tests/test_training.py::test_neural_batches_of_other_images_are_normalised_with_the_running_statistics"),
+    "a harm in the null world counted as a false discovery (the two-sided check)": mutant(
+        ("analysis/calibration.py", "for k, r in have.items() if place(r) == \"above\"]", "for k, r in have.items() if place(r) in (\"above\", \"below\")]"),
+        "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
+    "an interval that is not finite read as a pass": mutant(
+        ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
+        "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
+    "a planted benefit whose interval includes 100 scored as found": mutant(
+        ("analysis/calibration.py", "for p, r in planted if place(r) in (\"covers\", \"unknown\")]", "for p, r in planted if False]"),
+        "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
 
     # the explanations
     "a low-pass Baseline whose filter is left out at test time (trained on low-passed images, tested unfiltered)": mutant(

@@ -105,9 +105,16 @@ def pixel_targets(sources, like: dict, seed: int, sigma: float = 2.0) -> dict:
             for s in ("train", "val")}
 
 
+def _recording_identity() -> dict:
+    """What sets MTL-True's models apart beyond its config: the recording's stimuli, and how they are normalised."""
+    from core.training.bundles import RECORDING_NEURAL_BN
+
+    return {"neural_images": "recording", "neural_bn": RECORDING_NEURAL_BN}
+
+
 @register(name="mtl_true", label="MTL-True", color="#17becf", twin="mtl_shuffled", asked=True, feve_positive=True,
           explained_by=EXPLANATIONS,
-          synthetic_only=True, identity=lambda preset: {"neural_images": "recording", "neural_bn": "running"},
+          synthetic_only=True, identity=lambda preset: _recording_identity(),
           summary="classification + the simulated population's noise-free rates to the recording's own stimuli "
                   "(synthetic world only): the recording without its trial noise and without a predictor, the upper "
                   "reference for MTL-Monkey where the truth is known", **MTL)
