@@ -105,9 +105,42 @@ def test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit
     assert found[0] == "unclear" and "0.5: 112.0 [99.0, 118.0], smallest detectable effect 14%" in found[1]
     refuted = edit(good, 0.5, "mtl_true", estimate=94, low=90, high=98)
     assert {n: s for n, s, _ in judge(refuted)}["MTL-True finds the planted benefit"] == "fail"
+    # the finding reads the interval at the nominal level where the table has one (detect_*), the coverage
+    # checks the Bonferroni one
+    nominal = missed.with_columns(detect_low=pl.col("low") + 3, detect_high=pl.col("high"), detect_mde=pl.lit(9.0))
+    assert {n: s for n, s, _ in judge(nominal)}["MTL-True finds the planted benefit"] == "pass"
     leak = good.with_columns(pl.when((pl.col("planted") == 0.5) & (pl.col("kind") == "mtl_shuffled"))
                              .then(pl.lit(101.0)).otherwise(pl.col("low")).alias("low"))
     assert {n: s for n, s, _ in judge(leak)}["MTL-Shuffled covers 100 in every world"] == "fail"
+
+
+def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
+    """`rises` compares the strongest world with the null within each seed (the Baseline, the same models in every
+    world, drops out): seeds whose scores against the Baseline swing by ±30% yet rise by 10-14% each from the null
+    give about +12% with an interval above 100, where either world's own interval would span 100. The rise check
+    passes on it, is unclear where the contrast's interval includes 100 and fails where it lies below."""
+    import numpy as np
+
+    from analysis.calibration import rises
+
+    rng = np.random.default_rng(0)
+    swing = np.log([0.7, 1.3, 0.9, 1.2, 0.8])                      # each seed's luck against its Baseline
+    lift = np.log([1.10, 1.14, 1.12, 1.11, 1.13])                  # the planted rise, seed by seed
+    reps = lambda v: np.vstack([v, v + rng.normal(0, 0.005, (50, 5))])   # noqa: E731 - image replicates
+    seeds = [0, 1, 2, 3, 4]
+    world = lambda d: {"images": (1, 2, 3), "mtl_true": (seeds, reps(d))}   # noqa: E731
+    (r,) = rises({0.0: world(swing), 0.5: world(swing + lift / 2), 1.0: world(swing + lift)}, 0.95)
+    assert (r["kind"], r["to"], r["n_seeds"]) == ("mtl_true", 1.0, 5)
+    assert abs(r["estimate"] - 100 * np.exp(lift.mean())) < 0.5 and 100 < r["low"] < r["estimate"] < r["high"] < 120
+    # a seed missing from one world is left out of the pair; with fewer than 2 seeds there is no contrast
+    short = {0.0: {"images": (1,), "mtl_true": ([0, 1], reps(swing)[:, :2])}, 1.0: {"images": (1,), "mtl_true": ([1], reps(swing)[:, 1:2])}}
+    assert rises(short, 0.95) == []
+
+    table = cal([(0.0, "mtl_true", 90, 70, 115), (0.5, "mtl_true", 100, 80, 125), (1.0, "mtl_true", 112, 90, 140)])
+    state = lambda rise: {n: s for n, s, _ in judge(table, rise)}["MTL-True rises with the planted strength"]   # noqa: E731
+    assert state([r]) == "pass" and state(None) == "pass"
+    assert state([{**r, "low": 97.0}]) == "unclear"
+    assert state([{**r, "estimate": 95.0, "low": 90.0, "high": 98.0}]) == "fail"
 
 
 def test_the_explanation_section_renders_with_intervals_detectable_effects_and_its_sentences(tmp_path):

@@ -164,6 +164,18 @@ MUTANTS = {
     "an interval that is not finite read as a pass": mutant(
         ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
+    "the rise read the wrong way round (the null against the strongest world)": mutant(
+        ("analysis/calibration.py", "x = pick(strong[kind]) - pick(null[kind])", "x = pick(null[kind]) - pick(strong[kind])"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "the rise read without its pairing (the strongest world's scores against the Baseline alone)": mutant(
+        ("analysis/calibration.py", "x = pick(strong[kind]) - pick(null[kind])", "x = pick(strong[kind])"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "a rise whose seed-paired interval includes 100 judged a pass": mutant(
+        ("analysis/calibration.py", "state = {\"above\": \"pass\", \"below\": \"fail\"}.get(where, \"unclear\")", "state = {\"below\": \"fail\"}.get(where, \"pass\")"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "the finding read on the Bonferroni interval though the nominal one is there": mutant(
+        ("analysis/calibration.py", "if r and r.get(\"detect_low\") is not None:", "if False:"),
+        "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "a planted benefit whose interval includes 100 scored as found": mutant(
         ("analysis/calibration.py", "for p, r in planted if place(r) in (\"covers\", \"unknown\")]", "for p, r in planted if False]"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
