@@ -117,11 +117,11 @@ PRESETS = {
     # calibration: the demo's recipe in three worlds with a planted answer (the null, half, all of the simulated
     # neurons encoding shape), each with the Baseline, the Monkey Predictor, MTL-Monkey, MTL-Shuffled and
     # MTL-True over several seeds: the pipeline against a known answer (analysis.calibration); no attacks, which
-    # the calibration does not read. Its Monkey Predictor trains 40 epochs, not 8: in the world at 0.5, whose
-    # cue units answer the recording's noisy stimuli strongly, 8 epochs left the shape units unlearnt (its
-    # predictions correlate 0.05 with their true rates on the test stimuli, seed 0; the cue units 0.71), 24
-    # epochs 0.27, 40 epochs 0.31 (FEVe 0.23, 0.28, 0.29), and MTL-Monkey co-trained on the 8-epoch predictor
-    # scored below its own null (docs/benchmarks.md, "Calibration")
+    # the calibration does not read. Its Monkey Predictor trains 40 epochs, not 8: in the world at 0.5, 8
+    # epochs left the shape units unlearnt (its predictions correlate 0.05 with their true rates on the test
+    # stimuli, seed 0; the cue units 0.71), 24 epochs 0.27, 40 epochs 0.31 (FEVe 0.23, 0.28, 0.29), and
+    # MTL-Monkey co-trained on the 8-epoch predictor scored below its own null, as a point estimate
+    # (docs/benchmarks.md, "Calibration")
     "calibration": replace(DEMO, name="calibration", seeds=(0, 1, 2, 3, 4), planted=(0.0, 0.5, 1.0), adv_images=0,
                            neural_epochs=40,
                            adv_decision_images=0, kinds=("baseline", "monkey_predictor", "mtl_monkey", "mtl_shuffled",
