@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis import bootstrap as bs
-from analysis.precision import comparisons, overall
+from analysis.precision import as_score, comparisons, overall, seed_interval
 from core.training import registry
 
 KINDS = ("mtl_true", "mtl_monkey", "mtl_shuffled")   # the co-trained kinds the verdict reads
@@ -74,8 +74,6 @@ def rises(per_world: dict, level: float) -> list[dict]:
     """Each co-trained kind at the strongest planted world against itself at the null, paired by seed: the
     Baseline (the same models in every world: the dial leaves the classification images alone) drops out, so
     this contrast is far quieter than either world's score. 100·exp(mean_s [d_s(strongest) − d_s(null)])."""
-    from analysis.precision import seed_interval
-
     if 0.0 not in per_world or len(per_world) < 2:
         return []
     top = max(per_world)
@@ -91,9 +89,9 @@ def rises(per_world: dict, level: float) -> list[dict]:
         x = pick(strong[kind]) - pick(null[kind])
         if null["images"] != strong["images"]:   # other test images: no shared replicates, the seed term alone
             x = x[:1]
-        r = seed_interval(x, level)
-        out.append({"kind": kind, "from": 0.0, "to": top, "estimate": 100 * math.exp(r["estimate"]),
-                    "low": 100 * math.exp(r["low"]), "high": 100 * math.exp(r["high"]), "n_seeds": len(seeds)})
+        r = as_score(seed_interval(x, level))
+        out.append({"kind": kind, "from": 0.0, "to": top, "estimate": r["estimate"], "low": r["low"], "high": r["high"],
+                    "n_seeds": len(seeds)})
     return out
 
 
@@ -109,9 +107,11 @@ def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes
     cor = bs.correctness(lake.preds, classifiers)
     comps, more = comparisons(cor, n_boot=n_boot, seed=seed, level=level)
     notes.extend(f"planted {planted:g}: {m}" for m in more)
-    detect = comparisons(cor, n_boot=n_boot, seed=seed, level=detect_level)[0] if detect_level else None
+    # the per-seed scores (the same Paired draw as `comparisons`): the rise reads them, and the finding checks'
+    # intervals at the nominal level are drawn from them rather than from a second pass of `comparisons`
+    scores = seed_scores(cor, n_boot, seed) if per_world is not None or detect_level else {}
     if per_world is not None:
-        per_world[planted] = seed_scores(cor, n_boot, seed)
+        per_world[planted] = scores
     coef = (float("nan"), float("nan"), float("nan"))
     try:
         models = model_table(ok, lake.acc.filter(pl.col("run_id").is_in(ok["run_id"].implode())))
@@ -128,7 +128,8 @@ def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes
         rows.append({"planted": planted, "sweep": lake.sweep, "kind": kind, "estimate": r["estimate"], "low": r["low"],
                      "high": r["high"], "mde": r["mde"], "n_seeds": r["n_seeds"], "n_images": r["n_images"],
                      "feve_coef": coef[0], "feve_coef_low": coef[1], "feve_coef_high": coef[2]})
-        if detect is not None and (d := overall(detect, kind, "baseline")) is not None:
+        if detect_level and kind in scores:
+            d = as_score(seed_interval(scores[kind][1], detect_level))
             rows[-1].update(detect_low=d["low"], detect_high=d["high"], detect_mde=d["mde"])
     return rows
 

@@ -194,6 +194,13 @@ def _common_seeds(*groups: dict[int, int]) -> list[int]:
     return sorted(set.intersection(*(set(g) for g in groups))) if groups else []
 
 
+def as_score(res: dict) -> dict:
+    """A `seed_interval` result on the ln scale as the reported score: estimate, low, high as 100·exp, the
+    smallest detectable effect as a percentage."""
+    return {"estimate": 100 * math.exp(res["estimate"]), "low": 100 * math.exp(res["low"]),
+            "high": 100 * math.exp(res["high"]), "mde": 100 * math.expm1(res["mde"])}
+
+
 def _row(kind, setting, reference, statistic, level, scope, res, n_images, seeds, scale) -> dict:
     """One output row; `scale` turns the ln-scale result into the reported one (100·exp for scores)."""
     out = {"kind": kind, "setting": setting, "reference": reference, "statistic": statistic, "level": level,
@@ -201,8 +208,7 @@ def _row(kind, setting, reference, statistic, level, scope, res, n_images, seeds
            "se": res["se"], "df": res["df"], "seed_sd": res["seed_sd"], "image_sd": res["image_sd"],
            "p_value": res["p_value"]}
     if scale == "score":
-        out.update(estimate=100 * math.exp(res["estimate"]), low=100 * math.exp(res["low"]),
-                   high=100 * math.exp(res["high"]), mde=100 * math.expm1(res["mde"]))
+        out.update(as_score(res))
     else:
         out.update(estimate=res["estimate"], low=res["low"], high=res["high"], mde=res["mde"])
     return out
