@@ -10,8 +10,10 @@ judges the instrument:
   stated beside the check);
 - the planted benefit found: at every planted strength above 0, the true-rates kind (MTL-True) and
   MTL-Monkey lie above 100 (an interval that includes 100 is "unclear", not shown at the run's power, with
-  the smallest effect it could have detected; one wholly below 100 fails), and their estimates rise with
-  the strength;
+  the smallest effect it could have detected; one wholly below 100 fails), and they rise with the strength:
+  judged seed by seed against themselves (the Baseline drops out), the strongest world lies above the null
+  and no step between neighbouring worlds is shown to go down (a dip within the noise is stated, not failed;
+  without per-seed scores, the estimates' order);
 - the negative control: MTL-Shuffled covers 100 in every world.
 Writes a dose-response figure, the table (Parquet, CSV) and a self-contained report.html.
 """
@@ -39,7 +41,7 @@ class Calibration:
     table: pl.DataFrame
     checks: list[tuple[str, str, str]] = field(default_factory=list)   # (name, pass | fail | unclear, detail)
     notes: list[str] = field(default_factory=list)
-    rise: list[dict] = field(default_factory=list)   # `rises`: the strongest world against the null, by seed
+    rise: list[dict] = field(default_factory=list)   # `rises`: each kind across worlds, by seed
 
     @property
     def verdict(self) -> str:
@@ -70,28 +72,37 @@ def seed_scores(cor, n_boot: int, seed: int) -> dict:
     return out
 
 
+def contrast(a: dict, b: dict, kind: str, level: float) -> dict | None:
+    """`kind` in world b against itself in world a, paired by seed: 100·exp(mean_s [d_s(b) − d_s(a)]), with the
+    interval and smallest detectable effect of `precision.seed_interval` (None: fewer than 2 seeds in both)."""
+    if kind not in a or kind not in b:
+        return None
+    seeds = sorted(set(a[kind][0]) & set(b[kind][0]))
+    if len(seeds) < 2:
+        return None
+    pick = lambda v: v[1][:, [v[0].index(x) for x in seeds]]   # noqa: E731
+    x = pick(b[kind]) - pick(a[kind])
+    if a["images"] != b["images"]:   # other test images: no shared replicates, the seed term alone
+        x = x[:1]
+    r = as_score(seed_interval(x, level))
+    return {"estimate": r["estimate"], "low": r["low"], "high": r["high"], "mde": r["mde"], "n_seeds": len(seeds)}
+
+
 def rises(per_world: dict, level: float) -> list[dict]:
-    """Each co-trained kind at the strongest planted world against itself at the null, paired by seed: the
-    Baseline (the same models in every world: the dial leaves the classification images alone) drops out, so
-    this contrast is far quieter than either world's score. 100·exp(mean_s [d_s(strongest) − d_s(null)])."""
+    """Each co-trained kind against itself across worlds, paired by seed: the Baseline (the same models in every
+    world: the dial leaves the classification images alone) drops out, so these contrasts are far quieter than
+    either world's score. First the strongest planted world against the null (the rise), then, with more than
+    one planted world, each world against the next weaker one (the steps a monotone rise must not reverse)."""
     if 0.0 not in per_world or len(per_world) < 2:
         return []
-    top = max(per_world)
-    null, strong = per_world[0.0], per_world[top]
+    values = sorted(per_world)
+    pairs = [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])
     out = []
     for kind in KINDS:
-        if kind not in null or kind not in strong:
-            continue
-        seeds = sorted(set(null[kind][0]) & set(strong[kind][0]))
-        if len(seeds) < 2:
-            continue
-        pick = lambda v: v[1][:, [v[0].index(x) for x in seeds]]   # noqa: E731
-        x = pick(strong[kind]) - pick(null[kind])
-        if null["images"] != strong["images"]:   # other test images: no shared replicates, the seed term alone
-            x = x[:1]
-        r = as_score(seed_interval(x, level))
-        out.append({"kind": kind, "from": 0.0, "to": top, "estimate": r["estimate"], "low": r["low"], "high": r["high"],
-                    "n_seeds": len(seeds)})
+        for a, b in pairs:
+            c = contrast(per_world[a], per_world[b], kind, level)
+            if c is not None:
+                out.append({"kind": kind, "from": a, "to": b, **c})
     return out
 
 
@@ -203,18 +214,28 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
                     ("not shown at this power, its interval includes 100 at " + "; ".join(unsure)) if unsure else
                     "; ".join(f"{p:g}: {fmt(r)}" for p, r in planted)))
         series = [(p, r["estimate"]) for p, r in [(p, row(k, p)) for p in values] if r]
-        rising = all(b[1] > a[1] for a, b in zip(series, series[1:]))
+        dips = [(a, b) for a, b in zip(series, series[1:]) if b[1] <= a[1]]
         short = len(series) < 2 or series[0][0] != 0.0
-        state = "unclear" if short else ("pass" if rising else "fail")
         detail = " → ".join(f"{e:.1f} ({p:g})" for p, e in series) + (" (needs the null and a planted world)" if short else "")
-        c = next((c for c in rise or [] if c["kind"] == k), None)
-        if c is not None:
-            # the estimates' order, and the strongest world against the null seed by seed (no Baseline in it)
-            where = place(c)
-            detail += (f"; at {c['to']:g} against the null, seed by seed: {fmt(c)} ({c['n_seeds']} seeds)"
+        mine = [c for c in rise or [] if c["kind"] == k]
+        if short:
+            state = "unclear"
+        elif not mine:   # no per-seed scores: the estimates' order alone
+            state = "fail" if dips else "pass"
+        else:
+            # monotone, judged seed by seed (no Baseline in it): the strongest world above the null, and no step
+            # between neighbouring worlds shown to go down. A step whose estimate dips but whose interval includes
+            # 100 is within the noise: stated with the smallest dip it could have shown, not failed
+            top, steps = mine[0], mine[1:]
+            where = place(top)
+            back = [c for c in steps if place(c) == "below"]
+            state = "fail" if back or where == "below" else ("pass" if where == "above" else "unclear")
+            detail += (f"; at {top['to']:g} against the null, seed by seed: {fmt(top)} ({top['n_seeds']} seeds)"
                        + (", not shown at this power" if where in ("covers", "unknown") else ""))
-            if state == "pass":
-                state = {"above": "pass", "below": "fail"}.get(where, "unclear")
+            if back:
+                detail += "; it falls " + "; ".join(f"from {c['from']:g} to {c['to']:g}: {fmt(c)}" for c in back)
+            detail += "".join(f"; the estimates dip from {c['from']:g} to {c['to']:g}, within the noise (seed by seed "
+                              f"{fmt(c)}{power(c)})" for c in steps if c not in back and c["estimate"] <= 100)
         out.append((f"{registry.label(k)} rises with the planted strength", state, detail))
     sh = [(p, row("mtl_shuffled", p)) for p in values if row("mtl_shuffled", p)]
     bad = [f"{p:g}: {fmt(r)}" for p, r in sh if place(r) in ("above", "below")]
@@ -288,10 +309,14 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
                 + H.image(tmp / "figures" / "dose_response.png", "Robustness against the planted strength, per kind")
                 + "<h2>Per world</h2>" + H.table(show)
                 + ("<h2>The rise, seed by seed</h2><p>Each kind in the strongest world against itself in the null world, "
-                   f"paired by seed (the Baseline, the same models in every world, drops out), {detect_level:.0%} intervals.</p>"
+                   "then each world against the next weaker one, paired by seed (the Baseline, the same models in every "
+                   f"world, drops out), {detect_level:.0%} intervals. A rise passes when the first lies above 100 and no "
+                   "step lies below.</p>"
                    + H.table(pl.DataFrame(rise).select(pl.col("kind").map_elements(registry.label, return_dtype=pl.String),
                                                        pl.format("{} against {}", "to", "from").alias("worlds"),
-                                                       interval_text().alias("robustness"), "n_seeds"))
+                                                       interval_text().alias("robustness"),
+                                                       pl.col("mde").round(1).alias("smallest detectable effect (%)"),
+                                                       "n_seeds"))
                    if rise else "")
                 + ("<h2>Notes</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in notes) if notes else "")
                 + "</body></html>")

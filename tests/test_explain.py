@@ -117,8 +117,10 @@ def test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit
 def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     """`rises` compares the strongest world with the null within each seed (the Baseline, the same models in every
     world, drops out): seeds whose scores against the Baseline swing by ±30% yet rise by 10-14% each from the null
-    give about +12% with an interval above 100, where either world's own interval would span 100. The rise check
-    passes on it, is unclear where the contrast's interval includes 100 and fails where it lies below."""
+    give about +12% with an interval above 100, where either world's own interval would span 100; then each world
+    with the next weaker one. The rise check passes on it, is unclear where the contrast's interval includes 100 and
+    fails where it lies below, or where a step between neighbouring worlds lies below 100; a step whose estimate
+    dips within the noise is stated, not failed."""
     import numpy as np
 
     from analysis.calibration import rises
@@ -129,18 +131,30 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     reps = lambda v: np.vstack([v, v + rng.normal(0, 0.005, (50, 5))])   # noqa: E731 - image replicates
     seeds = [0, 1, 2, 3, 4]
     world = lambda d: {"images": (1, 2, 3), "mtl_true": (seeds, reps(d))}   # noqa: E731
-    (r,) = rises({0.0: world(swing), 0.5: world(swing + lift / 2), 1.0: world(swing + lift)}, 0.95)
-    assert (r["kind"], r["to"], r["n_seeds"]) == ("mtl_true", 1.0, 5)
+    r, up, on = rises({0.0: world(swing), 0.5: world(swing + lift / 2), 1.0: world(swing + lift)}, 0.95)
+    assert (r["kind"], r["from"], r["to"], r["n_seeds"]) == ("mtl_true", 0.0, 1.0, 5)
     assert abs(r["estimate"] - 100 * np.exp(lift.mean())) < 0.5 and 100 < r["low"] < r["estimate"] < r["high"] < 120
+    assert [(c["from"], c["to"]) for c in (up, on)] == [(0.0, 0.5), (0.5, 1.0)]
+    assert abs(up["estimate"] - 100 * np.exp(lift.mean() / 2)) < 0.5 and up["low"] > 100 and up["mde"] > 0
     # a seed missing from one world is left out of the pair; with fewer than 2 seeds there is no contrast
     short = {0.0: {"images": (1,), "mtl_true": ([0, 1], reps(swing)[:, :2])}, 1.0: {"images": (1,), "mtl_true": ([1], reps(swing)[:, 1:2])}}
     assert rises(short, 0.95) == []
 
     table = cal([(0.0, "mtl_true", 90, 70, 115), (0.5, "mtl_true", 100, 80, 125), (1.0, "mtl_true", 112, 90, 140)])
-    state = lambda rise: {n: s for n, s, _ in judge(table, rise)}["MTL-True rises with the planted strength"]   # noqa: E731
-    assert state([r]) == "pass" and state(None) == "pass"
-    assert state([{**r, "low": 97.0}]) == "unclear"
-    assert state([{**r, "estimate": 95.0, "low": 90.0, "high": 98.0}]) == "fail"
+    check = lambda t, rise: next((s, d) for n, s, d in judge(t, rise) if n == "MTL-True rises with the planted strength")   # noqa: E731
+    state = lambda rise: check(table, rise)[0]   # noqa: E731
+    assert state([r, up, on]) == "pass" and state([r]) == "pass" and state(None) == "pass"
+    assert state([{**r, "low": 97.0}, up, on]) == "unclear"
+    assert state([{**r, "estimate": 95.0, "low": 90.0, "high": 98.0}, up, on]) == "fail"
+    # the middle world above the strongest: a dip within the noise is stated with the step's power, not failed;
+    # a step shown to go down fails though the strongest world lies above the null
+    dipped = cal([(0.0, "mtl_true", 90, 70, 115), (0.5, "mtl_true", 115, 95, 140), (1.0, "mtl_true", 112, 90, 140)])
+    dip = {**on, "estimate": 97.0, "low": 85.0, "high": 111.0, "mde": 30.0}
+    s, d = check(dipped, [r, up, dip])
+    assert s == "pass" and "dip from 0.5 to 1, within the noise (seed by seed 97.0 [85.0, 111.0], smallest detectable effect 30%)" in d
+    s, d = check(dipped, [r, up, {**dip, "high": 98.0}])
+    assert s == "fail" and "it falls from 0.5 to 1: 97.0 [85.0, 98.0]" in d
+    assert check(dipped, None)[0] == "fail"   # without per-seed scores, the estimates' order
 
 
 def test_the_explanation_section_renders_with_intervals_detectable_effects_and_its_sentences(tmp_path):

@@ -165,13 +165,20 @@ MUTANTS = {
         ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "the rise read the wrong way round (the null against the strongest world)": mutant(
-        ("analysis/calibration.py", "x = pick(strong[kind]) - pick(null[kind])", "x = pick(null[kind]) - pick(strong[kind])"),
+        ("analysis/calibration.py", "x = pick(b[kind]) - pick(a[kind])", "x = pick(a[kind]) - pick(b[kind])"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the rise read without its pairing (the strongest world's scores against the Baseline alone)": mutant(
-        ("analysis/calibration.py", "x = pick(strong[kind]) - pick(null[kind])", "x = pick(strong[kind])"),
+        ("analysis/calibration.py", "x = pick(b[kind]) - pick(a[kind])", "x = pick(b[kind])"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "a rise whose seed-paired interval includes 100 judged a pass": mutant(
-        ("analysis/calibration.py", "state = {\"above\": \"pass\", \"below\": \"fail\"}.get(where, \"unclear\")", "state = {\"below\": \"fail\"}.get(where, \"pass\")"),
+        ("analysis/calibration.py", "(\"pass\" if where == \"above\" else \"unclear\")", "\"pass\""),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "a step between neighbouring worlds shown to go down passed as a dip within the noise": mutant(
+        ("analysis/calibration.py", "back = [c for c in steps if place(c) == \"below\"]", "back = []"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "the steps between neighbouring worlds left out (only the strongest world against the null)": mutant(
+        ("analysis/calibration.py", "pairs = [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])",
+         "pairs = [(0.0, values[-1])]"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the finding read on the Bonferroni interval though the nominal one is there": mutant(
         ("analysis/calibration.py", "if r and r.get(\"detect_low\") is not None:", "if False:"),
