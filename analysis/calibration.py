@@ -106,6 +106,27 @@ def rises(per_world: dict, level: float) -> list[dict]:
     return out
 
 
+def health_notes(runs: pl.DataFrame, preds: pl.DataFrame) -> list[str]:
+    """The models a world's own report leaves out as unhealthy (analysis.controls), which the calibration reads all
+    the same: its question is the pipeline's answer over every model the dial produced, and a health rule read on
+    the recording (MTL-Monkey's FEVe on degraded stimuli it never trained on) would select models differently in
+    each world."""
+    from analysis.controls import model_health
+
+    bad = model_health(runs, preds).filter(~pl.col("healthy")).join(runs.select("run_id", "feve", "corr_avg"), on="run_id",
+                                                                     how="left")
+    out = []
+    for (k,), g in bad.sort("kind", "seed").group_by("kind", maintain_order=True):
+        span = lambda c: f"{g[c].min():.2f} to {g[c].max():.2f}" if g.height > 1 else f"{g[c][0]:.2f}"   # noqa: E731
+        why = (f"FEVe {span('feve')} on the recording's test stimuli" + (
+               f", though its predictions correlate {span('corr_avg')} with the neurons' mean responses: off in scale or "
+               "offset" if (g["corr_avg"].fill_null(0) > 0).all() else "")
+               if g["problem"].str.starts_with("predicts the neurons").all() else "; ".join(g["problem"].unique().to_list()))
+        out.append(f"{registry.label(k)} seed{'s' if g.height > 1 else ''} {', '.join(map(str, g['seed'].to_list()))}: left "
+                   f"out of this world's own report as unhealthy ({why}); the calibration reads every model")
+    return out
+
+
 def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes: list[str],
                per_world: dict | None = None, detect_level: float | None = None) -> list[dict]:
     """Each co-trained kind's overall robustness against the world's Baseline, and MTL-Monkey's FEVe coefficient
@@ -114,6 +135,7 @@ def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes
     from analysis.scores import model_table
 
     ok = lake.runs.filter(pl.col("status") == "ok")
+    notes.extend(f"planted {planted:g}: {m}" for m in health_notes(ok, lake.preds))
     classifiers = ok.filter(pl.col("kind").is_in(list(registry.classifiers())))
     cor = bs.correctness(lake.preds, classifiers)
     comps, more = comparisons(cor, n_boot=n_boot, seed=seed, level=level)

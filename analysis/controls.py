@@ -90,7 +90,13 @@ def model_health(runs: pl.DataFrame, preds: pl.DataFrame) -> pl.DataFrame:
         if r["kind"] in NEURAL_KINDS:
             feve = r.get("feve")
             if feve is None or feve != feve or feve <= 0:
-                problems.append(f"predicts the neurons no better than a constant (FEVe {feve if feve is not None else float('nan'):.3f})")
+                text = f"predicts the neurons no better than a constant (FEVe {feve if feve is not None else float('nan'):.3f})"
+                r_avg = r.get("corr_avg")
+                if r_avg is not None and r_avg == r_avg and r_avg > 0:
+                    # a readout that correlates with the neurons but scores FEVe <= 0 is off in scale or offset
+                    text += (f", though its predictions correlate {r_avg:.2f} with the neurons' mean responses: off in "
+                             "scale or offset, as on test stimuli unlike its training images")
+                problems.append(text)
         rows.append({"run_id": r["run_id"], "kind": r["kind"], "ratio": r["ratio"], "seed": r["seed"],
                      "healthy": not problems, "problem": "; ".join(problems)})
     schema = {"run_id": pl.String, "kind": pl.String, "ratio": pl.String, "seed": pl.Int64, "healthy": pl.Boolean,

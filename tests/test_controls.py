@@ -36,6 +36,23 @@ def test_model_health_names_each_problem():
     assert not h["m"]["healthy"] and "no better than a constant (FEVe -0.080)" in h["m"]["problem"]
     # MTL-Shuffled's FEVe is not checked (its targets carry no image information); its accuracy is
     assert "FEVe" not in h["s"]["problem"] and "at chance" in h["s"]["problem"]
+    # a readout whose predictions correlate with the neurons yet score FEVe <= 0 is named for what it is: off in scale
+    # or offset; and the calibration, which reads every model, says which ones a world's report leaves out and why
+    from analysis.calibration import health_notes
+
+    runs = runs.with_columns(corr_avg=pl.lit(None, pl.Float64))
+    more = pl.DataFrame([{**run(i, "mtl_monkey", float((good == labels).mean()), feve=f), "seed": s, "corr_avg": c}
+                         for i, s, f, c in (("c", 1, -0.26, 0.30), ("d", 2, -0.05, 0.41))])
+    runs, preds = pl.concat([runs, more], how="diagonal_relaxed"), pl.concat(
+        [preds] + [pl.DataFrame(preds_for(i, "mtl_monkey", labels, good)) for i in ("c", "d")])
+    h = {r["run_id"]: r for r in ctl.model_health(runs, preds).iter_rows(named=True)}
+    assert not h["c"]["healthy"] and "FEVe -0.260), though its predictions correlate 0.30 with the neurons" in h["c"]["problem"]
+    assert "correlate" not in h["m"]["problem"]
+    notes = health_notes(runs.filter(pl.col("run_id").is_in(["c", "d", "b"])), preds)
+    assert notes == ["MTL-Monkey seeds 1, 2: left out of this world's own report as unhealthy (FEVe -0.26 to -0.05 on the "
+                     "recording's test stimuli, though its predictions correlate 0.30 to 0.41 with the neurons' mean "
+                     "responses: off in scale or offset); the calibration reads every model"]
+    assert "at chance" in health_notes(runs.filter(pl.col("run_id") == "o"), preds)[0]
 
 
 def comps(rows, n_seeds=1):

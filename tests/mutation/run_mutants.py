@@ -173,6 +173,13 @@ MUTANTS = {
     "a rise whose seed-paired interval includes 100 judged a pass": mutant(
         ("analysis/calibration.py", "(\"pass\" if where == \"above\" else \"unclear\")", "\"pass\""),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "a calibration that names the healthy models as the ones a world's report leaves out": mutant(
+        ("analysis/calibration.py", "bad = model_health(runs, preds).filter(~pl.col(\"healthy\"))",
+         "bad = model_health(runs, preds).filter(pl.col(\"healthy\"))"),
+        "tests/test_controls.py::test_model_health_names_each_problem"),
+    "a readout that correlates with the neurons but scores FEVe <= 0 named as no better than a constant alone": mutant(
+        ("analysis/controls.py", "if r_avg is not None and r_avg == r_avg and r_avg > 0:", "if False:"),
+        "tests/test_controls.py::test_model_health_names_each_problem"),
     "a step between neighbouring worlds shown to go down passed as a dip within the noise": mutant(
         ("analysis/calibration.py", "back = [c for c in steps if place(c) == \"below\"]", "back = []"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
