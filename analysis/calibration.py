@@ -90,8 +90,8 @@ def contrast(a: dict, b: dict, kind: str, level: float) -> dict | None:
 
 def rises(per_world: dict, level: float) -> list[dict]:
     """Each co-trained kind against itself across worlds, paired by seed: the Baseline (the same models in every
-    world: the dial leaves the classification images alone) drops out, so these contrasts are far quieter than
-    either world's score. First the strongest planted world against the null (the rise), then, with more than
+    world: the dial leaves the classification images alone) drops out, and with it the Baselines' spread
+    from seed to seed, which each world's own score carries. First the strongest planted world against the null (the rise), then, with more than
     one planted world, each world against the next weaker one (the steps a monotone rise must not reverse)."""
     if 0.0 not in per_world or len(per_world) < 2:
         return []
