@@ -69,58 +69,70 @@ def cal(rows):
     return pl.DataFrame([{"planted": p, "kind": k, "estimate": e, "low": lo, "high": hi} for p, k, e, lo, hi in rows])
 
 
+def rise_rows(kind, *contrasts):
+    """`rises` rows: (from, to, estimate, low, high) each."""
+    return [{"kind": kind, "from": a, "to": b, "estimate": e, "low": lo, "high": hi, "mde": 10.0, "n_seeds": 5}
+            for a, b, e, lo, hi in contrasts]
+
+
+RISE = (rise_rows("mtl_true", (0.0, 1.0, 124, 115, 133), (0.0, 0.5, 111, 104, 118), (0.5, 1.0, 112, 105, 119))
+        + rise_rows("mtl_monkey", (0.0, 1.0, 117, 108, 126), (0.0, 0.5, 109, 102, 116), (0.5, 1.0, 107, 101, 113)))
+
+
+def J(table):
+    return judge(table, RISE)
+
+
 def test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control():
     good = cal([(0.0, "mtl_true", 101, 95, 107), (0.0, "mtl_monkey", 99, 94, 105), (0.0, "mtl_shuffled", 100, 95, 106),
                 (0.5, "mtl_true", 112, 106, 118), (0.5, "mtl_monkey", 108, 102, 114), (0.5, "mtl_shuffled", 101, 96, 107),
                 (1.0, "mtl_true", 125, 118, 132), (1.0, "mtl_monkey", 116, 110, 122), (1.0, "mtl_shuffled", 99, 94, 104)])
-    checks = {n: s for n, s, _ in judge(good)}
+    checks = {n: s for n, s, _ in J(good)}
     assert set(checks.values()) == {"pass"} and len(checks) == 6
+    # without seed-paired contrasts a rise is not shown, whatever the estimates' order
+    assert {n: s for n, s, _ in judge(good)}["MTL-True rises with the planted strength"] == "unclear"
     false_discovery = good.with_columns(pl.when((pl.col("planted") == 0) & (pl.col("kind") == "mtl_monkey"))
                                         .then(pl.lit(103.0)).otherwise(pl.col("low")).alias("low"))
-    assert {n: s for n, s, _ in judge(false_discovery)}["no false discovery in the null world"] == "fail"
+    assert {n: s for n, s, _ in J(false_discovery)}["no false discovery in the null world"] == "fail"
     # a harm at the null is no discovery of a benefit: the check passes and says so
     def edit(table, p, kind, **cols):
         at = (pl.col("planted") == p) & (pl.col("kind") == kind)
         return table.with_columns(**{c: pl.when(at).then(pl.lit(float(v))).otherwise(pl.col(c)) for c, v in cols.items()})
 
     harm = edit(good, 0.0, "mtl_true", estimate=93, low=89, high=97)
-    (null,) = [(s, d) for n, s, d in judge(harm) if n == "no false discovery in the null world"]
+    (null,) = [(s, d) for n, s, d in J(harm) if n == "no false discovery in the null world"]
     assert null[0] == "pass" and "MTL-True below 100: a harm, not a benefit" in null[1]
     # an interval that is not finite, or a kind missing from a world, proves nothing either way
-    blind = {n: s for n, s, _ in judge(edit(good, 0.0, "mtl_monkey", low=float("nan"), high=float("nan")))}
+    blind = {n: s for n, s, _ in J(edit(good, 0.0, "mtl_monkey", low=float("nan"), high=float("nan")))}
     assert blind["no false discovery in the null world"] == "unclear"
-    assert {n: s for n, s, _ in judge(edit(good, 1.0, "mtl_true", low=float("nan")))}["MTL-True finds the planted benefit"] == "unclear"
-    no_null = {n: s for n, s, _ in judge(good.filter(~((pl.col("planted") == 0) & (pl.col("kind") == "mtl_true"))))}
+    assert {n: s for n, s, _ in J(edit(good, 1.0, "mtl_true", low=float("nan")))}["MTL-True finds the planted benefit"] == "unclear"
+    no_null = {n: s for n, s, _ in J(good.filter(~((pl.col("planted") == 0) & (pl.col("kind") == "mtl_true"))))}
     assert no_null["no false discovery in the null world"] == "unclear"
     assert no_null["MTL-True rises with the planted strength"] == "unclear"
-    assert {n: s for n, s, _ in judge(good.filter(pl.col("planted") != 0.5))}["MTL-True rises with the planted strength"] == "pass"
-    flat = good.with_columns(pl.when((pl.col("planted") == 1.0) & (pl.col("kind") == "mtl_monkey"))
-                             .then(pl.lit(107.0)).otherwise(pl.col("estimate")).alias("estimate"))
-    assert {n: s for n, s, _ in judge(flat)}["MTL-Monkey rises with the planted strength"] == "fail"
+    assert {n: s for n, s, _ in J(good.filter(pl.col("planted") != 0.5))}["MTL-True rises with the planted strength"] == "pass"
     # a planted benefit whose interval includes 100 is not shown at the run's power (unclear, the power stated);
     # one whose interval lies below 100 is refuted (fail)
     missed = good.with_columns(pl.when((pl.col("planted") == 0.5) & (pl.col("kind") == "mtl_true"))
                                .then(pl.lit(99.0)).otherwise(pl.col("low")).alias("low"), mde=pl.lit(14.0))
-    (found,) = [(s, d) for n, s, d in judge(missed) if n == "MTL-True finds the planted benefit"]
+    (found,) = [(s, d) for n, s, d in J(missed) if n == "MTL-True finds the planted benefit"]
     assert found[0] == "unclear" and "0.5: 112.0 [99.0, 118.0], smallest detectable effect 14%" in found[1]
     refuted = edit(good, 0.5, "mtl_true", estimate=94, low=90, high=98)
-    assert {n: s for n, s, _ in judge(refuted)}["MTL-True finds the planted benefit"] == "fail"
+    assert {n: s for n, s, _ in J(refuted)}["MTL-True finds the planted benefit"] == "fail"
     # the finding reads the interval at the nominal level where the table has one (detect_*), the coverage
     # checks the Bonferroni one
     nominal = missed.with_columns(detect_low=pl.col("low") + 3, detect_high=pl.col("high"), detect_mde=pl.lit(9.0))
-    assert {n: s for n, s, _ in judge(nominal)}["MTL-True finds the planted benefit"] == "pass"
+    assert {n: s for n, s, _ in J(nominal)}["MTL-True finds the planted benefit"] == "pass"
     leak = good.with_columns(pl.when((pl.col("planted") == 0.5) & (pl.col("kind") == "mtl_shuffled"))
                              .then(pl.lit(101.0)).otherwise(pl.col("low")).alias("low"))
-    assert {n: s for n, s, _ in judge(leak)}["MTL-Shuffled covers 100 in every world"] == "fail"
+    assert {n: s for n, s, _ in J(leak)}["MTL-Shuffled covers 100 in every world"] == "fail"
 
 
 def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     """`rises` compares the strongest world with the null within each seed (the Baseline, the same models in every
     world, drops out): seeds whose scores against the Baseline swing by ±30% yet rise by 10-14% each from the null
     give about +12% with an interval above 100, where either world's own interval would span 100; then each world
-    with the next weaker one. The rise check passes on it, is unclear where the contrast's interval includes 100 and
-    fails where it lies below, or where a step between neighbouring worlds lies below 100; a step whose estimate
-    dips within the noise is stated, not failed."""
+    with the next weaker one. The rise check passes when all of them lie above 100, fails when any lies below, and is
+    unclear otherwise (not shown at the run's power), or without the contrast with the null."""
     import numpy as np
 
     from analysis.calibration import rises
@@ -139,22 +151,28 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     # a seed missing from one world is left out of the pair; with fewer than 2 seeds there is no contrast
     short = {0.0: {"images": (1,), "mtl_true": ([0, 1], reps(swing)[:, :2])}, 1.0: {"images": (1,), "mtl_true": ([1], reps(swing)[:, 1:2])}}
     assert rises(short, 0.95) == []
+    # worlds scored on other test images share no image noise to pair: no contrast (the rise is then unclear)
+    assert rises({0.0: world(swing), 1.0: {**world(swing + lift), "images": (4, 5, 6)}}, 0.95) == []
 
     table = cal([(0.0, "mtl_true", 90, 70, 115), (0.5, "mtl_true", 100, 80, 125), (1.0, "mtl_true", 112, 90, 140)])
     check = lambda t, rise: next((s, d) for n, s, d in judge(t, rise) if n == "MTL-True rises with the planted strength")   # noqa: E731
     state = lambda rise: check(table, rise)[0]   # noqa: E731
-    assert state([r, up, on]) == "pass" and state([r]) == "pass" and state(None) == "pass"
+    assert state([r, up, on]) == "pass"
+    assert state(None) == "unclear" and state([r]) == "unclear"   # the estimates' order alone, or no steps: not shown
     assert state([{**r, "low": 97.0}, up, on]) == "unclear"
     assert state([{**r, "estimate": 95.0, "low": 90.0, "high": 98.0}, up, on]) == "fail"
-    # the middle world above the strongest: a dip within the noise is stated with the step's power, not failed;
-    # a step shown to go down fails though the strongest world lies above the null
-    dipped = cal([(0.0, "mtl_true", 90, 70, 115), (0.5, "mtl_true", 115, 95, 140), (1.0, "mtl_true", 112, 90, 140)])
+    # the contrast with the null is picked by its worlds, not by its place: without it the rise is not shown
+    s, d = check(table, [up, on])
+    assert s == "unclear" and "1 against 0: no contrast" in d
+    # a step within the noise leaves the rise unclear, stated with its interval and power; one below 100 fails;
+    # one with no finite interval is not shown either
     dip = {**on, "estimate": 97.0, "low": 85.0, "high": 111.0, "mde": 30.0}
-    s, d = check(dipped, [r, up, dip])
-    assert s == "pass" and "dip from 0.5 to 1, within the noise (seed by seed 97.0 [85.0, 111.0], smallest detectable effect 30%)" in d
-    s, d = check(dipped, [r, up, {**dip, "high": 98.0}])
-    assert s == "fail" and "it falls from 0.5 to 1: 97.0 [85.0, 98.0]" in d
-    assert check(dipped, None)[0] == "fail"   # without per-seed scores, the estimates' order
+    s, d = check(table, [r, up, dip])
+    assert s == "unclear" and "1 against 0.5: 97.0 [85.0, 111.0], smallest detectable effect 30%" in d
+    assert d.endswith("not shown at this power: 1 against 0.5")
+    s, d = check(table, [r, up, {**dip, "high": 98.0}])
+    assert s == "fail" and d.endswith("it falls: 1 against 0.5")
+    assert state([r, up, {**on, "low": float("nan")}]) == "unclear"
 
 
 def test_the_explanation_section_renders_with_intervals_detectable_effects_and_its_sentences(tmp_path):

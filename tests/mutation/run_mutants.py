@@ -165,23 +165,28 @@ MUTANTS = {
         ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "the rise read the wrong way round (the null against the strongest world)": mutant(
-        ("analysis/calibration.py", "x = pick(b[kind]) - pick(a[kind])", "x = pick(a[kind]) - pick(b[kind])"),
+        ("analysis/calibration.py", "seed_interval(pick(b[kind]) - pick(a[kind]), level)", "seed_interval(pick(a[kind]) - pick(b[kind]), level)"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the rise read without its pairing (the strongest world's scores against the Baseline alone)": mutant(
-        ("analysis/calibration.py", "x = pick(b[kind]) - pick(a[kind])", "x = pick(b[kind])"),
-        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
-    "a rise whose seed-paired interval includes 100 judged a pass": mutant(
-        ("analysis/calibration.py", "(\"pass\" if where == \"above\" else \"unclear\")", "\"pass\""),
+        ("analysis/calibration.py", "seed_interval(pick(b[kind]) - pick(a[kind]), level)", "seed_interval(pick(b[kind]), level)"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "a calibration that names the healthy models as the ones a world's report leaves out": mutant(
         ("analysis/calibration.py", "bad = model_health(runs, preds).filter(~pl.col(\"healthy\"))",
          "bad = model_health(runs, preds).filter(pl.col(\"healthy\"))"),
         "tests/test_controls.py::test_model_health_names_each_problem"),
-    "a readout that correlates with the neurons but scores FEVe <= 0 named as no better than a constant alone": mutant(
-        ("analysis/controls.py", "if r_avg is not None and r_avg == r_avg and r_avg > 0:", "if False:"),
+    "a FEVe <= 0 stated without the readout's correlation with the neurons": mutant(
+        ("analysis/controls.py", "if r_avg is not None and r_avg == r_avg:", "if False:"),
         "tests/test_controls.py::test_model_health_names_each_problem"),
-    "a step between neighbouring worlds shown to go down passed as a dip within the noise": mutant(
-        ("analysis/calibration.py", "back = [c for c in steps if place(c) == \"below\"]", "back = []"),
+    "a rise passed on the strongest world against the null alone, its steps not shown": mutant(
+        ("analysis/calibration.py", "(\"pass\" if all(w == \"above\" for w in where) else \"unclear\")",
+         "(\"pass\" if where[0] == \"above\" else \"unclear\")"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "a step between neighbouring worlds shown to fall passed": mutant(
+        ("analysis/calibration.py", "state = \"fail\" if \"below\" in where else", "state = \"fail\" if where[0] == \"below\" else"),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "the rise judged without its contrast with the null (the steps alone)": mutant(
+        ("analysis/calibration.py", "pairs = [(0.0, at[-1])] + (list(zip(at, at[1:])) if len(at) > 2 else [])",
+         "pairs = list(zip(at, at[1:])) if len(at) > 2 else [(0.0, at[-1])]"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the steps between neighbouring worlds left out (only the strongest world against the null)": mutant(
         ("analysis/calibration.py", "pairs = [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])",
