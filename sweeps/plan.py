@@ -46,7 +46,8 @@ def _sizes(spec, preset) -> dict:
         w = world_config(preset.world, planted=spec.planted)
         return {"train": w.n_classes * w.train_per_class, "val": w.n_classes * w.val_per_class,
                 "test": w.n_classes * w.test_per_class, "classes": w.n_classes, "neurons": w.n_neurons,
-                "trials": w.neural_train_images, "size": w.image_size, "source": f"synthetic world '{preset.world}'"}
+                "trials": w.neural_train_images, "size": w.image_size,
+                "source": f"synthetic world '{preset.world}'" + (f", planted at {spec.planted:g}" if spec.planted is not None else "")}
     n = {"train": 90_000, "val": 10_000, "test": 10_000, "classes": 200, "neurons": 458, "trials": 24_000, "size": 64,
          "source": "Tiny ImageNet and the paper's recordings (sizes as published: give --tin-root/--neural-data to count)"}
     if spec.tin_root:
@@ -165,7 +166,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:,.1f} hours" if seconds < 48 * 3600 else f"{seconds / 86400:,.1f} days"
 
 
-def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
+def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> float | None:
+    """Prints the CPU and wall-time estimates; returns the wall time (None without a core count)."""
     """The expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing)."""
     from core.data.corruptions import tintc_dir
     from sweeps import timing
@@ -176,7 +178,7 @@ def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
     print(f"CPU: about {_duration(sum(secs.values()) * threads)} of one core for the models (fits at their full epochs, "
           "evaluation, attacks; the rates in sweeps/timing.py, measured on the demo)")
     if not cores:
-        return
+        return None
     root = Path(spec.data_root)
     h = (info or {}).get("classification", "")[:16]
     cached = bool(h) and (tintc_dir(root, h, n_eval) / "manifest.json").is_file()
@@ -190,9 +192,11 @@ def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> None:
     print(f"wall time on {cores} CPU cores (a local Ray), {slots} model(s) at a time: about {_duration(wall)} (inputs "
           f"{_duration(prep)}, models {_duration(models)} in dependency order, "
           + ("Ray's start and " if todo else "") + f"the report {_duration(wall - prep - models)})")
+    return wall
 
 
-def print_plan(spec, cores: int | None = None) -> int:
+def print_plan(spec, cores: int | None = None, walls: list | None = None) -> int:
+    """Prints the sweep's plan; its wall-time estimate is appended to `walls` (a command of several sweeps sums them)."""
     import importlib
 
     importlib.import_module("core.training.kinds")   # torch and the models load before the timer: "planned in" is the planning
@@ -228,7 +232,9 @@ def print_plan(spec, cores: int | None = None) -> int:
     n_eval = min(n["test"], preset.eval_images or n["test"])
     total_flops = sum(costs[t.run_id][0] + costs[t.run_id][1] for t in todo)
     total_params = sum(costs[t.run_id][2] for t in todo)
-    _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
+    wall = _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
+    if walls is not None and wall is not None:
+        walls.append(wall)
     print(f"GPU, if one is used: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one "
           f"GPU at {GPU_TFLOPS:g} TFLOP/s (an H200's training steps at full width) to "
           f"{_duration(total_flops / (GPU_EPOCH_TFLOPS * 1e12))} at {GPU_EPOCH_TFLOPS:g} TFLOP/s (its whole epochs); a "
@@ -254,8 +260,12 @@ def presets_help(trains: str, grid: bool = True) -> str:
     out = [textwrap.fill(f"presets (--preset; default demo): {trains}", 100)]
     for name, p in PRESETS.items():
         data = f"synthetic world '{p.world}'" if p.world else "Tiny ImageNet and recordings (--tin-root, --neural-data)"
+        if p.planted:
+            data += f" with a planted answer at {', '.join(f'{v:g}' for v in p.planted)} (one sweep each)"
         runs = f"ratios {','.join(p.ratios)}; seeds {','.join(map(str, p.seeds))}" if grid else f"seed {p.seeds[0]}"
+        if p.kinds:
+            runs += f"; kinds {', '.join(p.kinds)}"
         text = (f"{data}; {runs}; up to {p.max_epochs} epochs per classifier fit, {p.neural_epochs} for the Monkey "
                 f"Predictor, {p.readout_epochs} for the Oracle readout; {p.model} at width {Fraction(p.width).limit_denominator(64)}")
-        out.append(textwrap.fill(text, 100, initial_indent=f"  {name:10s}", subsequent_indent=" " * 12))
+        out.append(textwrap.fill(text, 100, initial_indent=f"  {name:12s}", subsequent_indent=" " * 14))
     return "\n".join(out)

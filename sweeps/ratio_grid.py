@@ -43,8 +43,9 @@ from analysis.controls import INCLUDE_UNHEALTHY_HELP  # noqa: E402
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python sweeps/ratio_grid.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-               epilog=presets_help("a sweep trains, per seed, a Baseline, an Oracle and its readout, per ratio and seed an "
-                                   "MTL-Monkey, MTL-Shuffled and MTL-Oracle, and one Monkey Predictor (the stages above); "
+               epilog=presets_help("a sweep trains the preset's kinds where it names them, else, per seed, a Baseline, an Oracle and "
+                                   "its readout, per ratio and seed an MTL-Monkey, MTL-Shuffled and MTL-Oracle, and one Monkey "
+                                   "Predictor (the stages above); "
                                    "--plan lists every model, what the lake already holds and the compute, and starts nothing"))
     add_common_flags(p)
     p.add_argument("--family", default="mtl", choices=["mtl", "similarity", "both"],
@@ -55,7 +56,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", default="all",
                    help="comma-separated model kinds to run (default all of the family: baseline, monkey_predictor, "
                         "oracle, oracle_readout, mtl_monkey, mtl_shuffled, mtl_oracle; or baseline, monkey_predictor, "
-                        "sim_monkey, sim_shuffled, sim_pixel); upstream kinds are added as needed")
+                        "sim_monkey, sim_shuffled, sim_pixel; the calibration and explain presets: their own kinds); "
+                        "the others: mtl_true (co-trained on a synthetic world's true rates), baseline_lowpass, "
+                        "mtl_pixel, mtl_surrogate; upstream kinds are added as needed")
     p.add_argument("--report", metavar="DIR", help="where the analysis writes report.html, tables and figures "
                    "(default STORAGE/report/<sweep>, or ./report-<sweep> when STORAGE is a URI)")
     p.add_argument("--plan", action="store_true", help="print the models the grid will train, what the lake already "
@@ -83,7 +86,13 @@ def main(argv=None) -> int:
         import os
 
         cores = None if args.address else (args.num_cpus or os.cpu_count())
-        return max(print_plan(s, cores) for s in specs)
+        walls: list = []
+        rc = max(print_plan(s, cores, walls) for s in specs)
+        if len(specs) > 1 and len(walls) == len(specs):
+            from sweeps.plan import _duration
+
+            print(f"all {len(specs)} sweeps, one after another: about {_duration(sum(walls))} of wall time")
+        return rc
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir

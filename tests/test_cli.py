@@ -3,6 +3,8 @@
 Each test names, in its docstring, the mutant it guards against: the code as it was before the
 behaviour it checks existed. With the fixes in place none of these starts Ray or trains anything."""
 
+import re
+
 import pytest
 
 from conftest import run_cli
@@ -68,6 +70,15 @@ def test_plan_writes_nothing(tmp_path):
                 "--data-root", str(tmp_path / "data"), timeout=120)
     assert r.returncode == 0 and "nothing was started" in r.stdout, r.stdout + r.stderr
     assert list(tmp_path.iterdir()) == []
+    # several planted worlds: each sweep's header names its world, and the command sums their wall times
+    r = run_cli("sweeps/ratio_grid.py", "--preset", "smoke", "--planted", "0,1", "--kinds", "baseline", "--plan",
+                "--storage", str(tmp_path / "results"), "--data-root", str(tmp_path / "data"), timeout=120)
+    assert r.returncode == 0 and "data: synthetic world 'smoke', planted at 1)" in r.stdout, r.stdout + r.stderr
+    secs = lambda v, unit: float(v) * {"s": 1, "min": 60, "hours": 3600}[unit]   # noqa: E731 - plan._duration's units
+    walls = [secs(*w) for w in re.findall(r"wall time on .*?: about ([0-9.]+) (s|min|hours)", r.stdout)]
+    total = re.search(r"all 2 sweeps, one after another: about ([0-9.]+) (s|min|hours) of wall time", r.stdout)
+    assert len(walls) == 2 and total and abs(secs(*total.groups()) - sum(walls)) <= 6, r.stdout
+    assert list(tmp_path.iterdir()) == []
 
 
 def help_of(*args) -> str:
@@ -82,7 +93,9 @@ def test_every_help_names_what_the_default_preset_trains_and_where_the_output_la
     grid = help_of("sweeps/ratio_grid.py")
     assert (f"demo synthetic world '{demo.world}'; ratios {','.join(demo.ratios)}; seeds {','.join(map(str, demo.seeds))}; "
             f"up to {demo.max_epochs} epochs per classifier fit, {demo.neural_epochs} for the Monkey Predictor") in grid
-    assert "presets (--preset; default demo): a sweep trains, per seed, a Baseline" in grid
+    assert "presets (--preset; default demo): a sweep trains the preset's kinds where it names them, else, per seed" in grid
+    assert ("calibration synthetic world 'demo' with a planted answer at 0, 0.5, 1 (one sweep each); ratios 2:1; seeds "
+            "0,1,2,3,4; kinds baseline, monkey_predictor, mtl_monkey, mtl_shuffled, mtl_true") in grid
     assert "--plan lists every model" in grid
     assert "the records land in STORAGE/lake" in grid and "report.html to STORAGE/report/<sweep>" in grid
     assert "The last line printed is the report's path" in grid and "143 terminated (SIGTERM" in grid

@@ -177,6 +177,15 @@ MUTANTS = {
     "a FEVe <= 0 stated without the readout's correlation with the neurons": mutant(
         ("analysis/controls.py", "if r_avg is not None and r_avg == r_avg:", "if False:"),
         "tests/test_controls.py::test_model_health_names_each_problem"),
+    "a plan of several planted worlds without their summed wall time": mutant(
+        ("sweeps/ratio_grid.py", "if len(specs) > 1 and len(walls) == len(specs):", "if False:"),
+        "tests/test_cli.py::test_plan_writes_nothing"),
+    "a planted world's plan headed as the default world": mutant(
+        ("sweeps/plan.py", "+ (f\", planted at {spec.planted:g}\" if spec.planted is not None else \"\")", ""),
+        "tests/test_cli.py::test_plan_writes_nothing"),
+    "the presets' help silent on the planted worlds and a preset's own kinds": mutant(
+        ("sweeps/plan.py", "        if p.planted:\n", "        if False:\n"),
+        "tests/test_cli.py::test_every_help_names_what_the_default_preset_trains_and_where_the_output_lands"),
     "a rise passed on the strongest world against the null alone, its steps not shown": mutant(
         ("analysis/calibration.py", "(\"pass\" if all(w == \"above\" for w in where) else \"unclear\")",
          "(\"pass\" if where[0] == \"above\" else \"unclear\")"),
