@@ -36,8 +36,8 @@ def test_model_health_names_each_problem():
     assert not h["m"]["healthy"] and "no better than a constant (FEVe -0.080)" in h["m"]["problem"]
     # MTL-Shuffled's FEVe is not checked (its targets carry no image information); its accuracy is
     assert "FEVe" not in h["s"]["problem"] and "at chance" in h["s"]["problem"]
-    # a readout whose predictions correlate with the neurons yet score FEVe <= 0 is named for what it is: off in scale
-    # or offset; and the calibration, which reads every model, says which ones a world's report leaves out and why
+    # beside a FEVe <= 0 the problem gives the readout's correlation with the neurons (what is left of the pattern);
+    # and the calibration, which reads every model, says which ones a world's report leaves out and why
     from analysis.calibration import health_notes
 
     runs = runs.with_columns(corr_avg=pl.lit(None, pl.Float64))
