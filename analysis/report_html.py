@@ -65,7 +65,9 @@ def render(lake: Lake, rep, captions: dict, fig_dir: Path, n_boot: int, level: f
                      "paper's score). The interval holds the seed-to-seed spread (t quantile of its k−1 degrees of freedom) "
                      f"and the test-image noise every seed shares ({n_boot} paired bootstrap replicates over the images). "
                      "Setting <code>all</code>: a kind's ratios averaged within each seed (stratified), never pooled as "
-                     "seeds. The smallest detectable effect is what this run could have shown at 80% power, two-sided 5%.</p>")
+                     "seeds. The smallest detectable effect is what this run could have shown at 80% power, two-sided 5%; p is "
+                     "the two-sided p-value of no difference, left blank (–) for one seed, whose interval covers test "
+                     "images only, not training runs.</p>")
         parts.append(H.table(tables.robustness_table(c, "baseline")))
         # every twin a recipe names (MTL-Shuffled, Sim-Shuffled): the comparison that isolates the neural content
         for twin in dict.fromkeys(r.twin for r in registry.table().values() if r.twin):

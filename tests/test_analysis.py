@@ -214,6 +214,8 @@ def test_partial_lake_reports_what_is_missing_and_what_can_be_computed(tmp_path)
     out = tmp_path / "rep2"
     assert {"robustness.parquet", "comparisons.csv", "models.parquet", "accuracy.csv", "failed_runs.csv"} <= {p.name for p in out.iterdir()}
     assert (out / "figures" / "robustness_bars.svg").exists() and (out / "figures" / "accuracy_vs_severity.png").exists()
+    # the robustness table's p column is explained, and why it is blank for one seed
+    assert "p is the two-sided p-value of no difference, left blank (–) for one seed" in (out / "report.html").read_text()
     # 4 MTL-Monkey models in one pool with 3 parameters: fitted; MTL-Shuffled (2 models): why not, said
     assert "MTL-Shuffled: 2 model(s)" in r.stdout and "MTL-Monkey: n = 4" in r.stdout
     models = pl.read_parquet(out / "models.parquet")

@@ -177,6 +177,9 @@ MUTANTS = {
     "a FEVe <= 0 stated without the readout's correlation with the neurons": mutant(
         ("analysis/controls.py", "if r_avg is not None and r_avg == r_avg:", "if False:"),
         "tests/test_controls.py::test_model_health_names_each_problem"),
+    "a robustness table whose blank p column the report never explains": mutant(
+        ("analysis/report_html.py", "; p is \"\n                     \"the two-sided p-value", ". \"\n                     \"The two-sided p-value"),
+        "tests/test_analysis.py::test_partial_lake_reports_what_is_missing_and_what_can_be_computed"),
     "a plan of several planted worlds without their summed wall time": mutant(
         ("sweeps/ratio_grid.py", "if len(specs) > 1 and len(walls) == len(specs):", "if False:"),
         "tests/test_cli.py::test_plan_writes_nothing"),
