@@ -339,6 +339,8 @@ def spectral_sensitivity(spec: pl.DataFrame):
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
     axes[1].legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.suptitle("Spectral sensitivity (bars: s.d. over models)", fontsize=10)
+    several = d.height and int(d["n"].max()) > 1
+    fig.suptitle("Spectral sensitivity" + (" (bars: s.d. over a kind's models)" if several else " (one model per kind: no bars)"),
+                 fontsize=10)
     fig.tight_layout()
     return fig

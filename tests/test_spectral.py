@@ -58,3 +58,15 @@ def test_a_baseline_that_low_passes_its_input_is_more_robust_to_noise_and_less_t
     assert b["clean"] > 0.5 and lp["clean"] > 0.5, acc          # both learned
     assert lp["noise_drop"] < b["noise_drop"] - 0.05, acc        # loses less to noise
     assert lp["high_drop"] > b["high_drop"] + 0.05, acc          # loses more to the high-pass filter
+
+
+def test_the_spectral_figure_promises_error_bars_only_where_a_kind_has_several_models():
+    """Mutant: the title said "bars: s.d. over models" for one model per kind, where there are none."""
+    import polars as pl
+
+    from analysis.figures import spectral_sensitivity
+
+    one = pl.DataFrame({"kind": ["baseline"] * 2, "filter": ["low", "high"], "cutoff": [0.1, 0.1], "accuracy": [0.5, 0.6]})
+    assert spectral_sensitivity(one)._suptitle.get_text() == "Spectral sensitivity (one model per kind: no bars)"
+    two = pl.concat([one, one.with_columns(pl.col("accuracy") + 0.1)])
+    assert spectral_sensitivity(two)._suptitle.get_text() == "Spectral sensitivity (bars: s.d. over a kind's models)"

@@ -180,6 +180,9 @@ MUTANTS = {
     "a robustness table whose blank p column the report never explains": mutant(
         ("analysis/report_html.py", "; p is \"\n                     \"the two-sided p-value", ". \"\n                     \"The two-sided p-value"),
         "tests/test_analysis.py::test_partial_lake_reports_what_is_missing_and_what_can_be_computed"),
+    "a spectral figure promising error bars for one model per kind": mutant(
+        ("analysis/figures.py", "several = d.height and int(d[\"n\"].max()) > 1", "several = True"),
+        "tests/test_spectral.py::test_the_spectral_figure_promises_error_bars_only_where_a_kind_has_several_models"),
     "a plan of several planted worlds without their summed wall time": mutant(
         ("sweeps/ratio_grid.py", "if len(specs) > 1 and len(walls) == len(specs):", "if False:"),
         "tests/test_cli.py::test_plan_writes_nothing"),
