@@ -78,14 +78,20 @@ def contrast(a: dict, b: dict, kind: str, level: float) -> dict | None:
     other test images in the two worlds)."""
     if kind not in a or kind not in b:
         return None
+    if a["images"] != b["images"]:   # other test images: their noise is not shared, and no replicate pairs it
+        return None
     seeds = sorted(set(a[kind][0]) & set(b[kind][0]))
     if len(seeds) < 2:
         return None
     pick = lambda v: v[1][:, [v[0].index(x) for x in seeds]]   # noqa: E731
-    if a["images"] != b["images"]:   # other test images: their noise is not shared, and no replicate pairs it
-        return None
     r = as_score(seed_interval(pick(b[kind]) - pick(a[kind]), level))
     return {"estimate": r["estimate"], "low": r["low"], "high": r["high"], "mde": r["mde"], "n_seeds": len(seeds)}
+
+
+def contrast_pairs(values: list[float]) -> list[tuple[float, float]]:
+    """The (from, to) worlds a rise is judged on, `values` sorted and starting at the null: the strongest against
+    the null, then, with more than one planted world, each against the next weaker one."""
+    return [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])
 
 
 def rises(per_world: dict, level: float) -> list[dict]:
@@ -95,11 +101,9 @@ def rises(per_world: dict, level: float) -> list[dict]:
     one planted world, each world against the next weaker one (the steps a monotone rise must not reverse)."""
     if 0.0 not in per_world or len(per_world) < 2:
         return []
-    values = sorted(per_world)
-    pairs = [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])
     out = []
     for kind in KINDS:
-        for a, b in pairs:
+        for a, b in contrast_pairs(sorted(per_world)):
             c = contrast(per_world[a], per_world[b], kind, level)
             if c is not None:
                 out.append({"kind": kind, "from": a, "to": b, **c})
@@ -118,10 +122,11 @@ def health_notes(runs: pl.DataFrame, preds: pl.DataFrame) -> list[str]:
     out = []
     for (k,), g in bad.sort("kind", "seed").group_by("kind", maintain_order=True):
         span = lambda c: f"{g[c].min():.2f} to {g[c].max():.2f}" if g.height > 1 else f"{g[c][0]:.2f}"   # noqa: E731
-        why = (f"FEVe {span('feve')} on the recording's test stimuli" + (
-               f", its predictions correlating {span('corr_avg')} with the neurons' mean responses"
-               if g["corr_avg"].is_not_null().all() and g["corr_avg"].is_not_nan().all() else "")
-               if g["problem"].str.starts_with("predicts the neurons").all() else "; ".join(g["problem"].unique().to_list()))
+        why = "; ".join(g["problem"].unique().to_list())
+        if g["problem"].str.starts_with("predicts the neurons").all():   # the FEVe alone: its range, and the correlation's
+            why = f"FEVe {span('feve')} on the recording's test stimuli"
+            if g["corr_avg"].is_not_null().all() and g["corr_avg"].is_not_nan().all():
+                why += f", its predictions correlating {span('corr_avg')} with the neurons' mean responses"
         out.append(f"{registry.label(k)} seed{'s' if g.height > 1 else ''} {', '.join(map(str, g['seed'].to_list()))}: left "
                    f"out of this world's own report as unhealthy ({why}); the calibration reads every model")
     return out
@@ -244,9 +249,7 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
             # above the null and every step between neighbouring worlds above 100; shown not to: any of them
             # wholly below 100; else not shown at this power (the estimates' order alone shows nothing)
             mine = {(c["from"], c["to"]): c for c in rise or [] if c["kind"] == k}
-            at = [p for p, _ in series]
-            pairs = [(0.0, at[-1])] + (list(zip(at, at[1:])) if len(at) > 2 else [])
-            found = [(a, b, mine.get((a, b))) for a, b in pairs]
+            found = [(a, b, mine.get((a, b))) for a, b in contrast_pairs([p for p, _ in series])]
             where = [place(c) if c else "unknown" for _, _, c in found]
             state = "fail" if "below" in where else ("pass" if all(w == "above" for w in where) else "unclear")
             said = [f"{b:g} against {a:g}: " + (f"{fmt(c)}{power(c)}" if c else "no contrast (fewer than 2 shared seeds, "

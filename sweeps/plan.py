@@ -167,8 +167,8 @@ def _duration(seconds: float) -> str:
 
 
 def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> float | None:
-    """Prints the CPU and wall-time estimates; returns the wall time (None without a core count)."""
-    """The expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing)."""
+    """Prints the expected CPU time and, on a local Ray of `cores` CPUs, the wall time (sweeps.timing); returns the
+    wall time (None without a core count)."""
     from core.data.corruptions import tintc_dir
     from sweeps import timing
     from sweeps.stages import trial_threads
@@ -250,6 +250,15 @@ def print_plan(spec, cores: int | None = None, walls: list | None = None) -> int
           f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{lake_mb:,.1f} MB")
     print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")
     return 0
+
+
+def print_plans(specs: list, cores: int | None = None) -> int:
+    """Each sweep's plan (one per planted world), and with several the sum of their wall times."""
+    walls: list = []
+    rc = max(print_plan(s, cores, walls) for s in specs)
+    if len(specs) > 1 and len(walls) == len(specs):
+        print(f"all {len(specs)} sweeps, one after another: about {_duration(sum(walls))} of wall time")
+    return rc
 
 
 def presets_help(trains: str, grid: bool = True) -> str:

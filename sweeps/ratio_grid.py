@@ -81,18 +81,12 @@ def main(argv=None) -> int:
     spec, ray_kwargs = resolve_common(args, kinds=args.kinds)
     specs = worlds(args, spec)
     if args.plan:
-        from sweeps.plan import print_plan
+        from sweeps.plan import print_plans
 
         import os
 
         cores = None if args.address else (args.num_cpus or os.cpu_count())
-        walls: list = []
-        rc = max(print_plan(s, cores, walls) for s in specs)
-        if len(specs) > 1 and len(walls) == len(specs):
-            from sweeps.plan import _duration
-
-            print(f"all {len(specs)} sweeps, one after another: about {_duration(sum(walls))} of wall time")
-        return rc
+        return print_plans(specs, cores)
     if not args.no_report:   # checked before any training: the report may replace only an earlier report
         from core.io import check_replaceable, check_writable
         from sweeps.runner import report_dir

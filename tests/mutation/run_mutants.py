@@ -184,7 +184,7 @@ MUTANTS = {
         ("analysis/figures.py", "several = d.height and int(d[\"n\"].max()) > 1", "several = True"),
         "tests/test_spectral.py::test_the_spectral_figure_promises_error_bars_only_where_a_kind_has_several_models"),
     "a plan of several planted worlds without their summed wall time": mutant(
-        ("sweeps/ratio_grid.py", "if len(specs) > 1 and len(walls) == len(specs):", "if False:"),
+        ("sweeps/plan.py", "if len(specs) > 1 and len(walls) == len(specs):", "if False:"),
         "tests/test_cli.py::test_plan_writes_nothing"),
     "a planted world's plan headed as the default world": mutant(
         ("sweeps/plan.py", "+ (f\", planted at {spec.planted:g}\" if spec.planted is not None else \"\")", ""),
@@ -200,12 +200,12 @@ MUTANTS = {
         ("analysis/calibration.py", "state = \"fail\" if \"below\" in where else", "state = \"fail\" if where[0] == \"below\" else"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the rise judged without its contrast with the null (the steps alone)": mutant(
-        ("analysis/calibration.py", "pairs = [(0.0, at[-1])] + (list(zip(at, at[1:])) if len(at) > 2 else [])",
-         "pairs = list(zip(at, at[1:])) if len(at) > 2 else [(0.0, at[-1])]"),
+        ("analysis/calibration.py", "return [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])",
+         "return list(zip(values, values[1:])) if len(values) > 2 else [(0.0, values[-1])]"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the steps between neighbouring worlds left out (only the strongest world against the null)": mutant(
-        ("analysis/calibration.py", "pairs = [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])",
-         "pairs = [(0.0, values[-1])]"),
+        ("analysis/calibration.py", "return [(0.0, values[-1])] + (list(zip(values, values[1:])) if len(values) > 2 else [])",
+         "return [(0.0, values[-1])]"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the finding read on the Bonferroni interval though the nominal one is there": mutant(
         ("analysis/calibration.py", "if r and r.get(\"detect_low\") is not None:", "if False:"),
