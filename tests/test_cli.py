@@ -94,7 +94,7 @@ def test_every_help_names_what_the_default_preset_trains_and_where_the_output_la
     assert (f"demo synthetic world '{demo.world}'; ratios {','.join(demo.ratios)}; seeds {','.join(map(str, demo.seeds))}; "
             f"up to {demo.max_epochs} epochs per classifier fit, {demo.neural_epochs} for the Monkey Predictor") in grid
     assert "presets (--preset; default demo): a sweep trains the preset's kinds where it names them, else, per seed" in grid
-    assert ("calibration synthetic world 'calibration' with a planted answer at 0, 0.5, 1 (one sweep each); ratios 2:1; seeds "
+    assert ("calibration synthetic world 'demo' with a planted answer at 0, 0.5, 1 (one sweep each); ratios 2:1; seeds "
             "0,1,2,3,4; kinds baseline, monkey_predictor, mtl_monkey, mtl_shuffled, mtl_true") in grid
     assert "--plan lists every model" in grid
     assert "the records land in STORAGE/lake" in grid and "report.html to STORAGE/report/<sweep>" in grid

@@ -105,14 +105,6 @@ WORLD_PRESETS = {
     # Baselines of the demo recipe scattered by 0.080 in ln robustness with 1,500 (clean accuracy 0.850,
     # s.d. 0.031), by 0.055 with 3,000 at 8 epochs (0.940, s.d. 0.010) and 0.060 at 12 (docs/benchmarks.md)
     "demo": WorldConfig(train_per_class=300, val_per_class=100, test_per_class=100, clutter=0.35),
-    # calibration: the demo world's images with a recording four times the size (8,000 trials). With 2,000 trials
-    # the Monkey Predictor's predictions correlated 0.31 with the shape units' true rates on the test stimuli
-    # (world at 0.5, seed 0, 40 epochs), and MTL-Monkey predicted the recording worse than its mean (FEVe below 0
-    # on 5 of 5 seeds at 0.5, 4 of 5 at 1); with 8,000 trials and 10 epochs (the same number of steps) 0.38
-    # (20 epochs: 0.40; 24,000 trials and 5 epochs: 0.29), and MTL-Monkey's FEVe lies above 0 on 5 of 5 seeds at
-    # 0.5 and 4 of 5 at 1 (docs/benchmarks.md, "Calibration"). The paper's recording has 24,000 trials
-    "calibration": WorldConfig(train_per_class=300, val_per_class=100, test_per_class=100, clutter=0.35,
-                               neural_train_images=8000),
     "study": WorldConfig(n_classes=20, train_per_class=500, val_per_class=50, test_per_class=50,
                          n_neurons=128, neural_train_images=6000, neural_test_images=75, neural_repeats=20),
     # Tiny-ImageNet-sized world with a paper-sized population, for scale tests without a download
