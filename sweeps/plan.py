@@ -195,8 +195,9 @@ def _print_time(spec, preset, todo, costs, n_eval, n, info, cores) -> float | No
     return wall
 
 
-def print_plan(spec, cores: int | None = None, walls: list | None = None) -> int:
-    """Prints the sweep's plan; its wall-time estimate is appended to `walls` (a command of several sweeps sums them)."""
+def print_plan(spec, cores: int | None = None) -> float | None:
+    """Prints the sweep's plan; returns its wall-time estimate in seconds (None without a core count), which a
+    command of several sweeps sums."""
     import importlib
 
     importlib.import_module("core.training.kinds")   # torch and the models load before the timer: "planned in" is the planning
@@ -233,8 +234,6 @@ def print_plan(spec, cores: int | None = None, walls: list | None = None) -> int
     total_flops = sum(costs[t.run_id][0] + costs[t.run_id][1] for t in todo)
     total_params = sum(costs[t.run_id][2] for t in todo)
     wall = _print_time(spec, preset, todo, costs, n_eval, n, info, cores)
-    if walls is not None and wall is not None:
-        walls.append(wall)
     print(f"GPU, if one is used: {total_flops / 1e15:,.3g} PFLOP = {_duration(total_flops / (GPU_TFLOPS * 1e12))} of one "
           f"GPU at {GPU_TFLOPS:g} TFLOP/s (an H200's training steps at full width) to "
           f"{_duration(total_flops / (GPU_EPOCH_TFLOPS * 1e12))} at {GPU_EPOCH_TFLOPS:g} TFLOP/s (its whole epochs); a "
@@ -249,16 +248,15 @@ def print_plan(spec, cores: int | None = None, walls: list | None = None) -> int
     print(f"disk: TIN-TC cache {tintc_mb:,.0f} MB ({n_eval:,} test images x 70 conditions), Oracle corruption banks "
           f"{bank_mb:,.0f} MB, models and checkpoints {models_mb:,.0f} MB, lake ~{lake_mb:,.1f} MB")
     print(f"(planned in {time.perf_counter() - t0:.1f}s; nothing was started: drop --plan to run it)")
-    return 0
+    return wall
 
 
 def print_plans(specs: list, cores: int | None = None) -> int:
     """Each sweep's plan (one per planted world), and with several the sum of their wall times."""
-    walls: list = []
-    rc = max(print_plan(s, cores, walls) for s in specs)
-    if len(specs) > 1 and len(walls) == len(specs):
+    walls = [print_plan(s, cores) for s in specs]
+    if len(walls) > 1 and None not in walls:
         print(f"all {len(specs)} sweeps, one after another: about {_duration(sum(walls))} of wall time")
-    return rc
+    return 0
 
 
 def presets_help(trains: str, grid: bool = True) -> str:
