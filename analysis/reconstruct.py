@@ -224,16 +224,10 @@ def run(args, log=print) -> dict:
                 # over the starts whose result converged: ϱ̄'s max - min per (image, norm), and the range of the
                 # median over images (what a difference between kinds' medians is to be measured against)
                 spread, rng = np.full(rec.loss.shape, np.nan), np.full(len(norms), np.nan)
+                n_ok = rec.converged.astype(int)
                 if rec.start_x is not None:
                     rb_k = np.stack([sal.rho_bar(xk[:, :, 0], x0_np[:, None], masks[:, None]) for xk in rec.start_x])
-                    rb_k = np.where(rec.start_converged(), rb_k, np.nan)
-                    two = (np.isfinite(rb_k).sum(axis=0) >= 2)
-                    hi, lo = np.where(np.isnan(rb_k), -np.inf, rb_k).max(axis=0), np.where(np.isnan(rb_k), np.inf, rb_k).min(axis=0)
-                    spread = np.where(two, hi - lo, np.nan)
-                    med_k = np.array([[np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan
-                                       for c in rb_k[k].T] for k in range(len(rb_k))])   # (K, R)
-                    ok = np.isfinite(med_k)
-                    rng = np.array([np.ptp(med_k[ok[:, j], j]) if ok[:, j].sum() >= 2 else np.nan for j in range(len(norms))])
+                    spread, rng, n_ok = sal.start_spread(rb_k, rec.start_converged())
                 spreads[source], ranges[source] = spread, rng
                 for variant, imgs, losses in variants:
                     hf = hfs[variant]
@@ -270,6 +264,8 @@ def run(args, log=print) -> dict:
                                          "best_start": int(rec.best_start[i, j]) if rec.best_start is not None else 0,
                                          "rho_bar_start_spread": float(spread[i, j]) if variant == "reconstruction" else float("nan"),
                                          "rho_bar_start_range": float(rng[j]) if variant == "reconstruction" else float("nan"),
+                                         # the starts whose result converged: the spread is over these (NaN below two)
+                                         "starts_converged": int(n_ok[i, j]) if variant == "reconstruction" else 0,
                                          "check_tail_drop": float(rec.check_tail_drop[i, j])
                                          if variant == "reconstruction" and rec.check_tail_drop is not None else float("nan"),
                                          "stalled": bool(rec.stalled[i, j]) if variant == "reconstruction" else False,

@@ -66,6 +66,24 @@ def rho_bar(recon: np.ndarray, original: np.ndarray, masks: np.ndarray) -> np.nd
     return (rho(recon, masks) - ro) / (1.0 - ro)
 
 
+def start_spread(values: np.ndarray, converged: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How much a per-start measure (K starts, N images, R norms) moved between starts, over the starts
+    whose result converged: (spread, range, count). `spread` (N, R) is max - min over those starts, NaN
+    where fewer than two converged (one start gives no spread, and 0 would claim a stability nobody saw);
+    `range` (R,) is the range over starts of each start's median over images, NaN where fewer than two
+    starts have a converged image; `count` (N, R) is how many starts converged."""
+    v = np.where(converged, np.asarray(values, dtype=np.float64), np.nan)
+    count = np.isfinite(v).sum(axis=0)
+    hi = np.where(np.isnan(v), -np.inf, v).max(axis=0)
+    lo = np.where(np.isnan(v), np.inf, v).min(axis=0)
+    spread = np.where(count >= 2, hi - lo, np.nan)
+    med = np.array([[np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in v[k].T]
+                    for k in range(len(v))])   # (K, R)
+    ok = np.isfinite(med)
+    rng = np.array([np.ptp(med[ok[:, j], j]) if ok[:, j].sum() >= 2 else np.nan for j in range(med.shape[1])])
+    return spread, rng, count
+
+
 def spectral_residual(images: np.ndarray, avg: int = 3, blur_sigma: float | None = None,
                       centre_sigma: float | None = 0.3) -> np.ndarray:
     """Spectral-residual saliency (Hou & Zhang 2007) times a Gaussian centre bias; (N, H, W) -> maps

@@ -268,6 +268,23 @@ def test_rho_and_rho_bar_by_hand():
     assert sal.rho_bar(orig * mask, orig, mask) == pytest.approx(1.0)   # all power in the salient region
 
 
+def test_the_start_spread_counts_only_converged_starts_and_needs_two():
+    """Three starts, three images, one norm. Mutants caught: a spread over every start (converged or not),
+    a spread of 0 where only one start converged, a range of the starts' means instead of their medians."""
+    v = np.array([[0.80, 0.85, 0.10], [0.30, 0.50, 0.60], [0.15, 0.40, 0.70]])[..., None]   # (K=3, N=3, R=1)
+    conv = np.array([[True, True, True], [False, True, True], [True, False, False]])[..., None]
+    spread, rng, count = sal.start_spread(v, conv)
+    assert count[:, 0].tolist() == [2, 2, 2]
+    np.testing.assert_allclose(spread[:, 0], [0.80 - 0.15, 0.85 - 0.50, 0.60 - 0.10])   # unconverged starts left out
+    # medians over each start's converged images: 0.80, 0.55, 0.15 (their means would be 0.583, 0.55, 0.15)
+    np.testing.assert_allclose(rng, [0.80 - 0.15])
+    one = conv & np.array([True, False, False])[:, None, None]                 # only start 0 converged
+    spread, rng, count = sal.start_spread(v, one)
+    assert np.isnan(spread).all() and np.isnan(rng).all() and (count == 1).all()
+    spread, rng, count = sal.start_spread(v, np.ones_like(conv))
+    np.testing.assert_allclose(spread[:, 0], [0.65, 0.45, 0.60])
+
+
 def test_the_mask_holds_seven_tenths_of_the_mass():
     rng = np.random.default_rng(0)
     maps = rng.gamma(0.5, size=(5, 32, 32))

@@ -175,8 +175,11 @@ def test_reconstruction_from_the_sweeps_models_adds_a_report_section(resumed_swe
     # two starts: the result is the lower one, and how much ϱ̄ moved between them is recorded and reported
     assert rec["check_move"].is_finite().all()
     assert (rec["starts"] == 2).all() and set(rec["best_start"]) == {0, 1}
-    spread = rec["rho_bar_start_spread"]   # both starts converged everywhere: a spread for every result
-    assert spread.is_finite().all() and (spread > 0).any()
+    # a spread wherever both starts converged, and only there (the chosen start converged everywhere; the
+    # other one need not: how far a model trained on these cores lets it get is not fixed)
+    spread = rec["rho_bar_start_spread"]
+    assert (rec["starts_converged"] >= 1).all() and (rec["starts_converged"] <= 2).all()
+    assert (spread.is_finite() == (rec["starts_converged"] == 2)).all() and (spread.fill_nan(0) > 0).any()
     med = pl.read_parquet(out / "median_rho.parquet").filter(pl.col("variant") == "reconstruction")
     mine = (rec.filter(pl.col("model_converged")).group_by("source", "kind", "norm")
             .agg(pl.col("rho_bar_start_spread").fill_nan(None).median().alias("mine")))

@@ -250,6 +250,15 @@ MUTANTS = {
     "a content-blind saliency map that only prefers the centre": mutant(
         (SAL, "s = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2", "s = np.ones_like(x)"),
         "tests/test_reconstruct.py::test_builtin_saliency_finds_the_synthetic_objects"),
+    "the start spread over every start, converged or not": mutant(
+        (SAL, "v = np.where(converged, np.asarray(values, dtype=np.float64), np.nan)", "v = np.asarray(values, dtype=np.float64)"),
+        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
+    "a start spread of 0 where only one start converged": mutant(
+        (SAL, "spread = np.where(count >= 2, hi - lo, np.nan)", "spread = np.where(count >= 1, hi - lo, np.nan)"),
+        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
+    "the start range over the starts' mean instead of their median": mutant(
+        (SAL, "med = np.array([[np.median(c[np.isfinite(c)])", "med = np.array([[np.mean(c[np.isfinite(c)])"),
+        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
 
     # atomic writes
     "a lake writer that leaves its temporary file behind when the rename fails": mutant(
