@@ -31,6 +31,7 @@ LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_c
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
 PREC = "analysis/precision.py"
 PREC_TESTS = ["tests/test_precision.py", "tests/test_calibration.py"]
+SPREAD = "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
 
 
@@ -252,13 +253,13 @@ MUTANTS = {
         "tests/test_reconstruct.py::test_builtin_saliency_finds_the_synthetic_objects"),
     "the start spread over every start, converged or not": mutant(
         (SAL, "v = np.where(converged, np.asarray(values, dtype=np.float64), np.nan)", "v = np.asarray(values, dtype=np.float64)"),
-        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
+        SPREAD),
     "a start spread of 0 where only one start converged": mutant(
         (SAL, "spread = np.where(count >= 2, hi - lo, np.nan)", "spread = np.where(count >= 1, hi - lo, np.nan)"),
-        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
+        SPREAD),
     "the start range over the starts' mean instead of their median": mutant(
         (SAL, "med = np.array([[np.median(c[np.isfinite(c)])", "med = np.array([[np.mean(c[np.isfinite(c)])"),
-        "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"),
+        SPREAD),
 
     # atomic writes
     "a lake writer that leaves its temporary file behind when the rename fails": mutant(
