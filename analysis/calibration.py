@@ -29,7 +29,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis import bootstrap as bs
-from analysis.precision import as_score, comparisons, overall, seed_interval
+from analysis.precision import POWER, as_score, comparisons, overall, seed_interval, seeds_needed
 from core.training import registry
 
 KINDS = ("mtl_true", "mtl_monkey", "mtl_shuffled")   # the co-trained kinds the verdict reads
@@ -84,8 +84,10 @@ def contrast(a: dict, b: dict, kind: str, level: float) -> dict | None:
     if len(seeds) < 2:
         return None
     pick = lambda v: v[1][:, [v[0].index(x) for x in seeds]]   # noqa: E731
-    r = as_score(seed_interval(pick(b[kind]) - pick(a[kind]), level))
-    return {"estimate": r["estimate"], "low": r["low"], "high": r["high"], "mde": r["mde"], "n_seeds": len(seeds)}
+    d = pick(b[kind]) - pick(a[kind])
+    r = as_score(seed_interval(d, level))
+    return {"estimate": r["estimate"], "low": r["low"], "high": r["high"], "mde": r["mde"], "n_seeds": len(seeds),
+            "seeds_needed": seeds_needed(d, level)}
 
 
 def contrast_pairs(values: list[float]) -> list[tuple[float, float]]:
@@ -168,7 +170,8 @@ def world_rows(lake, planted: float, n_boot: int, seed: int, level: float, notes
                      "feve_coef": coef[0], "feve_coef_low": coef[1], "feve_coef_high": coef[2]})
         if detect_level and kind in scores:
             d = as_score(seed_interval(scores[kind][1], detect_level))
-            rows[-1].update(detect_low=d["low"], detect_high=d["high"], detect_mde=d["mde"])
+            rows[-1].update(detect_low=d["low"], detect_high=d["high"], detect_mde=d["mde"],
+                            detect_seeds_needed=seeds_needed(scores[kind][1], detect_level))
     return rows
 
 
@@ -193,8 +196,14 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
         return f"{r['estimate']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
 
     def power(r):
+        """The run's power; where the interval includes 100, how many seeds an effect of the estimate's size needs."""
         m = r.get("mde")
-        return f", smallest detectable effect {m:.0f}%" if m is not None and m == m else ""
+        out = f", smallest detectable effect {m:.0f}%" if m is not None and m == m else ""
+        if out and "seeds_needed" in r and place(r) == "covers":
+            n = r["seeds_needed"]
+            out += (f" (one of its estimated size needs about {n} seeds for {POWER:.0%} power)" if n is not None and n == n
+                    else " (one of its estimated size needs more than 1,000 seeds)")
+        return out
 
     def place(r) -> str:
         """Where an interval lies: above | below | covers 100, or unknown (not finite)."""
@@ -223,7 +232,8 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
     def detecting(r):
         """The row with the interval the finding checks read (`detect_*`, at the nominal level) where it has one."""
         if r and r.get("detect_low") is not None:
-            return {**r, "low": r["detect_low"], "high": r["detect_high"], "mde": r.get("detect_mde")}
+            return {**r, "low": r["detect_low"], "high": r["detect_high"], "mde": r.get("detect_mde"),
+                    "seeds_needed": r.get("detect_seeds_needed")}
         return r
 
     for k in FOUND:
@@ -335,12 +345,15 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
                 + "<h2>Per world</h2>" + H.table(show)
                 + ("<h2>The rise, seed by seed</h2><p>Each kind in the strongest world against itself in the null world, "
                    "then each world against the next weaker one, paired by seed (the Baseline, the same models in every "
-                   f"world, drops out), {detect_level:.0%} intervals. A rise is shown when all of them lie above 100.</p>"
+                   f"world, drops out), {detect_level:.0%} intervals. A rise is shown when all of them lie above 100. The last "
+                   "column plans a larger run: how many seeds an effect of the estimate's size would need, with this run's "
+                   "spread from seed to seed (itself loosely known from a few seeds; empty: more than 1,000).</p>"
                    + H.table(pl.DataFrame(rise).select(pl.col("kind").map_elements(registry.label, return_dtype=pl.String),
                                                        pl.format("{} against {}", "to", "from").alias("worlds"),
                                                        interval_text().alias("robustness"),
                                                        pl.col("mde").round(1).alias("smallest detectable effect (%)"),
-                                                       "n_seeds"))
+                                                       "n_seeds", pl.col("seeds_needed").alias(
+                                                           f"seeds for its estimate's size at {POWER:.0%} power")))
                    if rise else "")
                 + ("<h2>Notes</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in notes) if notes else "")
                 + "</body></html>")

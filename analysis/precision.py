@@ -120,6 +120,27 @@ def seed_interval(x: np.ndarray, level: float = 0.95, power: float = POWER) -> d
             "image_sd": math.sqrt(c) if math.isfinite(c) else float("nan"), "n_seeds": k}
 
 
+def seeds_needed(x: np.ndarray, level: float = 0.95, power: float = POWER, cap: int = 1000) -> int | None:
+    """How many seeds would detect an effect of the size `x` estimates, with probability `power`, at `level`:
+    the smallest k whose smallest detectable effect (`seed_interval`'s, with this run's spread from seed to seed
+    and image noise held fixed) is no larger than |estimate|. A planning figure, as uncertain as the spread it
+    is read from (a few seeds estimate it loosely); None for an estimate of 0, fewer than 2 seeds, or more
+    than `cap` seeds."""
+    x = np.asarray(x, dtype=np.float64)
+    k = x.shape[1]
+    if k < 2:
+        return None
+    r = seed_interval(x, level, power)
+    est, s2, c = abs(r["estimate"]), r["seed_sd"] ** 2, r["image_sd"] ** 2
+    if not (math.isfinite(c) and est > 0):
+        return None
+    for n in range(2, cap + 1):
+        a = s2 / n
+        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:
+            return n
+    return None
+
+
 class Paired:
     """The per-seed values every comparison is built from, for one set of image weights."""
 

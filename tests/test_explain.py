@@ -148,6 +148,7 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     assert abs(r["estimate"] - 100 * np.exp(lift.mean())) < 0.5 and 100 < r["low"] < r["estimate"] < r["high"] < 120
     assert [(c["from"], c["to"]) for c in (up, on)] == [(0.0, 0.5), (0.5, 1.0)]
     assert abs(up["estimate"] - 100 * np.exp(lift.mean() / 2)) < 0.5 and up["low"] > 100 and up["mde"] > 0
+    assert 2 <= up["seeds_needed"] <= 5   # shown with five seeds: planning a larger run asks for no more
     # a seed missing from one world is left out of the pair; with fewer than 2 seeds there is no contrast
     short = {0.0: {"images": (1,), "mtl_true": ([0, 1], reps(swing)[:, :2])}, 1.0: {"images": (1,), "mtl_true": ([1], reps(swing)[:, 1:2])}}
     assert rises(short, 0.95) == []
@@ -170,6 +171,13 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     s, d = check(table, [r, up, dip])
     assert s == "unclear" and "1 against 0.5: 97.0 [85.0, 111.0], smallest detectable effect 30%" in d
     assert d.endswith("not shown at this power: 1 against 0.5")
+    # where a contrast knows how many seeds an effect of its estimate's size needs, an unclear one says so;
+    # one already shown (above 100) plans nothing
+    s, d = check(table, [{**r, "seeds_needed": 4}, up, {**dip, "seeds_needed": 37}])
+    assert "97.0 [85.0, 111.0], smallest detectable effect 30% (one of its estimated size needs about 37 seeds" in d
+    assert "about 4 seeds" not in d
+    s, d = check(table, [r, up, {**dip, "seeds_needed": None}])
+    assert "smallest detectable effect 30% (one of its estimated size needs more than 1,000 seeds)" in d
     s, d = check(table, [r, up, {**dip, "high": 98.0}])
     assert s == "fail" and d.endswith("it falls: 1 against 0.5")
     assert state([r, up, {**on, "low": float("nan")}]) == "unclear"

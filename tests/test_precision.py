@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from analysis import bootstrap as bs
-from analysis.precision import comparisons, overall, seed_interval
+from analysis.precision import comparisons, overall, seed_interval, seeds_needed
 from core.data.corruptions import CORRUPTIONS
 from test_analysis import lake_like
 
@@ -163,3 +163,28 @@ def test_seed_interval_of_one_seed_is_the_image_term_alone():
     r = seed_interval(x)
     assert r["n_seeds"] == 1 and r["df"] == np.inf
     assert r["high"] - r["estimate"] == pytest.approx(Z * 0.02, rel=0.05)
+
+
+def test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_estimate():
+    """Seeds with the same mean and spread as five measured ones: at the count `seeds_needed` names, seed_interval's
+    own smallest detectable effect is at most the estimate, one seed fewer it is larger. Mutants caught: a count
+    one too high or too low, the interval's half-width alone (50% power), a normal quantile for the seed term."""
+    rng = np.random.default_rng(4)
+    shared = rng.standard_normal((400, 1))
+    shared = (shared - shared.mean()) / shared.std(ddof=1)   # the image noise every seed shares, s.d. exactly 1
+
+    def seeds(k, mean, sd, image_sd=0.01):
+        z = rng.standard_normal(k)
+        v = mean + sd * (z - z.mean()) / z.std(ddof=1)
+        return np.vstack([v, v + image_sd * shared])
+
+    for mean, sd in ((0.08, 0.10), (-0.05, 0.04), (0.15, 0.20)):
+        x = seeds(5, mean, sd)
+        n = seeds_needed(x)
+        assert n is not None and n > 2
+        assert seed_interval(x)["image_sd"] == pytest.approx(0.01)
+        at = lambda k: seed_interval(seeds(k, mean, sd))   # noqa: E731
+        assert at(n)["mde"] <= abs(mean) + 1e-9 < at(n - 1)["mde"]
+    assert seeds_needed(seeds(5, 0.3, 0.05)) <= 5                  # already detectable: five seeds or fewer
+    assert seeds_needed(seeds(5, 1e-4, 0.2)) is None               # past the cap
+    assert seeds_needed(np.vstack([[0.1], 0.1 + 0.01 * shared])) is None   # one seed: no spread to plan from

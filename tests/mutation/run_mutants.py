@@ -31,6 +31,7 @@ LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_c
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
 PREC = "analysis/precision.py"
 PREC_TESTS = ["tests/test_precision.py", "tests/test_calibration.py"]
+NEEDED = "tests/test_precision.py::test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_estimate"
 SPREAD = "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
 
@@ -68,6 +69,20 @@ MUTANTS = {
     "the seed variance with ddof 0 (a missing k/(k-1))": mutant(
         (PREC, "    seed_var = float(x[0].var(ddof=1)) if k > 1 else 0.0", "    seed_var = float(x[0].var(ddof=0)) if k > 1 else 0.0"),
         *PREC_TESTS),
+    "seeds needed one too many": mutant((PREC, "            return n\n", "            return n + 1\n"), NEEDED),
+    "seeds needed one too few": mutant((PREC, "            return n\n", "            return n - 1\n"), NEEDED),
+    "seeds needed for the interval alone (50% power)": mutant(
+        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:",
+         "        if _half_width(a, c, n, 0.5 + level / 2) <= est:"), NEEDED),
+    "seeds needed with the normal quantile for the seed term": mutant(
+        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:",
+         "        if math.sqrt(a + c) * 2.8 <= est:"), NEEDED),
+    "a calibration that plans more seeds for a step it has already shown": mutant(
+        ("analysis/calibration.py", 'if out and "seeds_needed" in r and place(r) == "covers":', 'if out and "seeds_needed" in r:'),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+    "a seed-paired contrast that plans with the seeds of one world alone": mutant(
+        ("analysis/calibration.py", '"seeds_needed": seeds_needed(d, level)}', '"seeds_needed": seeds_needed(pick(b[kind]), level)}'),
+        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "ratios pooled as if they were seeds": mutant(
         (PREC, "                    d = np.mean([p.log_ratio([v[1][v[0].index(x)] for x in seeds], [v[2][v[0].index(x)] for x in seeds], sel)\n"
                "                                 for v in per_setting.values()], axis=0)",
@@ -166,10 +181,10 @@ MUTANTS = {
         ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "the rise read the wrong way round (the null against the strongest world)": mutant(
-        ("analysis/calibration.py", "seed_interval(pick(b[kind]) - pick(a[kind]), level)", "seed_interval(pick(a[kind]) - pick(b[kind]), level)"),
+        ("analysis/calibration.py", "d = pick(b[kind]) - pick(a[kind])", "d = pick(a[kind]) - pick(b[kind])"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "the rise read without its pairing (the strongest world's scores against the Baseline alone)": mutant(
-        ("analysis/calibration.py", "seed_interval(pick(b[kind]) - pick(a[kind]), level)", "seed_interval(pick(b[kind]), level)"),
+        ("analysis/calibration.py", "d = pick(b[kind]) - pick(a[kind])", "d = pick(b[kind])"),
         "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
     "a calibration that names the healthy models as the ones a world's report leaves out": mutant(
         ("analysis/calibration.py", "bad = model_health(runs, preds).filter(~pl.col(\"healthy\"))",
