@@ -13,7 +13,9 @@ judges the instrument:
   the smallest effect it could have detected; one wholly below 100 fails), and they rise with the strength:
   judged seed by seed against themselves (the Baseline drops out), the strongest world lies above the null
   and every step between neighbouring worlds lies above 100 (any of them wholly below 100 fails; one that
-  includes 100 leaves the rise unclear, not shown at the run's power; the estimates' order alone shows nothing);
+  includes 100 leaves the rise unclear, not shown at the run's power; the estimates' order alone shows nothing).
+  Where a gain is not shown, the check says how many seeds one of its estimated size would need
+  (`precision.seeds_needed`: a rough planning figure for a larger run);
 - the negative control: MTL-Shuffled covers 100 in every world.
 Writes a dose-response figure, the table (Parquet, CSV) and a self-contained report.html.
 """
@@ -29,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis import bootstrap as bs
-from analysis.precision import POWER, as_score, comparisons, overall, seed_interval, seeds_needed
+from analysis.precision import POWER, SEEDS_CAP, as_score, comparisons, overall, seed_interval, seeds_needed
 from core.training import registry
 
 KINDS = ("mtl_true", "mtl_monkey", "mtl_shuffled")   # the co-trained kinds the verdict reads
@@ -196,13 +198,14 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
         return f"{r['estimate']:.1f} [{r['low']:.1f}, {r['high']:.1f}]"
 
     def power(r):
-        """The run's power; where the interval includes 100, how many seeds an effect of the estimate's size needs."""
+        """The run's power; where a benefit's interval includes 100, how many seeds one of the estimate's size needs."""
         m = r.get("mde")
         out = f", smallest detectable effect {m:.0f}%" if m is not None and m == m else ""
-        if out and "seeds_needed" in r and place(r) == "covers":
-            n = r["seeds_needed"]
-            out += (f" (one of its estimated size needs about {n} seeds for {POWER:.0%} power)" if n is not None and n == n
-                    else " (one of its estimated size needs more than 1,000 seeds)")
+        n = r.get("seeds_needed")
+        if out and n is not None and n == n and place(r) == "covers" and r["estimate"] > 100:
+            out += (f" (a gain of its estimated size, at this run's spread from seed to seed, would need about {n:.0f} "
+                    f"seeds for {POWER:.0%} power: a rough planning figure)" if math.isfinite(n) else
+                    f" (no run of up to {SEEDS_CAP:,} seeds would show a gain of its estimated size at this run's spread)")
         return out
 
     def place(r) -> str:
@@ -233,7 +236,7 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
         """The row with the interval the finding checks read (`detect_*`, at the nominal level) where it has one."""
         if r and r.get("detect_low") is not None:
             return {**r, "low": r["detect_low"], "high": r["detect_high"], "mde": r.get("detect_mde"),
-                    "seeds_needed": r.get("detect_seeds_needed")}
+                    **({"seeds_needed": r["detect_seeds_needed"]} if "detect_seeds_needed" in r else {})}
         return r
 
     for k in FOUND:
@@ -346,13 +349,15 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
                 + ("<h2>The rise, seed by seed</h2><p>Each kind in the strongest world against itself in the null world, "
                    "then each world against the next weaker one, paired by seed (the Baseline, the same models in every "
                    f"world, drops out), {detect_level:.0%} intervals. A rise is shown when all of them lie above 100. The last "
-                   "column plans a larger run: how many seeds an effect of the estimate's size would need, with this run's "
-                   "spread from seed to seed (itself loosely known from a few seeds; empty: more than 1,000).</p>"
-                   + H.table(pl.DataFrame(rise).select(pl.col("kind").map_elements(registry.label, return_dtype=pl.String),
+                   "column plans a larger run where a contrast includes 100: how many seeds an effect of the estimate's size "
+                   "would need, at this run's spread from seed to seed (a rough figure: that spread is loosely known "
+                   "from a few seeds).</p>"
+                   + H.table(pl.DataFrame([{**c, "plan": plan(c)} for c in rise]).select(
+                                                       pl.col("kind").map_elements(registry.label, return_dtype=pl.String),
                                                        pl.format("{} against {}", "to", "from").alias("worlds"),
                                                        interval_text().alias("robustness"),
                                                        pl.col("mde").round(1).alias("smallest detectable effect (%)"),
-                                                       "n_seeds", pl.col("seeds_needed").alias(
+                                                       "n_seeds", pl.col("plan").alias(
                                                            f"seeds for its estimate's size at {POWER:.0%} power")))
                    if rise else "")
                 + ("<h2>Notes</h2>" + "".join(f"<div class='note'>{html.escape(n)}</div>" for n in notes) if notes else "")
@@ -364,6 +369,15 @@ def build(storage: str, sweeps: list[tuple[float, str]], out: str | Path, n_boot
         log(format_calibration(cal))
         log(f"calibration report: {out / 'report.html'}")
     return cal
+
+
+def plan(c: dict) -> str:
+    """The rise table's planning column: where a contrast's interval includes 100, the seeds an effect of its
+    estimate's size would need (`precision.seeds_needed`); empty where it is already shown or refuted."""
+    n = c.get("seeds_needed")
+    if n is None or n != n or not (c["low"] <= 100 <= c["high"]):
+        return ""
+    return f"{n:.0f}" if math.isfinite(n) else f"more than {SEEDS_CAP:,}"
 
 
 def format_calibration(cal: Calibration) -> str:

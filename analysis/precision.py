@@ -120,25 +120,38 @@ def seed_interval(x: np.ndarray, level: float = 0.95, power: float = POWER) -> d
             "image_sd": math.sqrt(c) if math.isfinite(c) else float("nan"), "n_seeds": k}
 
 
-def seeds_needed(x: np.ndarray, level: float = 0.95, power: float = POWER, cap: int = 1000) -> int | None:
-    """How many seeds would detect an effect of the size `x` estimates, with probability `power`, at `level`:
-    the smallest k whose smallest detectable effect (`seed_interval`'s, with this run's spread from seed to seed
-    and image noise held fixed) is no larger than |estimate|. A planning figure, as uncertain as the spread it
-    is read from (a few seeds estimate it loosely); None for an estimate of 0, fewer than 2 seeds, or more
-    than `cap` seeds."""
-    x = np.asarray(x, dtype=np.float64)
-    k = x.shape[1]
-    if k < 2:
-        return None
-    r = seed_interval(x, level, power)
-    est, s2, c = abs(r["estimate"]), r["seed_sd"] ** 2, r["image_sd"] ** 2
-    if not (math.isfinite(c) and est > 0):
-        return None
+SEEDS_CAP = 1000   # seeds_for looks no further
+
+
+def seeds_for(s2: float, c: float, effect: float, level: float = 0.95, power: float = POWER, cap: int = SEEDS_CAP) -> float:
+    """The smallest number of seeds k >= 2 whose smallest detectable effect (`seed_interval`'s: t with k - 1
+    degrees of freedom on the seed term s2 / k, the normal quantile on the image term c) is at most `effect`
+    (ln scale). s2: the variance over seeds of the per-seed value; c: the variance of the mean that more seeds
+    do not shrink (the test images' noise every seed shares). inf where no count up to `cap` does, always so when
+    the image term alone is too large ((z_level + z_power)·sqrt(c) >= effect); NaN for an effect that is not
+    positive or a variance that is not finite."""
+    if not (effect > 0 and math.isfinite(effect) and math.isfinite(s2) and math.isfinite(c)):
+        return math.nan
+    if (special.ndtri(0.5 + level / 2) + special.ndtri(power)) * math.sqrt(c) >= effect:
+        return math.inf
     for n in range(2, cap + 1):
         a = s2 / n
-        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:
-            return n
-    return None
+        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:
+            return float(n)
+    return math.inf
+
+
+def seeds_needed(x: np.ndarray, level: float = 0.95, power: float = POWER, cap: int = SEEDS_CAP) -> float:
+    """How many seeds would detect an effect of the size `x` estimates, with probability `power`, at `level`
+    (`seeds_for` with this run's spread from seed to seed and image noise held fixed). A rough planning figure:
+    a spread read from a few seeds is loosely known, and the estimate itself is noisy. NaN where there is
+    nothing to plan from (fewer than 2 seeds, no image replicates, an estimate of 0 or not finite); inf where
+    no run of up to `cap` seeds would do."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        return math.nan
+    r = seed_interval(x, level, power)
+    return seeds_for(r["seed_sd"] ** 2, r["image_sd"] ** 2, abs(r["estimate"]), level, power, cap)
 
 
 class Paired:

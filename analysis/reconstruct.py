@@ -265,7 +265,7 @@ def run(args, log=print) -> dict:
                                          "rho_bar_start_spread": float(spread[i, j]) if variant == "reconstruction" else float("nan"),
                                          "rho_bar_start_range": float(rng[j]) if variant == "reconstruction" else float("nan"),
                                          # the starts whose result converged: the spread is over these (NaN below two)
-                                         "starts_converged": int(n_ok[i, j]) if variant == "reconstruction" else 0,
+                                         "starts_converged": int(n_ok[i, j]) if variant == "reconstruction" else None,
                                          "check_tail_drop": float(rec.check_tail_drop[i, j])
                                          if variant == "reconstruction" and rec.check_tail_drop is not None else float("nan"),
                                          "stalled": bool(rec.stalled[i, j]) if variant == "reconstruction" else False,

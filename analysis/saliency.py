@@ -71,12 +71,13 @@ def start_spread(values: np.ndarray, converged: np.ndarray) -> tuple[np.ndarray,
     whose result converged: (spread, range, count). `spread` (N, R) is max - min over those starts, NaN
     where fewer than two converged (one start gives no spread, and 0 would claim a stability nobody saw);
     `range` (R,) is the range over starts of each start's median over images, NaN where fewer than two
-    starts have a converged image; `count` (N, R) is how many starts converged."""
+    starts have a converged image; `count` (N, R) is how many starts converged (a ϱ̄ that is not finite, as for
+    an image with no power, counts there but gives no spread)."""
     v = np.where(converged, np.asarray(values, dtype=np.float64), np.nan)
-    count = np.isfinite(v).sum(axis=0)
+    count = np.asarray(converged).sum(axis=0)
     hi = np.where(np.isnan(v), -np.inf, v).max(axis=0)
     lo = np.where(np.isnan(v), np.inf, v).min(axis=0)
-    spread = np.where(count >= 2, hi - lo, np.nan)
+    spread = np.where(np.isfinite(v).sum(axis=0) >= 2, hi - lo, np.nan)
     med = np.array([[np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in v[k].T]
                     for k in range(len(v))])   # (K, R)
     ok = np.isfinite(med)

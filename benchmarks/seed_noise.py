@@ -30,15 +30,16 @@ sys.path.insert(0, str(ROOT))  # runnable from a checkout
 
 EFFECT = 1.14      # the paper's MTL-Monkey: 1.141 x Baseline
 KINDS = ("baseline", "monkey_predictor", "mtl_shuffled", "mtl_monkey")
-Z = 2.8016         # z_{0.975} + z_{0.80}
 
 
 def seeds_needed(sd: float, image_var: float = 0.0, effect: float = EFFECT) -> float:
-    """Seeds for a two-sided 5% test at 80% power of ln(effect), from the per-seed s.d. of the compared
-    quantity and the variance of the mean that does not shrink with seeds (the test images): the k with
-    Z·sqrt(sd²/k + image_var) = ln(effect); infinite where the images alone are too few."""
-    room = (math.log(effect) / Z) ** 2 - image_var
-    return sd * sd / room if room > 0 else math.inf
+    """Seeds for a two-sided 5% test at 80% power of ln(effect), from the per-seed s.d. of the compared quantity
+    and the variance of the mean that does not shrink with seeds (the test images): analysis.precision.seeds_for,
+    the count at which the run's own smallest detectable effect reaches it; infinite where the images alone are
+    too few or more than 1,000 seeds would be needed."""
+    from analysis.precision import seeds_for
+
+    return seeds_for(sd * sd, image_var, math.log(effect))
 
 
 def analyse(storage: Path, sweep: str | None = None, n_boot: int = 250) -> dict:
@@ -65,7 +66,8 @@ def analyse(storage: Path, sweep: str | None = None, n_boot: int = 250) -> dict:
         row = {"seeds": int(m.height), "robustness_mean": float(m["robustness"].mean()),
                "sigma_ln_robustness": float(ln.std(ddof=1)) if m.height > 1 else math.nan,
                "clean_accuracy_mean": float(acc.mean()), "clean_accuracy_sd": float(acc.std(ddof=1)) if m.height > 1 else math.nan}
-        row["seeds_needed_unpaired"] = 2 * seeds_needed(row["sigma_ln_robustness"]) if m.height > 1 else math.nan
+        # per arm, unpaired: the difference of two arms' means has twice one arm's variance
+        row["seeds_needed_unpaired"] = seeds_needed(math.sqrt(2) * row["sigma_ln_robustness"]) if m.height > 1 else math.nan
         for ref in ("baseline", "mtl_shuffled"):
             if ref == kind:
                 continue
@@ -85,7 +87,7 @@ def show(res: dict) -> str:
              f"{'kind':14s} {'seeds':>5s} {'robust.':>8s} {'sigma ln':>9s} {'acc (sd)':>14s} {'seeds for +14%':>15s}"]
     for kind, r in res["kinds"].items():
         lines.append(f"{kind:14s} {r['seeds']:5d} {r['robustness_mean']:8.1f} {r['sigma_ln_robustness']:9.3f} "
-                     f"{r['clean_accuracy_mean']:7.3f} ({r['clean_accuracy_sd']:.3f}) {r['seeds_needed_unpaired']:15.1f}")
+                     f"{r['clean_accuracy_mean']:7.3f} ({r['clean_accuracy_sd']:.3f}) {r['seeds_needed_unpaired']:15.0f}")
     lines.append("paired by seed (d_s = ln robustness against the reference of the same seed):")
     for kind, r in res["kinds"].items():
         for ref in ("baseline", "mtl_shuffled"):
@@ -93,7 +95,7 @@ def show(res: dict) -> str:
             if c:
                 lines.append(f"  {kind} vs {ref}: {c['estimate']:.1f} [{c['low']:.1f}, {c['high']:.1f}] over {c['n_seeds']} seeds; "
                              f"s.d. of d_s {c['paired_sd']:.3f}, image term {c['image_sd']:.3f}; smallest detectable "
-                             f"effect {c['mde_pct']:.1f}%; seeds for +14%: {c['seeds_needed_paired']:.1f}")
+                             f"effect {c['mde_pct']:.1f}%; seeds for +14%: {c['seeds_needed_paired']:.0f}")
     return "\n".join(lines)
 
 

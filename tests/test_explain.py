@@ -116,6 +116,11 @@ def test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit
                                .then(pl.lit(99.0)).otherwise(pl.col("low")).alias("low"), mde=pl.lit(14.0))
     (found,) = [(s, d) for n, s, d in J(missed) if n == "MTL-True finds the planted benefit"]
     assert found[0] == "unclear" and "0.5: 112.0 [99.0, 118.0], smallest detectable effect 14%" in found[1]
+    assert "would need" not in found[1]   # no planning figure in the table: none invented
+    planned = missed.with_columns(detect_low=pl.col("low"), detect_high=pl.col("high"), detect_mde=pl.lit(14.0),
+                                  detect_seeds_needed=pl.lit(12.0))
+    (found,) = [d for n, s, d in J(planned) if n == "MTL-True finds the planted benefit"]
+    assert "smallest detectable effect 14% (a gain of its estimated size, at this run's spread from seed to seed, would need about 12 seeds" in found
     refuted = edit(good, 0.5, "mtl_true", estimate=94, low=90, high=98)
     assert {n: s for n, s, _ in J(refuted)}["MTL-True finds the planted benefit"] == "fail"
     # the finding reads the interval at the nominal level where the table has one (detect_*), the coverage
@@ -148,7 +153,7 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     assert abs(r["estimate"] - 100 * np.exp(lift.mean())) < 0.5 and 100 < r["low"] < r["estimate"] < r["high"] < 120
     assert [(c["from"], c["to"]) for c in (up, on)] == [(0.0, 0.5), (0.5, 1.0)]
     assert abs(up["estimate"] - 100 * np.exp(lift.mean() / 2)) < 0.5 and up["low"] > 100 and up["mde"] > 0
-    assert 2 <= up["seeds_needed"] <= 5   # shown with five seeds: planning a larger run asks for no more
+    assert 2 <= up["seeds_needed"] <= 10   # a step this clear plans a small run (here 3 seeds)
     # a seed missing from one world is left out of the pair; with fewer than 2 seeds there is no contrast
     short = {0.0: {"images": (1,), "mtl_true": ([0, 1], reps(swing)[:, :2])}, 1.0: {"images": (1,), "mtl_true": ([1], reps(swing)[:, 1:2])}}
     assert rises(short, 0.95) == []
@@ -171,13 +176,19 @@ def test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed():
     s, d = check(table, [r, up, dip])
     assert s == "unclear" and "1 against 0.5: 97.0 [85.0, 111.0], smallest detectable effect 30%" in d
     assert d.endswith("not shown at this power: 1 against 0.5")
-    # where a contrast knows how many seeds an effect of its estimate's size needs, an unclear one says so;
-    # one already shown (above 100) plans nothing
-    s, d = check(table, [{**r, "seeds_needed": 4}, up, {**dip, "seeds_needed": 37}])
-    assert "97.0 [85.0, 111.0], smallest detectable effect 30% (one of its estimated size needs about 37 seeds" in d
+    # where a gain is not shown and the contrast knows how many seeds one of its estimated size needs, the check
+    # says so; a gain already shown, or a fall, plans nothing
+    small = {**on, "estimate": 104.0, "low": 95.0, "high": 114.0, "mde": 30.0}
+    s, d = check(table, [{**r, "seeds_needed": 4.0}, up, {**small, "seeds_needed": 37.0}])
+    assert s == "unclear" and ("104.0 [95.0, 114.0], smallest detectable effect 30% (a gain of its estimated size, at this "
+                               "run's spread from seed to seed, would need about 37 seeds for 80% power") in d
     assert "about 4 seeds" not in d
-    s, d = check(table, [r, up, {**dip, "seeds_needed": None}])
-    assert "smallest detectable effect 30% (one of its estimated size needs more than 1,000 seeds)" in d
+    s, d = check(table, [r, up, {**dip, "seeds_needed": 37.0}])
+    assert "seeds for" not in d and "would show" not in d
+    s, d = check(table, [r, up, {**small, "seeds_needed": np.inf}])
+    assert "(no run of up to 1,000 seeds would show a gain of its estimated size at this run's spread)" in d
+    s, d = check(table, [r, up, {**small, "seeds_needed": np.nan}])
+    assert d.count("smallest detectable effect 30%") == 1 and "would" not in d
     s, d = check(table, [r, up, {**dip, "high": 98.0}])
     assert s == "fail" and d.endswith("it falls: 1 against 0.5")
     assert state([r, up, {**on, "low": float("nan")}]) == "unclear"

@@ -167,8 +167,9 @@ def test_seed_interval_of_one_seed_is_the_image_term_alone():
 
 def test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_estimate():
     """Seeds with the same mean and spread as five measured ones: at the count `seeds_needed` names, seed_interval's
-    own smallest detectable effect is at most the estimate, one seed fewer it is larger. Mutants caught: a count
-    one too high or too low, the interval's half-width alone (50% power), a normal quantile for the seed term."""
+    own smallest detectable effect (at the same level and power) is at most the estimate, one seed fewer it is
+    larger. Mutants caught: a count one too high or too low, the interval's half-width alone (50% power), a normal
+    quantile for the seed term, the level ignored."""
     rng = np.random.default_rng(4)
     shared = rng.standard_normal((400, 1))
     shared = (shared - shared.mean()) / shared.std(ddof=1)   # the image noise every seed shares, s.d. exactly 1
@@ -178,13 +179,19 @@ def test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_est
         v = mean + sd * (z - z.mean()) / z.std(ddof=1)
         return np.vstack([v, v + image_sd * shared])
 
-    for mean, sd in ((0.08, 0.10), (-0.05, 0.04), (0.15, 0.20)):
+    for mean, sd, level, power in ((0.08, 0.10, 0.95, 0.8), (-0.05, 0.04, 0.95, 0.8), (0.15, 0.20, 0.95, 0.8),
+                                   (0.08, 0.10, 0.90, 0.9), (0.08, 0.10, 0.99, 0.8)):
         x = seeds(5, mean, sd)
-        n = seeds_needed(x)
-        assert n is not None and n > 2
+        n = seeds_needed(x, level, power)
+        assert n == int(n) and n > 2
+        n = int(n)
         assert seed_interval(x)["image_sd"] == pytest.approx(0.01)
-        at = lambda k: seed_interval(seeds(k, mean, sd))   # noqa: E731
+        at = lambda k: seed_interval(seeds(k, mean, sd), level, power)   # noqa: E731
         assert at(n)["mde"] <= abs(mean) + 1e-9 < at(n - 1)["mde"]
-    assert seeds_needed(seeds(5, 0.3, 0.05)) <= 5                  # already detectable: five seeds or fewer
-    assert seeds_needed(seeds(5, 1e-4, 0.2)) is None               # past the cap
-    assert seeds_needed(np.vstack([[0.1], 0.1 + 0.01 * shared])) is None   # one seed: no spread to plan from
+    assert seeds_needed(seeds(5, 0.3, 0.05)) <= 5                           # already detectable: five seeds or fewer
+    assert seeds_needed(seeds(5, 0.01, 0.2, image_sd=0.0)) == np.inf        # about 3,100 seeds: past the cap of 1,000
+    # the images' shared noise sets a floor no number of seeds lowers: (1.96 + 0.84) x 0.01 = 0.028 > 0.02
+    assert seeds_needed(seeds(5, 0.02, 0.001)) == np.inf
+    assert seeds_needed(seeds(5, 0.03, 0.001)) < 10                         # just above the floor
+    assert np.isnan(seeds_needed(np.vstack([[0.1], 0.1 + 0.01 * shared])))  # one seed: no spread to plan from
+    assert np.isnan(seeds_needed(seeds(5, 0.08, 0.1)[:1]))                  # no image replicates

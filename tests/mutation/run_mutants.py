@@ -31,6 +31,8 @@ LAKE, IO, COMPARE = "core/results/lake.py", "core/io.py", "core/evaluate/tintc_c
 STATS = ["tests/test_analysis.py", "tests/test_calibration.py"]
 PREC = "analysis/precision.py"
 PREC_TESTS = ["tests/test_precision.py", "tests/test_calibration.py"]
+CAL = "analysis/calibration.py"
+RISE_TEST = "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"
 NEEDED = "tests/test_precision.py::test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_estimate"
 SPREAD = "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
@@ -69,20 +71,26 @@ MUTANTS = {
     "the seed variance with ddof 0 (a missing k/(k-1))": mutant(
         (PREC, "    seed_var = float(x[0].var(ddof=1)) if k > 1 else 0.0", "    seed_var = float(x[0].var(ddof=0)) if k > 1 else 0.0"),
         *PREC_TESTS),
-    "seeds needed one too many": mutant((PREC, "            return n\n", "            return n + 1\n"), NEEDED),
-    "seeds needed one too few": mutant((PREC, "            return n\n", "            return n - 1\n"), NEEDED),
+    "seeds needed one too many": mutant((PREC, "            return float(n)\n", "            return float(n + 1)\n"), NEEDED),
+    "seeds needed one too few": mutant((PREC, "            return float(n)\n", "            return float(n - 1)\n"), NEEDED),
     "seeds needed for the interval alone (50% power)": mutant(
-        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:",
-         "        if _half_width(a, c, n, 0.5 + level / 2) <= est:"), NEEDED),
+        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+         "        if _half_width(a, c, n, 0.5 + level / 2) <= effect:"), NEEDED),
     "seeds needed with the normal quantile for the seed term": mutant(
-        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= est:",
-         "        if math.sqrt(a + c) * 2.8 <= est:"), NEEDED),
-    "a calibration that plans more seeds for a step it has already shown": mutant(
-        ("analysis/calibration.py", 'if out and "seeds_needed" in r and place(r) == "covers":', 'if out and "seeds_needed" in r:'),
-        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+         "        if math.sqrt(a + c) * 2.8 <= effect:"), NEEDED),
+    "seeds needed at 95% whatever the level asked for": mutant(
+        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+         "        if _half_width(a, c, n, 0.975) + _half_width(a, c, n, power) <= effect:"), NEEDED),
+    "a calibration that plans more seeds for a gain it has already shown": mutant(
+        (CAL, 'and place(r) == "covers" and r["estimate"] > 100:', 'and r["estimate"] > 100:'), RISE_TEST),
+    "a calibration that plans a fall as if it were a gain": mutant(
+        (CAL, 'and place(r) == "covers" and r["estimate"] > 100:', 'and place(r) == "covers":'), RISE_TEST),
+    "a finding that drops the planning figure its table carries": mutant(
+        (CAL, '**({"seeds_needed": r["detect_seeds_needed"]} if "detect_seeds_needed" in r else {})}', "}"),
+        "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "a seed-paired contrast that plans with the seeds of one world alone": mutant(
-        ("analysis/calibration.py", '"seeds_needed": seeds_needed(d, level)}', '"seeds_needed": seeds_needed(pick(b[kind]), level)}'),
-        "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"),
+        (CAL, '"seeds_needed": seeds_needed(d, level)}', '"seeds_needed": seeds_needed(pick(b[kind]), level)}'), RISE_TEST),
     "ratios pooled as if they were seeds": mutant(
         (PREC, "                    d = np.mean([p.log_ratio([v[1][v[0].index(x)] for x in seeds], [v[2][v[0].index(x)] for x in seeds], sel)\n"
                "                                 for v in per_setting.values()], axis=0)",
@@ -270,7 +278,7 @@ MUTANTS = {
         (SAL, "v = np.where(converged, np.asarray(values, dtype=np.float64), np.nan)", "v = np.asarray(values, dtype=np.float64)"),
         SPREAD),
     "a start spread of 0 where only one start converged": mutant(
-        (SAL, "spread = np.where(count >= 2, hi - lo, np.nan)", "spread = np.where(count >= 1, hi - lo, np.nan)"),
+        (SAL, "spread = np.where(np.isfinite(v).sum(axis=0) >= 2, hi - lo, np.nan)", "spread = np.where(np.isfinite(v).sum(axis=0) >= 1, hi - lo, np.nan)"),
         SPREAD),
     "the start range over the starts' mean instead of their median": mutant(
         (SAL, "med = np.array([[np.median(c[np.isfinite(c)])", "med = np.array([[np.mean(c[np.isfinite(c)])"),
