@@ -186,6 +186,14 @@ def family_level(level: float, planted: list[float]) -> float:
     return 1 - (1 - level) / max(1, m)
 
 
+def place(r: dict) -> str:
+    """Where an interval lies: above | below | covers 100, or unknown (not finite)."""
+    lo, hi = r["low"], r["high"]
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "unknown"
+    return "above" if lo > 100 else ("below" if hi < 100 else "covers")
+
+
 def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str, str, str]]:
     """The checks (name, pass | fail | unclear, detail) of the study's table; `rise` (from `rises`) each kind's
     seed-paired contrasts across worlds (the strongest against the null, each world against the next weaker),
@@ -207,13 +215,6 @@ def judge(table: pl.DataFrame, rise: list[dict] | None = None) -> list[tuple[str
                     f"seeds for {POWER:.0%} power: a rough planning figure)" if math.isfinite(n) else
                     f" (no run of up to {SEEDS_CAP:,} seeds would show a gain of its estimated size at this run's spread)")
         return out
-
-    def place(r) -> str:
-        """Where an interval lies: above | below | covers 100, or unknown (not finite)."""
-        lo, hi = r["low"], r["high"]
-        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
-            return "unknown"
-        return "above" if lo > 100 else ("below" if hi < 100 else "covers")
 
     values = sorted(set(table["planted"].to_list()))
     out = []
@@ -375,7 +376,7 @@ def plan(c: dict) -> str:
     """The rise table's planning column: where a contrast's interval includes 100, the seeds an effect of its
     estimate's size would need (`precision.seeds_needed`); empty where it is already shown or refuted."""
     n = c.get("seeds_needed")
-    if n is None or n != n or not (c["low"] <= 100 <= c["high"]):
+    if n is None or n != n or place(c) != "covers":
         return ""
     return f"{n:.0f}" if math.isfinite(n) else f"more than {SEEDS_CAP:,}"
 

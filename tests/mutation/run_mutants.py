@@ -33,6 +33,7 @@ PREC = "analysis/precision.py"
 PREC_TESTS = ["tests/test_precision.py", "tests/test_calibration.py"]
 CAL = "analysis/calibration.py"
 RISE_TEST = "tests/test_explain.py::test_the_rise_is_each_kind_against_itself_in_the_null_world_seed_by_seed"
+SEEDS_FOR_TEST = "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:"   # the line of precision.seeds_for its mutants edit
 NEEDED = "tests/test_precision.py::test_seeds_needed_is_the_first_count_whose_detectable_effect_reaches_the_estimate"
 SPREAD = "tests/test_reconstruct.py::test_the_start_spread_counts_only_converged_starts_and_needs_two"
 ATOMIC = "tests/test_corruptions.py::test_a_write_that_fails_at_the_rename_leaves_the_old_file_and_nothing_else"
@@ -74,13 +75,13 @@ MUTANTS = {
     "seeds needed one too many": mutant((PREC, "            return float(n)\n", "            return float(n + 1)\n"), NEEDED),
     "seeds needed one too few": mutant((PREC, "            return float(n)\n", "            return float(n - 1)\n"), NEEDED),
     "seeds needed for the interval alone (50% power)": mutant(
-        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+        (PREC, SEEDS_FOR_TEST,
          "        if _half_width(a, c, n, 0.5 + level / 2) <= effect:"), NEEDED),
     "seeds needed with the normal quantile for the seed term": mutant(
-        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+        (PREC, SEEDS_FOR_TEST,
          "        if math.sqrt(a + c) * 2.8 <= effect:"), NEEDED),
     "seeds needed at 95% whatever the level asked for": mutant(
-        (PREC, "        if _half_width(a, c, n, 0.5 + level / 2) + _half_width(a, c, n, power) <= effect:",
+        (PREC, SEEDS_FOR_TEST,
          "        if _half_width(a, c, n, 0.975) + _half_width(a, c, n, power) <= effect:"), NEEDED),
     "a calibration that plans more seeds for a gain it has already shown": mutant(
         (CAL, 'and place(r) == "covers" and r["estimate"] > 100:', 'and r["estimate"] > 100:'), RISE_TEST),
@@ -186,7 +187,7 @@ MUTANTS = {
         ("analysis/calibration.py", "for k, r in have.items() if place(r) == \"above\"]", "for k, r in have.items() if place(r) in (\"above\", \"below\")]"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "an interval that is not finite read as a pass": mutant(
-        ("analysis/calibration.py", "            return \"unknown\"\n", "            return \"covers\"\n"),
+        ("analysis/calibration.py", "        return \"unknown\"\n", "        return \"covers\"\n"),
         "tests/test_explain.py::test_the_calibration_verdict_needs_no_false_discovery_a_found_rising_benefit_and_a_flat_shuffled_control"),
     "the rise read the wrong way round (the null against the strongest world)": mutant(
         ("analysis/calibration.py", "d = pick(b[kind]) - pick(a[kind])", "d = pick(a[kind]) - pick(b[kind])"),
