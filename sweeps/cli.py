@@ -405,13 +405,31 @@ def start_ray(address: str | None, num_cpus: int | None, log, verbose: bool = Fa
     return ctx
 
 
+RAY_SETTLE_S = 5.0   # how long an interrupted driver watches the local Ray's processes before a normal exit
+
+
+def ray_died_with_us(node, settle: float = RAY_SETTLE_S) -> bool:
+    """Whether the local Ray `node` lost a process after the signal: polled for up to `settle` seconds, since
+    a GCS or raylet that got the same SIGTERM takes a moment to end (read at once, it raced the driver and a
+    process group's stop could still take the slow way out: 60 s, then status 1)."""
+    import time
+
+    deadline = time.monotonic() + settle
+    while node.remaining_processes_alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
 @contextlib.contextmanager
 def interruptible(say):
     """Ctrl-C or SIGTERM inside the block: `say(what)` ("interrupted" or "terminated (SIGTERM)"; one line
     on what is kept and how to go on), then exit with 130 or 143. Where the signal reached the whole
-    process group (a batch scheduler's stop), the local Ray's own processes died with it, and Ray's
+    process group (a batch scheduler's stop), the local Ray's own processes die with it, and Ray's
     shutdown at exit would wait 60 s for its GCS and then end the process with status 1: what is left
-    of that Ray is stopped here and the process exits at once."""
+    of that Ray is stopped here and the process exits at once. They may still be shutting down when the
+    driver gets here, so it watches them for up to RAY_SETTLE_S before taking the normal way out."""
     try:
         yield
     except KeyboardInterrupt as e:
@@ -420,7 +438,7 @@ def interruptible(say):
         what, status = interruption(e)
         say(what)
         node = getattr(ray._private.worker, "_global_node", None)   # None, or nothing started here: a normal exit
-        if node is not None and not node.remaining_processes_alive():
+        if node is not None and ray_died_with_us(node):
             node.kill_all_processes(check_alive=False, allow_graceful=False)
             sys.stdout.flush()
             sys.stderr.flush()

@@ -133,3 +133,24 @@ def test_a_trial_that_asha_stopped_is_said_so(capsys):
         "  mtl_monkey       ratio   1:5 seed 0  train epoch 1  val acc 0.250",
         "  mtl_monkey       ratio   1:5 seed 0  stopped by ASHA after epoch 2  val acc 0.266",
         "  mtl_monkey       ratio   1:5 seed 0  done: ok, clean acc 0.300, FEVe 0.100"]
+
+
+def test_an_interrupted_driver_waits_for_ray_processes_that_are_still_ending():
+    """A process group's SIGTERM reaches the driver and the local Ray's GCS and raylet at once; they take a
+    moment to end. Read at once, they looked alive, the driver took the normal way out and Ray's shutdown
+    waited 60 s for the dead GCS, then exited 1 (seen on CI). Mutant caught: the processes read once, no wait."""
+    import time
+
+    from sweeps.cli import ray_died_with_us
+
+    class Node:
+        def __init__(self, dies_after):
+            self.end = time.monotonic() + dies_after
+
+        def remaining_processes_alive(self):
+            return time.monotonic() < self.end
+
+    assert ray_died_with_us(Node(0.3), settle=2.0)            # ends while watched: the fast way out
+    t = time.monotonic()
+    assert not ray_died_with_us(Node(60.0), settle=0.5)       # still running (the driver alone was signalled)
+    assert 0.5 <= time.monotonic() - t < 2.0                  # gave up after the settle time, not sooner

@@ -72,6 +72,9 @@ MUTANTS = {
     "the seed variance with ddof 0 (a missing k/(k-1))": mutant(
         (PREC, "    seed_var = float(x[0].var(ddof=1)) if k > 1 else 0.0", "    seed_var = float(x[0].var(ddof=0)) if k > 1 else 0.0"),
         *PREC_TESTS),
+    "an interrupted driver that reads the local Ray's processes once (no wait for those still ending)": mutant(
+        ("sweeps/cli.py", "    deadline = time.monotonic() + settle\n", "    deadline = time.monotonic()\n"),
+        "tests/test_cli.py::test_an_interrupted_driver_waits_for_ray_processes_that_are_still_ending"),
     "seeds needed one too many": mutant((PREC, "            return float(n)\n", "            return float(n + 1)\n"), NEEDED),
     "seeds needed one too few": mutant((PREC, "            return float(n)\n", "            return float(n - 1)\n"), NEEDED),
     "seeds needed for the interval alone (50% power)": mutant(
